@@ -1,0 +1,3 @@
+module github.com/timelapse-ml/pipeline
+
+go 1.26.0

@@ -1,0 +1,87 @@
+package pipeline
+
+import "context"
+
+// Kind is a stage kind: what a `kind:` value in the YAML names. A kind declares
+// its params once; that spec validates configs and prints the docs.
+type Kind struct {
+	// Name is the value of `kind:` in the YAML.
+	Name string
+	// Version is the kind's code version. Bump it whenever the kind's outputs
+	// for the same inputs change; it is part of the cache key.
+	Version string
+	// Doc is a one-paragraph description shown by `pipeline stages`.
+	Doc string
+	// Params is the kind's parameter spec, in display order.
+	Params []ParamSpec
+	// Tools lists external programs whose version is part of the cache key.
+	Tools []Tool
+	// Run does the stage's work. It writes its outputs under r.OutDir (see
+	// StageRun for atomicity) and returns an error to fail the stage.
+	Run func(ctx context.Context, r *StageRun) error
+	// Verify, when set, checks the integrity of a finished stage's outputs
+	// (`pipeline verify`). dir is the stage's output directory.
+	Verify func(ctx context.Context, dir string, p Params) error
+}
+
+// Tool is an external program a kind calls. Its version string (the first
+// line of `Name VersionArgs...`) enters the cache key.
+type Tool struct {
+	Name        string
+	VersionArgs []string
+}
+
+// ParamType is the type of a stage parameter's value.
+type ParamType int
+
+// Param types. Durations accept Go durations ("2s", "1m30s") or a number of
+// seconds. Paths are strings resolved relative to the config file's folder.
+const (
+	String ParamType = iota
+	Int
+	Float
+	Bool
+	Duration
+	StringList
+	Path
+)
+
+func (t ParamType) String() string {
+	switch t {
+	case String:
+		return "string"
+	case Int:
+		return "int"
+	case Float:
+		return "float"
+	case Bool:
+		return "bool"
+	case Duration:
+		return "duration"
+	case StringList:
+		return "list of strings"
+	case Path:
+		return "path"
+	}
+	return "unknown"
+}
+
+// ParamSpec declares one parameter of a kind.
+type ParamSpec struct {
+	Name string
+	Type ParamType
+	// Default is the value used when the YAML omits the param: a string,
+	// int, float64, bool, time.Duration or []string matching Type. Nil with
+	// Required false means "unset" (Params.Has reports false).
+	Default any
+	// Required params have no default; omitting one is a validation error.
+	Required bool
+	// Enum, when non-empty, lists the allowed values of a String param.
+	Enum []string
+	// Min and Max, when non-nil, bound Int and Float params (inclusive).
+	Min, Max *float64
+	Doc      string
+}
+
+// Bound returns a pointer to v, for ParamSpec.Min and Max.
+func Bound(v float64) *float64 { return &v }
