@@ -1,0 +1,123 @@
+package frames
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/timelapse-ml/pipeline/pipeline"
+)
+
+// IndexFile is the name of the index in a frames output folder.
+const IndexFile = "index.jsonl"
+
+// Video statuses in the index.
+const (
+	StatusOK      = "ok"
+	StatusDamaged = "damaged"
+)
+
+// Video is one row of index.jsonl: the frames extracted from one source video.
+// Its frames are FramePath(dir, ID, 1..Frames).
+type Video struct {
+	// ID is the ingest video id; the frames live in the folder <dir>/<ID>.
+	ID string `json:"id"`
+	// Source is the absolute path of the source video.
+	Source string `json:"source"`
+	// Frames is the number of JPEG files, numbered 1..Frames.
+	Frames int `json:"frames"`
+	// FPS is the output frame rate (the recipe's -r).
+	FPS float64 `json:"fps"`
+	// TrimHead is the seconds skipped at the start of the source.
+	TrimHead float64 `json:"trim_head"`
+	// DropFirst tells that the first output frame (at TrimHead) was deleted.
+	DropFirst bool `json:"drop_first"`
+	// Size is the width and height of every frame, in pixels.
+	Size int `json:"size"`
+	// Status is StatusOK or StatusDamaged.
+	Status string `json:"status"`
+	// Message explains a damaged status (ffmpeg's stderr, frame counts).
+	Message string `json:"message,omitempty"`
+}
+
+// PTS returns the time, in seconds in the source video, of frame i (1-based).
+func (v Video) PTS(i int) float64 {
+	k := i - 1
+	if v.DropFirst {
+		k++
+	}
+	if v.FPS <= 0 {
+		return v.TrimHead
+	}
+	return v.TrimHead + float64(k)/v.FPS
+}
+
+// FramePath returns the path of frame i (1-based) of video id under dir.
+func FramePath(dir, id string, i int) string {
+	return filepath.Join(dir, id, FrameName(i))
+}
+
+// FrameName returns the file name of frame i (1-based): 000001.jpg.
+func FrameName(i int) string { return fmt.Sprintf("%06d.jpg", i) }
+
+// EncodeIndex returns the index.jsonl bytes for videos, sorted by ID.
+func EncodeIndex(videos []Video) ([]byte, error) {
+	vs := append([]Video(nil), videos...)
+	sort.Slice(vs, func(i, j int) bool { return vs[i].ID < vs[j].ID })
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	for _, v := range vs {
+		if err := enc.Encode(v); err != nil {
+			return nil, fmt.Errorf("frames: encode index row %s: %w", v.ID, err)
+		}
+	}
+	return buf.Bytes(), nil
+}
+
+// WriteIndex writes dir/index.jsonl through write (the stage's atomic
+// r.WriteFile, relative to dir), or atomically by itself when write is nil.
+func WriteIndex(dir string, videos []Video, write func(rel string, data []byte) error) error {
+	data, err := EncodeIndex(videos)
+	if err != nil {
+		return err
+	}
+	if write != nil {
+		return write(IndexFile, data)
+	}
+	return pipeline.WriteFileAtomic(filepath.Join(dir, IndexFile), data)
+}
+
+// ReadIndex reads dir/index.jsonl.
+func ReadIndex(dir string) ([]Video, error) {
+	path := filepath.Join(dir, IndexFile)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("frames: read index: %w", err)
+	}
+	defer f.Close()
+	var out []Video
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 64*1024), 16*1024*1024)
+	line := 0
+	for sc.Scan() {
+		line++
+		b := bytes.TrimSpace(sc.Bytes())
+		if len(b) == 0 {
+			continue
+		}
+		var v Video
+		if err := json.Unmarshal(b, &v); err != nil {
+			return nil, fmt.Errorf("frames: %s:%d: %w", path, line, err)
+		}
+		out = append(out, v)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("frames: read %s: %w", path, err)
+	}
+	return out, nil
+}
