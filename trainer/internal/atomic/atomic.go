@@ -1,0 +1,88 @@
+// Package atomic writes files under a temporary name beside their final path
+// and renames them into place when complete, so a killed run never leaves a
+// half-written file under a final name. Temporary names start with ".tmp-",
+// the prefix the pipeline engine ignores and cleans up (pipeline.TempPrefix);
+// it is repeated here so the trainer builds without the engine.
+package atomic
+
+import (
+	"bufio"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// TempPrefix starts every temporary file name (equal to pipeline.TempPrefix).
+const TempPrefix = ".tmp-"
+
+// File is a buffered file written under a temporary name.
+type File struct {
+	*bufio.Writer
+	f     *os.File
+	final string
+	done  bool
+}
+
+// Create creates path's parent folders and opens a temporary file beside it.
+func Create(path string) (*File, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("create %s: %w", path, err)
+	}
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	tmp := filepath.Join(filepath.Dir(path), TempPrefix+filepath.Base(path)+"-"+hex.EncodeToString(b[:]))
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("create %s: %w", path, err)
+	}
+	return &File{Writer: bufio.NewWriterSize(f, 1<<20), f: f, final: path}, nil
+}
+
+// Commit flushes, syncs and closes the file and renames it onto its path.
+func (a *File) Commit() error {
+	if a.done {
+		return fmt.Errorf("commit %s: already closed", a.final)
+	}
+	a.done = true
+	tmp := a.f.Name()
+	err := a.Flush()
+	if err == nil {
+		err = a.f.Sync()
+	}
+	if cerr := a.f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, a.final)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", a.final, err)
+	}
+	return nil
+}
+
+// Abort discards the temporary file; a no-op after Commit.
+func (a *File) Abort() {
+	if a.done {
+		return
+	}
+	a.done = true
+	a.f.Close()
+	os.Remove(a.f.Name())
+}
+
+// WriteFile atomically writes data to path.
+func WriteFile(path string, data []byte) error {
+	f, err := Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Abort()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return f.Commit()
+}
