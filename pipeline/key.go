@@ -1,0 +1,168 @@
+package pipeline
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// keyOf hashes key parts (canonical JSON: map keys are sorted).
+func keyOf(p KeyParts) string {
+	b, _ := json.Marshal(p)
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
+}
+
+// paramsForKey renders params as JSON-friendly values: durations as strings,
+// paths as written relative to the config folder when inside it.
+func paramsForKey(st *Stage, cfgDir string) map[string]any {
+	out := map[string]any{}
+	for _, sp := range st.Kind.Params {
+		v, ok := st.Params[sp.Name]
+		if !ok {
+			continue
+		}
+		switch x := v.(type) {
+		case string:
+			if sp.Type == Path && x != "" {
+				if rel, err := filepath.Rel(cfgDir, x); err == nil && !strings.HasPrefix(rel, "..") {
+					x = rel
+				}
+			}
+			out[sp.Name] = x
+		case time.Duration:
+			out[sp.Name] = x.String()
+		default:
+			out[sp.Name] = x
+		}
+	}
+	return out
+}
+
+// toolVersions memoises `tool -version` first lines for the process.
+type toolVersions struct {
+	mu   sync.Mutex
+	seen map[string]toolResult
+}
+
+type toolResult struct {
+	version string
+	err     error
+}
+
+func (t *toolVersions) get(ctx context.Context, tool Tool) (string, error) {
+	id := tool.Name + " " + strings.Join(tool.VersionArgs, " ")
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if r, ok := t.seen[id]; ok {
+		return r.version, r.err
+	}
+	if t.seen == nil {
+		t.seen = map[string]toolResult{}
+	}
+	var r toolResult
+	path, err := exec.LookPath(tool.Name)
+	if err != nil {
+		r.err = fmt.Errorf("%s not found on PATH (on Debian: apt-get install %s)", tool.Name, tool.Name)
+	} else {
+		cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		out, err := exec.CommandContext(cctx, path, tool.VersionArgs...).Output()
+		cancel()
+		if err != nil {
+			r.err = fmt.Errorf("%s %s: %w", tool.Name, strings.Join(tool.VersionArgs, " "), err)
+		} else {
+			line, _, _ := strings.Cut(string(out), "\n")
+			r.version = strings.TrimSpace(line)
+		}
+	}
+	t.seen[id] = r
+	return r.version, r.err
+}
+
+// keyParts computes a stage's key parts given its inputs' digests.
+func (e *Engine) keyParts(ctx context.Context, st *Stage, inputDigests map[string]string) (KeyParts, error) {
+	p := KeyParts{Kind: st.Kind.Name, Version: st.Kind.Version, Params: paramsForKey(st, e.cfg.Dir)}
+	if len(st.Needs) > 0 {
+		p.Inputs = map[string]string{}
+		for _, n := range st.Needs {
+			p.Inputs[n] = inputDigests[n]
+		}
+	}
+	for _, t := range st.Kind.Tools {
+		v, err := e.tools.get(ctx, t)
+		if err != nil {
+			return p, fmt.Errorf("stage %s: %w", st.Name, err)
+		}
+		if p.Tools == nil {
+			p.Tools = map[string]string{}
+		}
+		p.Tools[t.Name] = v
+	}
+	if st.Kind.ExternalInputs != nil {
+		for _, path := range st.Kind.ExternalInputs(st.Params) {
+			if path == "" {
+				continue
+			}
+			if p.External == nil {
+				p.External = map[string]string{}
+			}
+			p.External[filepath.Clean(path)] = listingDigest(path)
+		}
+	}
+	// Canonicalise through JSON so recorded and fresh parts compare equal.
+	b, _ := json.Marshal(p)
+	var canon KeyParts
+	_ = json.Unmarshal(b, &canon)
+	return canon, nil
+}
+
+// staleReasons compares recorded key parts with fresh ones.
+func staleReasons(old, cur KeyParts) []string {
+	var r []string
+	if old.Kind != cur.Kind || old.Version != cur.Version {
+		r = append(r, fmt.Sprintf("code version changed (%s %s -> %s %s)", old.Kind, old.Version, cur.Kind, cur.Version))
+	}
+	if d := diffMaps(old.Params, cur.Params); d != "" {
+		r = append(r, "params changed: "+d)
+	}
+	if d := diffMaps(old.Inputs, cur.Inputs); d != "" {
+		r = append(r, "input changed: "+d)
+	}
+	if d := diffMaps(old.Tools, cur.Tools); d != "" {
+		r = append(r, "tool version changed: "+d)
+	}
+	if d := diffMaps(old.External, cur.External); d != "" {
+		r = append(r, "input changed: "+d)
+	}
+	return r
+}
+
+func diffMaps[V any](a, b map[string]V) string {
+	keys := map[string]bool{}
+	for k := range a {
+		keys[k] = true
+	}
+	for k := range b {
+		keys[k] = true
+	}
+	var names []string
+	for k := range keys {
+		ja, _ := json.Marshal(a[k])
+		jb, _ := json.Marshal(b[k])
+		_, ina := a[k]
+		_, inb := b[k]
+		if ina != inb || string(ja) != string(jb) {
+			names = append(names, k)
+		}
+	}
+	slices.Sort(names)
+	return strings.Join(names, ", ")
+}
