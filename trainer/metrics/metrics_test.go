@@ -1,0 +1,92 @@
+package metrics
+
+import (
+	"bytes"
+	"image/png"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestLogFlushAndResume(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "metrics.jsonl")
+	l, err := Open(path, false, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for s := 1; s <= 5; s++ {
+		l.Add(Record{Step: s, Loss: 1 / float64(s), LR: 1e-3, GradNorm: 0.5, StepSeconds: 0.1, SamplesPerSec: 20})
+	}
+	l.SetValLoss(5, 0.3)
+	if err := l.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(path)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) != 5 {
+		t.Fatalf("%d lines, want 5", len(lines))
+	}
+	if !strings.Contains(lines[4], `"val_loss":0.3`) || strings.Contains(lines[3], "val_loss") {
+		t.Errorf("val_loss placement wrong:\n%s", b)
+	}
+	for _, key := range []string{`"step":1`, `"loss":1`, `"lr":0.001`, `"grad_norm":0.5`, `"step_seconds":0.1`, `"samples_per_sec":20`} {
+		if !strings.Contains(lines[0], key) {
+			t.Errorf("line %s lacks %s", lines[0], key)
+		}
+	}
+	// Resuming from step 3 drops records 4 and 5.
+	r, err := Open(path, true, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Records) != 3 || r.Records[2].Step != 3 {
+		t.Errorf("resumed records %+v", r.Records)
+	}
+	if fresh, _ := Open(path, false, 3); len(fresh.Records) != 0 {
+		t.Error("a fresh log loaded old records")
+	}
+}
+
+func TestReadFileReportsLine(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "m.jsonl")
+	os.WriteFile(path, []byte("{\"step\":1}\n{oops\n"), 0o644)
+	if _, err := ReadFile(path); err == nil || !strings.Contains(err.Error(), ":2:") {
+		t.Errorf("err = %v, want one naming line 2", err)
+	}
+}
+
+func TestPlotLoss(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "loss.png")
+	v := 0.4
+	recs := []Record{{Step: 1, Loss: 1}, {Step: 2, Loss: 0.6}, {Step: 3, Loss: 0.5, ValLoss: &v}}
+	if err := PlotLoss(path, "train", recs); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := png.Decode(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := img.Bounds().Dx(); w < 500 {
+		t.Errorf("plot is %d px wide", w)
+	}
+	// The curve's colour appears in the image.
+	found := false
+	bnd := img.Bounds()
+	for y := bnd.Min.Y; y < bnd.Max.Y && !found; y++ {
+		for x := bnd.Min.X; x < bnd.Max.X; x++ {
+			r, g, b, _ := img.At(x, y).RGBA()
+			if r>>8 == 31 && g>>8 == 119 && b>>8 == 180 {
+				found = true
+				break
+			}
+		}
+	}
+	if !found {
+		t.Error("no pixel of the training curve's colour in the plot")
+	}
+}
