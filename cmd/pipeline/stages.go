@@ -1,0 +1,91 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/timelapse-ml/pipeline/pipeline"
+	"github.com/timelapse-ml/pipeline/stages"
+)
+
+func cmdStages(args []string, stdout, _ io.Writer) error {
+	fs := flag.NewFlagSet("stages", flag.ContinueOnError)
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	writeKindDocs(stdout, stages.All())
+	return nil
+}
+
+// writeKindDocs prints every kind with its params, from the same spec that
+// validates configs.
+func writeKindDocs(w io.Writer, kinds []pipeline.Kind) {
+	for i, k := range kinds {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		fmt.Fprintf(w, "%s (version %s)\n", k.Name, k.Version)
+		if k.Doc != "" {
+			fmt.Fprintf(w, "  %s\n", k.Doc)
+		}
+		if len(k.Tools) > 0 {
+			var names []string
+			for _, t := range k.Tools {
+				names = append(names, t.Name)
+			}
+			fmt.Fprintf(w, "  tools: %s\n", strings.Join(names, ", "))
+		}
+		if len(k.Params) == 0 {
+			continue
+		}
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  PARAM\tTYPE\tDEFAULT\tDOC")
+		for _, p := range k.Params {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", p.Name, typeName(p), defaultText(p), p.Doc)
+		}
+		tw.Flush()
+	}
+}
+
+func typeName(p pipeline.ParamSpec) string {
+	t := p.Type.String()
+	if len(p.Enum) > 0 {
+		t = strings.Join(p.Enum, "|")
+	}
+	if p.Min != nil || p.Max != nil {
+		lo, hi := "", ""
+		if p.Min != nil {
+			lo = fmt.Sprint(*p.Min)
+		}
+		if p.Max != nil {
+			hi = fmt.Sprint(*p.Max)
+		}
+		t += fmt.Sprintf(" [%s..%s]", lo, hi)
+	}
+	return t
+}
+
+func defaultText(p pipeline.ParamSpec) string {
+	switch {
+	case p.Required:
+		return "(required)"
+	case p.Default == nil:
+		return "(unset)"
+	}
+	switch v := p.Default.(type) {
+	case string:
+		if v == "" {
+			return `""`
+		}
+		return v
+	case time.Duration:
+		return v.String()
+	case []string:
+		return "[" + strings.Join(v, ", ") + "]"
+	}
+	return fmt.Sprint(p.Default)
+}
