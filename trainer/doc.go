@@ -1,0 +1,10 @@
+// Package trainer owns training: the Loop (steps with hooks that fire every N
+// steps: log, validate, checkpoint, sample), and the three jobs built on it —
+// Pretrain (the spatial backbone as an image denoiser on single frames,
+// conditioned on another frame of the same video), Train (the video model,
+// only the temporal parameters trained, backbone frozen, exact resume from
+// checkpoints) and Sample (a still image turned into a timelapse). The model,
+// the ops and the diffusion schedule live in trainer/model, trainer/nn and
+// trainer/diffusion; checkpoints, the optimizer, metrics and media in the
+// sub-packages of the same names.
+package trainer
