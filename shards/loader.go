@@ -1,0 +1,281 @@
+package shards
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"image/jpeg"
+	"io"
+	"math/rand/v2"
+	"sync"
+)
+
+// Sampling modes.
+const (
+	// SamplingEpoch visits every window of the split once per epoch, in a
+	// seeded random order; epochs follow each other without a gap, so every
+	// batch is full and an epoch boundary may fall inside a batch.
+	SamplingEpoch = "epoch"
+	// SamplingRandom draws windows uniformly with replacement.
+	SamplingRandom = "random"
+)
+
+// LoaderOptions configures a Loader. Zero values are documented per field.
+type LoaderOptions struct {
+	// Split is SplitTrain ("" too) or SplitVal.
+	Split string
+	// FramesLength is T, the frames per clip (required).
+	FramesLength int
+	// Stride is the frame step within a window; 0 means 1.
+	Stride int
+	// Resolution is the side of the square frames (H = W, required).
+	Resolution int
+	// Batch is B, the clips per batch; 0 means 1.
+	Batch int
+	// Workers decode batches in parallel; 0 means 1.
+	Workers int
+	// Prefetch is how many batches may be ready or in progress ahead of
+	// Next; 0 means 2*Workers.
+	Prefetch int
+	// Seed fixes the order: the same seed gives the same batches in the
+	// same order, whatever Workers is.
+	Seed int64
+	// Sampling is SamplingEpoch ("" too) or SamplingRandom.
+	Sampling string
+	// Epochs, when > 0, ends the stream after that many passes over the
+	// windows (Next returns io.EOF; the last batch may be short). 0 is
+	// endless.
+	Epochs int
+}
+
+// Batch is one batch of clips.
+type Batch struct {
+	// Data is (B, T, C=3, H, W) float32 in [-1, 1], RGB.
+	Data          []float32
+	B, T, C, H, W int
+	// Videos and Starts name each clip: its video and first frame (1-based).
+	Videos []string
+	Starts []int
+	// Epoch is the epoch (0-based) of the batch's first clip; Step is the
+	// batch's position in the stream (0-based).
+	Epoch, Step int
+}
+
+// Loader yields batches of decoded clips, prefetched by worker goroutines.
+type Loader struct {
+	ds      *Dataset
+	opt     LoaderOptions
+	windows []Window
+
+	order  chan chan result
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	err    error // sticky error returned by Next
+}
+
+type job struct {
+	step, epoch int
+	wins        []Window
+	out         chan result
+}
+
+type result struct {
+	b   *Batch
+	err error
+}
+
+// NewLoader starts a loader over ds.
+func NewLoader(ds *Dataset, opt LoaderOptions) (*Loader, error) {
+	if opt.Split == "" {
+		opt.Split = SplitTrain
+	}
+	if opt.Split != SplitTrain && opt.Split != SplitVal {
+		return nil, fmt.Errorf("shards: loader: split %q, want train or val", opt.Split)
+	}
+	if opt.Sampling == "" {
+		opt.Sampling = SamplingEpoch
+	}
+	if opt.Sampling != SamplingEpoch && opt.Sampling != SamplingRandom {
+		return nil, fmt.Errorf("shards: loader: sampling %q, want epoch or random", opt.Sampling)
+	}
+	if opt.Resolution < 1 {
+		return nil, fmt.Errorf("shards: loader: resolution %d, want at least 1", opt.Resolution)
+	}
+	if opt.Batch == 0 {
+		opt.Batch = 1
+	}
+	if opt.Workers == 0 {
+		opt.Workers = 1
+	}
+	if opt.Stride == 0 {
+		opt.Stride = 1
+	}
+	if opt.Batch < 1 || opt.Workers < 1 || opt.Epochs < 0 {
+		return nil, fmt.Errorf("shards: loader: batch %d, workers %d, epochs %d: want positive values", opt.Batch, opt.Workers, opt.Epochs)
+	}
+	if opt.Prefetch <= 0 {
+		opt.Prefetch = 2 * opt.Workers
+	}
+	wins, err := ds.Windows(opt.Split, opt.FramesLength, opt.Stride)
+	if err != nil {
+		return nil, fmt.Errorf("shards: loader: %w", err)
+	}
+	if len(wins) == 0 {
+		return nil, fmt.Errorf("shards: loader: the %s split has no window of %d frames with stride %d (%d videos)",
+			opt.Split, opt.FramesLength, opt.Stride, len(ds.Videos(opt.Split)))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &Loader{ds: ds, opt: opt, windows: wins, order: make(chan chan result, opt.Prefetch), cancel: cancel}
+	jobs := make(chan job)
+	l.wg.Add(1 + opt.Workers)
+	go l.dispatch(ctx, jobs)
+	for w := 0; w < opt.Workers; w++ {
+		go l.work(ctx, jobs)
+	}
+	return l, nil
+}
+
+// Windows returns the number of windows the loader samples from.
+func (l *Loader) Windows() int { return len(l.windows) }
+
+// BatchesPerEpoch returns how many batches cover one epoch (the last one
+// may be shared with the next epoch).
+func (l *Loader) BatchesPerEpoch() int { return (len(l.windows) + l.opt.Batch - 1) / l.opt.Batch }
+
+// dispatch assigns windows to steps, in order, and hands them to workers.
+// All randomness lives here, in one goroutine: the stream does not depend on
+// the number of workers.
+func (l *Loader) dispatch(ctx context.Context, jobs chan<- job) {
+	defer l.wg.Done()
+	defer close(jobs)
+	defer close(l.order)
+	n := len(l.windows)
+	end := -1 // stream length in windows, -1 for endless
+	if l.opt.Epochs > 0 {
+		end = l.opt.Epochs * n
+	}
+	permEpoch, perm := -1, []int(nil)
+	rnd := rand.New(rand.NewPCG(uint64(l.opt.Seed), 0x72616e646f6d)) // "random"
+	pos := 0
+	for step := 0; end < 0 || pos < end; step++ {
+		size := l.opt.Batch
+		if end >= 0 && end-pos < size {
+			size = end - pos
+		}
+		j := job{step: step, epoch: pos / n, wins: make([]Window, size), out: make(chan result, 1)}
+		for i := range j.wins {
+			p := pos + i
+			var w int
+			if l.opt.Sampling == SamplingRandom {
+				w = rnd.IntN(n)
+			} else {
+				if e := p / n; e != permEpoch {
+					permEpoch = e
+					perm = rand.New(rand.NewPCG(uint64(l.opt.Seed), uint64(e))).Perm(n)
+				}
+				w = perm[p%n]
+			}
+			j.wins[i] = l.windows[w]
+		}
+		pos += size
+		select {
+		case l.order <- j.out:
+		case <-ctx.Done():
+			return
+		}
+		select {
+		case jobs <- j:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// work decodes batches.
+func (l *Loader) work(ctx context.Context, jobs <-chan job) {
+	defer l.wg.Done()
+	for j := range jobs {
+		if ctx.Err() != nil {
+			return
+		}
+		b, err := l.build(j)
+		j.out <- result{b, err}
+	}
+}
+
+// build decodes one batch.
+func (l *Loader) build(j job) (*Batch, error) {
+	t, r := l.opt.FramesLength, l.opt.Resolution
+	frameSize := 3 * r * r
+	b := &Batch{
+		Data: make([]float32, len(j.wins)*t*frameSize),
+		B:    len(j.wins), T: t, C: 3, H: r, W: r,
+		Videos: make([]string, len(j.wins)),
+		Starts: make([]int, len(j.wins)),
+		Epoch:  j.epoch, Step: j.step,
+	}
+	for i, w := range j.wins {
+		b.Videos[i], b.Starts[i] = w.Video, w.Start
+		for k := 0; k < t; k++ {
+			fr := w.Start + k*l.opt.Stride
+			v, f, err := l.ds.frame(w.Video, fr)
+			if err != nil {
+				return nil, err
+			}
+			img, err := jpeg.Decode(bytes.NewReader(f.jpeg))
+			if err != nil {
+				return nil, frameError(v, fr, err)
+			}
+			off := (i*t + k) * frameSize
+			ToTensor(b.Data[off:off+frameSize], img, r)
+		}
+	}
+	return b, nil
+}
+
+// Next returns the next batch, io.EOF after the last one (when Epochs > 0),
+// or the error that stopped the loader (a corrupt frame, named).
+func (l *Loader) Next(ctx context.Context) (*Batch, error) {
+	if l.err != nil {
+		return nil, l.err
+	}
+	var out chan result
+	select {
+	case o, ok := <-l.order:
+		if !ok {
+			l.err = io.EOF
+			return nil, l.err
+		}
+		out = o
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	select {
+	case res := <-out:
+		if res.err != nil {
+			l.err = res.err
+			l.Close()
+			return nil, res.err
+		}
+		return res.b, nil
+	case <-ctx.Done():
+		// The batch is lost; the stream cannot resume in order.
+		l.err = fmt.Errorf("shards: loader: %w", ctx.Err())
+		return nil, ctx.Err()
+	}
+}
+
+// Close stops the workers. It is safe to call more than once.
+func (l *Loader) Close() {
+	l.cancel()
+	// Drain so that a dispatcher blocked on a full order channel exits.
+	go func() {
+		for range l.order {
+		}
+	}()
+	l.wg.Wait()
+	if l.err == nil {
+		l.err = errors.New("shards: loader closed")
+	}
+}
