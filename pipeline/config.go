@@ -137,7 +137,9 @@ func Load(name, dir string, src []byte, reg Registry) (*Config, error) {
 		return nil, l.err()
 	}
 	needPos := map[*Stage][]*yaml.Node{}
+	declared := map[string]bool{}
 	l.mapping(stagesNode, func(k, v *yaml.Node) {
+		declared[k.Value] = true
 		st, needs := l.stage(k, v)
 		if st != nil {
 			cfg.Stages = append(cfg.Stages, st)
@@ -156,7 +158,7 @@ func Load(name, dir string, src []byte, reg Registry) (*Config, error) {
 			switch {
 			case n == s.Name:
 				l.add(needPos[s][i], "stage %q needs itself", s.Name)
-			case cfg.Stage(n) == nil:
+			case !declared[n]:
 				l.add(needPos[s][i], "stage %q needs unknown stage %q%s", s.Name, n, suggest(n, names))
 			}
 		}

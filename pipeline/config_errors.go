@@ -47,7 +47,7 @@ func (e *ConfigError) sort() {
 func suggest(got string, candidates []string) string {
 	best, bestD := "", 3
 	for _, c := range candidates {
-		if d := editDistance(got, c); d < bestD {
+		if d := editDistance(got, c); d < bestD && 3*d <= len(got)+len(c) {
 			best, bestD = c, d
 		}
 	}

@@ -1,0 +1,228 @@
+package pipeline_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/timelapse-ml/pipeline/pipeline"
+	"github.com/timelapse-ml/pipeline/pipeline/pipelinetest"
+)
+
+const chain = `
+stages:
+  a:
+    kind: write
+    params: {text: A}
+  b:
+    kind: write
+    needs: [a]
+    params: {text: B}
+  c:
+    kind: write
+    needs: b
+    params: {text: C}
+`
+
+func load(t *testing.T, log *runLog, src string) *pipelinetest.Pipeline {
+	t.Helper()
+	return pipelinetest.New(t, testKinds(log, nil), src)
+}
+
+func reload(t *testing.T, p *pipelinetest.Pipeline, log *runLog, src string) *pipelinetest.Pipeline {
+	t.Helper()
+	cfg, err := pipeline.Load("test.yaml", p.Config.Dir, []byte("workdir: "+p.Workdir+"\n"+src), pipeline.NewRegistry(testKinds(log, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &pipelinetest.Pipeline{T: t, Config: cfg, Workdir: p.Workdir}
+}
+
+func expectRan(t *testing.T, log *runLog, want ...string) {
+	t.Helper()
+	got := log.take()
+	if !slices.Equal(got, want) {
+		t.Fatalf("ran %v, want %v", got, want)
+	}
+}
+
+func TestRunsInOrderThenSkips(t *testing.T) {
+	var log runLog
+	p := load(t, &log, chain)
+	p.Run(pipeline.Options{})
+	expectRan(t, &log, "a", "b", "c")
+	if got := string(pipelinetest.ReadFile(t, filepath.Join(p.Dir("c"), "out.txt"))); got != "C|B|A" {
+		t.Fatalf("c wrote %q", got)
+	}
+	res := p.Run(pipeline.Options{})
+	expectRan(t, &log)
+	for _, r := range res {
+		if r.Action != pipeline.ActSkip {
+			t.Errorf("%s: %s %v, want skip", r.Stage, r.Action, r.Reasons)
+		}
+	}
+}
+
+func TestInvalidationMatrix(t *testing.T) {
+	var log runLog
+	p := load(t, &log, chain)
+	p.Run(pipeline.Options{})
+	log.take()
+
+	// Changing b's params re-runs b and its downstream, never its upstream.
+	p2 := reload(t, p, &log, strings.Replace(chain, "text: B", "text: B2", 1))
+	plan, err := pipeline.New(p2.Config, pipeline.Options{}).Plan(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plan[0].Action != pipeline.ActSkip || plan[1].Action != pipeline.ActRun || !strings.Contains(plan[1].Reasons[0], "params changed: text") {
+		t.Fatalf("plan after param change: %+v", plan)
+	}
+	p2.Run(pipeline.Options{})
+	expectRan(t, &log, "b", "c")
+
+	// Touching an output by hand makes its stage stale; an unchanged
+	// rewrite leaves downstream up to date.
+	out := filepath.Join(p.Dir("b"), "out.txt")
+	if err := os.WriteFile(out, []byte("tampered"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	plan, _ = pipeline.New(p2.Config, pipeline.Options{}).Plan(context.Background())
+	if plan[1].Action != pipeline.ActRun || !strings.Contains(strings.Join(plan[1].Reasons, ";"), "output missing or altered: out.txt was changed") {
+		t.Fatalf("plan after tampering: %+v", plan[1])
+	}
+	p2.Run(pipeline.Options{})
+	expectRan(t, &log, "b")
+
+	// Deleting an output re-runs the stage too.
+	os.Remove(out)
+	p2.Run(pipeline.Options{})
+	expectRan(t, &log, "b")
+
+	// --stage re-runs exactly that stage (its up-to-date upstream is skipped,
+	// its downstream is not run).
+	p2.Run(pipeline.Options{Stages: []string{"b"}})
+	expectRan(t, &log, "b")
+	// --force re-runs everything.
+	p2.Run(pipeline.Options{Force: true})
+	expectRan(t, &log, "a", "b", "c")
+	// --stage with a stale upstream runs the upstream first.
+	p3 := reload(t, p, &log, strings.Replace(chain, "text: A", "text: A3", 1))
+	p3.Run(pipeline.Options{Stages: []string{"b"}})
+	expectRan(t, &log, "a", "b")
+}
+
+func TestUnknownStageFlag(t *testing.T) {
+	var log runLog
+	p := load(t, &log, chain)
+	_, err := p.TryRun(context.Background(), pipeline.Options{Stages: []string{"bb"}})
+	var ue *pipeline.UsageError
+	if !errors.As(err, &ue) || !strings.Contains(err.Error(), `did you mean "b"`) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestExternalInputChangeMakesStale(t *testing.T) {
+	var log runLog
+	dir := t.TempDir()
+	src := filepath.Join(dir, "videos")
+	os.MkdirAll(src, 0o755)
+	os.WriteFile(filepath.Join(src, "one.mp4"), []byte("1"), 0o644)
+	p := load(t, &log, "stages:\n  a:\n    kind: write\n    params: {source: "+src+"}\n")
+	p.Run(pipeline.Options{})
+	p.Run(pipeline.Options{})
+	expectRan(t, &log, "a")
+	os.WriteFile(filepath.Join(src, "two.mp4"), []byte("2"), 0o644)
+	plan, _ := pipeline.New(p.Config, pipeline.Options{}).Plan(context.Background())
+	if plan[0].Action != pipeline.ActRun || !strings.Contains(plan[0].Reasons[0], "input changed") {
+		t.Fatalf("plan: %+v", plan[0])
+	}
+	p.Run(pipeline.Options{})
+	expectRan(t, &log, "a")
+}
+
+func TestPerItemCache(t *testing.T) {
+	var log runLog
+	p := load(t, &log, "stages:\n  it:\n    kind: items\n    params: {names: [a, b, c]}\n")
+	p.Run(pipeline.Options{})
+	expectRan(t, &log, "it", "it/a", "it/b", "it/c")
+
+	// Adding one item builds only it; removing one deletes its output.
+	p2 := reload(t, p, &log, "stages:\n  it:\n    kind: items\n    params: {names: [a, c, d]}\n")
+	p2.Run(pipeline.Options{})
+	expectRan(t, &log, "it", "it/d")
+	if _, err := os.Stat(filepath.Join(p.Dir("it"), "items", "b")); !os.IsNotExist(err) {
+		t.Fatalf("removed item b still on disk: %v", err)
+	}
+	// An item edited by hand is rebuilt, alone.
+	os.WriteFile(filepath.Join(p.Dir("it"), "items", "c", "part0"), []byte("x"), 0o644)
+	p2.Run(pipeline.Options{})
+	expectRan(t, &log, "it", "it/c")
+	// --stage re-runs the stage, but its intact items stay cached.
+	p2.Run(pipeline.Options{Stages: []string{"it"}})
+	expectRan(t, &log, "it")
+}
+
+func TestSecondRunFailsOnLock(t *testing.T) {
+	var log runLog
+	release := make(chan struct{})
+	kinds := testKinds(&log, release)
+	p := pipelinetest.New(t, kinds, "stages:\n  slow:\n    kind: block\n")
+	done := make(chan error, 1)
+	go func() {
+		_, err := p.TryRun(context.Background(), pipeline.Options{})
+		done <- err
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(log.take()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("first run never started")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	_, err := p.TryRun(context.Background(), pipeline.Options{})
+	var le *pipeline.LockError
+	if !errors.As(err, &le) || le.PID != os.Getpid() || !strings.Contains(err.Error(), "in use by another pipeline run (PID") {
+		t.Fatalf("second run: %v", err)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatalf("first run harmed: %v", err)
+	}
+	if got := string(pipelinetest.ReadFile(t, filepath.Join(p.Dir("slow"), "out.txt"))); got != "released" {
+		t.Fatalf("first run wrote %q", got)
+	}
+}
+
+func TestCancelKeepsFinishedItems(t *testing.T) {
+	var log runLog
+	p := load(t, &log, "stages:\n  it:\n    kind: items\n    params: {names: [a, b, c, d], delay: 30ms}\n")
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		for {
+			time.Sleep(5 * time.Millisecond)
+			if _, err := os.Stat(filepath.Join(p.Dir("it"), "items", "b")); err == nil {
+				cancel()
+				return
+			}
+		}
+	}()
+	_, err := p.TryRun(ctx, pipeline.Options{})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want canceled", err)
+	}
+	log.take()
+	p.Run(pipeline.Options{})
+	got := log.take()
+	if slices.Contains(got, "it/a") || slices.Contains(got, "it/b") {
+		t.Fatalf("resume rebuilt finished items: %v", got)
+	}
+	if !slices.Contains(got, "it/d") {
+		t.Fatalf("resume did not build d: %v", got)
+	}
+}
