@@ -1,0 +1,227 @@
+package cuda
+
+import (
+	"fmt"
+
+	"github.com/timelapse-ml/pipeline/trainer/nn"
+)
+
+// SiLUForward computes y = x*sigmoid(x) (nn.SiLUForward). y may alias x.
+func (d *Device) SiLUForward(y, x *Tensor) error {
+	n := x.Len()
+	if err := d.checkOperands("silu", operand{"y", y, n}, operand{"x", x, n}); err != nil {
+		return err
+	}
+	if err := d.enter(); err != nil {
+		return err
+	}
+	defer d.leave()
+	return d.elementwise("silu_fwd", n, argT(y), argT(x), argInt(n))
+}
+
+// SiLUBackward computes dx from dy and x (nn.SiLUBackward).
+func (d *Device) SiLUBackward(dx, dy, x *Tensor) error {
+	n := x.Len()
+	if err := d.checkOperands("silu backward", operand{"dx", dx, n}, operand{"dy", dy, n}, operand{"x", x, n}); err != nil {
+		return err
+	}
+	if err := d.enter(); err != nil {
+		return err
+	}
+	defer d.leave()
+	return d.elementwise("silu_bwd", n, argT(dx), argT(dy), argT(x), argInt(n))
+}
+
+// Axpby computes y = alpha*a + beta*b element-wise. y may alias a or b.
+func (d *Device) Axpby(y, a *Tensor, alpha float32, b *Tensor, beta float32) error {
+	n := y.Len()
+	if err := d.checkOperands("axpby", operand{"y", y, n}, operand{"a", a, n}, operand{"b", b, n}); err != nil {
+		return err
+	}
+	if err := d.enter(); err != nil {
+		return err
+	}
+	defer d.leave()
+	return d.elementwise("axpby", n, argT(y), argT(a), argF32(alpha), argT(b), argF32(beta), argInt(n))
+}
+
+// Add computes y = a + b (nn.AddForward). Its backward passes dy to both inputs.
+func (d *Device) Add(y, a, b *Tensor) error { return d.Axpby(y, a, 1, b, 1) }
+
+// Mul computes y = a * b element-wise.
+func (d *Device) Mul(y, a, b *Tensor) error {
+	n := y.Len()
+	if err := d.checkOperands("mul", operand{"y", y, n}, operand{"a", a, n}, operand{"b", b, n}); err != nil {
+		return err
+	}
+	if err := d.enter(); err != nil {
+		return err
+	}
+	defer d.leave()
+	return d.elementwise("mul", n, argT(y), argT(a), argT(b), argInt(n))
+}
+
+// Scale computes y = alpha*x. y may alias x.
+func (d *Device) Scale(y, x *Tensor, alpha float32) error {
+	n := y.Len()
+	if err := d.checkOperands("scale", operand{"y", y, n}, operand{"x", x, n}); err != nil {
+		return err
+	}
+	if err := d.enter(); err != nil {
+		return err
+	}
+	defer d.leave()
+	return d.elementwise("scale", n, argT(y), argT(x), argF32(alpha), argInt(n))
+}
+
+// AddChannelForward computes y[n,c,p] = x[n,c,p] + e[n,c] (nn.AddChannelForward).
+func (d *Device) AddChannelForward(y, x, e *Tensor, s nn.ChannelShape) error {
+	if err := d.checkOperands("add channel", operand{"y", y, s.Len()}, operand{"x", x, s.Len()}, operand{"e", e, s.N * s.C}); err != nil {
+		return err
+	}
+	if err := d.enter(); err != nil {
+		return err
+	}
+	defer d.leave()
+	return d.elementwise("add_rowvec", s.Len(), argT(y), argT(x), argT(e), argInt(s.N*s.C), argInt(s.P))
+}
+
+// AddChannelBackwardBias computes de[n,c] = sum_p dy[n,c,p] (nn.AddChannelBackwardBias).
+func (d *Device) AddChannelBackwardBias(de, dy *Tensor, s nn.ChannelShape) error {
+	return d.SumRows(de, dy, s.N*s.C, s.P)
+}
+
+// ConcatForward writes [a | b] along channels (nn.ConcatForward).
+func (d *Device) ConcatForward(y, a, b *Tensor, s nn.ConcatShape) error {
+	la, lb := s.CA*s.P, s.CB*s.P
+	if err := d.checkOperands("concat", operand{"y", y, s.N * (la + lb)}, operand{"a", a, s.N * la}, operand{"b", b, s.N * lb}); err != nil {
+		return err
+	}
+	if err := d.enter(); err != nil {
+		return err
+	}
+	defer d.leave()
+	return d.elementwise("concat2", s.N*(la+lb), argT(y), argT(a), argT(b), argInt(s.N), argInt(la), argInt(lb))
+}
+
+// ConcatBackward splits dy into da and db, either may be nil (nn.ConcatBackward).
+func (d *Device) ConcatBackward(da, db, dy *Tensor, s nn.ConcatShape) error {
+	la, lb := s.CA*s.P, s.CB*s.P
+	ops := append([]operand{{"dy", dy, s.N * (la + lb)}}, optional(operand{"da", da, s.N * la}, operand{"db", db, s.N * lb})...)
+	if err := d.checkOperands("concat backward", ops...); err != nil {
+		return err
+	}
+	if err := d.enter(); err != nil {
+		return err
+	}
+	defer d.leave()
+	return d.elementwise("split2", s.N*(la+lb), argOpt(da), argOpt(db), argT(dy), argInt(s.N), argInt(la), argInt(lb))
+}
+
+// Upsample2xForward repeats each pixel into a 2x2 block (nn.Upsample2xForward).
+func (d *Device) Upsample2xForward(y, x *Tensor, s nn.ResampleShape) error {
+	n := s.N * s.C * s.H * s.W
+	if err := d.checkOperands("upsample", operand{"y", y, 4 * n}, operand{"x", x, n}); err != nil {
+		return err
+	}
+	if err := d.enter(); err != nil {
+		return err
+	}
+	defer d.leave()
+	return d.elementwise("upsample2x_fwd", 4*n, argT(y), argT(x), argInt(s.N*s.C), argInt(s.H), argInt(s.W))
+}
+
+// Upsample2xBackward sums each 2x2 block of dy (nn.Upsample2xBackward).
+func (d *Device) Upsample2xBackward(dx, dy *Tensor, s nn.ResampleShape) error {
+	n := s.N * s.C * s.H * s.W
+	if err := d.checkOperands("upsample backward", operand{"dx", dx, n}, operand{"dy", dy, 4 * n}); err != nil {
+		return err
+	}
+	if err := d.enter(); err != nil {
+		return err
+	}
+	defer d.leave()
+	return d.elementwise("upsample2x_bwd", n, argT(dx), argT(dy), argInt(s.N*s.C), argInt(s.H), argInt(s.W))
+}
+
+// AvgPool2xForward averages each 2x2 block of (N, C, H, W) into (N, C, H/2, W/2), a
+// parameter-free downsample. s describes the input.
+func (d *Device) AvgPool2xForward(y, x *Tensor, s nn.ResampleShape) error {
+	n := s.N * s.C * s.H * s.W
+	no := s.N * s.C * (s.H / 2) * (s.W / 2)
+	if err := d.checkOperands("avgpool", operand{"y", y, no}, operand{"x", x, n}); err != nil {
+		return err
+	}
+	if err := d.enter(); err != nil {
+		return err
+	}
+	defer d.leave()
+	return d.elementwise("avgpool2x_fwd", no, argT(y), argT(x), argInt(s.N*s.C), argInt(s.H), argInt(s.W))
+}
+
+// AvgPool2xBackward spreads dy evenly over each 2x2 block; s describes the input.
+func (d *Device) AvgPool2xBackward(dx, dy *Tensor, s nn.ResampleShape) error {
+	n := s.N * s.C * s.H * s.W
+	no := s.N * s.C * (s.H / 2) * (s.W / 2)
+	if err := d.checkOperands("avgpool backward", operand{"dx", dx, n}, operand{"dy", dy, no}); err != nil {
+		return err
+	}
+	if err := d.enter(); err != nil {
+		return err
+	}
+	defer d.leave()
+	return d.elementwise("avgpool2x_bwd", n, argT(dx), argT(dy), argInt(s.N*s.C), argInt(s.H), argInt(s.W))
+}
+
+// TimestepEmbedding writes the sinusoidal embedding of t (N) into y (N, dim)
+// (nn.TimestepEmbedding).
+func (d *Device) TimestepEmbedding(y, t *Tensor, dim int) error {
+	n := t.Len()
+	if err := d.checkOperands("timestep embedding", operand{"y", y, n * dim}, operand{"t", t, n}); err != nil {
+		return err
+	}
+	if err := d.enter(); err != nil {
+		return err
+	}
+	defer d.leave()
+	return d.elementwise("timestep_embed", n*dim, argT(y), argT(t), argInt(n), argInt(dim))
+}
+
+// Permute writes y = x with its axes reordered: x has shape in (up to 4 axes) and
+// y[i0,i1,...] = x at the index whose axis perm[k] is ik. Permute(y, x, []int{B, L, H, D},
+// []int{0, 2, 1, 3}) turns (B, L, H, D) into (B, H, L, D).
+func (d *Device) Permute(y, x *Tensor, in []int, perm []int) error {
+	if len(in) != len(perm) || len(in) == 0 || len(in) > 4 {
+		return fmt.Errorf("cuda: permute: shape %v and permutation %v must have 1 to 4 axes each", in, perm)
+	}
+	n := numel(in)
+	if err := d.checkOperands("permute", operand{"y", y, n}, operand{"x", x, n}); err != nil {
+		return err
+	}
+	stride := make([]int, len(in))
+	acc := 1
+	for i := len(in) - 1; i >= 0; i-- {
+		stride[i] = acc
+		acc *= in[i]
+	}
+	var od, is [4]int
+	seen := make([]bool, len(in))
+	pad := 4 - len(in)
+	for k := 0; k < pad; k++ {
+		od[k], is[k] = 1, 0
+	}
+	for k, p := range perm {
+		if p < 0 || p >= len(in) || seen[p] {
+			return fmt.Errorf("cuda: permute: %v is not a permutation", perm)
+		}
+		seen[p] = true
+		od[pad+k], is[pad+k] = in[p], stride[p]
+	}
+	if err := d.enter(); err != nil {
+		return err
+	}
+	defer d.leave()
+	return d.elementwise("permute4", n, argT(y), argT(x),
+		argInt(od[0]), argInt(od[1]), argInt(od[2]), argInt(od[3]),
+		argInt(is[0]), argInt(is[1]), argInt(is[2]), argInt(is[3]))
+}

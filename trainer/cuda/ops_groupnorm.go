@@ -1,0 +1,146 @@
+package cuda
+
+import "github.com/timelapse-ml/pipeline/trainer/nn"
+
+// GroupNormStats holds the per-(sample, group) mean and 1/std of a forward pass, so the
+// backward pass need not recompute them.
+type GroupNormStats struct {
+	Mean, Rstd *Tensor // (N*Groups)
+}
+
+// Free releases the statistics.
+func (st *GroupNormStats) Free() {
+	if st != nil {
+		st.Mean.Free()
+		st.Rstd.Free()
+	}
+}
+
+// NewGroupNormStats allocates statistics for shape s.
+func (d *Device) NewGroupNormStats(s nn.GroupNormShape) (*GroupNormStats, error) {
+	m, err := d.NewTensor(s.N * s.Groups)
+	if err != nil {
+		return nil, err
+	}
+	r, err := d.NewTensor(s.N * s.Groups)
+	if err != nil {
+		m.Free()
+		return nil, err
+	}
+	return &GroupNormStats{Mean: m, Rstd: r}, nil
+}
+
+func (d *Device) gnStatsLocked(st *GroupNormStats, x *Tensor, s nn.GroupNormShape) error {
+	return d.perRow("gn_stats", s.N*s.Groups, argT(st.Mean), argT(st.Rstd), argT(x),
+		argInt(s.N), argInt(s.C), argInt(s.P), argInt(s.Groups), argF32(s.Eps))
+}
+
+// GroupNormForward computes y = (x-mean)/std*gamma + beta per group (nn.GroupNormForward),
+// statistics accumulated in float64. st receives the statistics (it may be nil).
+func (d *Device) GroupNormForward(y, x, gamma, beta *Tensor, st *GroupNormStats, s nn.GroupNormShape) error {
+	if err := s.Validate(); err != nil {
+		return err
+	}
+	if err := d.checkOperands("group norm", operand{"y", y, s.Len()}, operand{"x", x, s.Len()},
+		operand{"gamma", gamma, s.C}, operand{"beta", beta, s.C}); err != nil {
+		return err
+	}
+	if err := d.enter(); err != nil {
+		return err
+	}
+	defer d.leave()
+	if st == nil {
+		tmp, err := d.scratchStats(s)
+		if err != nil {
+			return err
+		}
+		defer tmp.Free()
+		st = tmp
+	} else if err := d.checkOperands("group norm", operand{"mean", st.Mean, s.N * s.Groups}, operand{"rstd", st.Rstd, s.N * s.Groups}); err != nil {
+		return err
+	}
+	if err := d.gnStatsLocked(st, x, s); err != nil {
+		return err
+	}
+	return d.elementwise("gn_fwd", s.Len(), argT(y), argT(x), argT(gamma), argT(beta), argT(st.Mean), argT(st.Rstd),
+		argInt(s.N), argInt(s.C), argInt(s.P), argInt(s.Groups))
+}
+
+func (d *Device) scratchStats(s nn.GroupNormShape) (*GroupNormStats, error) {
+	m, err := d.scratch(s.N * s.Groups)
+	if err != nil {
+		return nil, err
+	}
+	r, err := d.scratch(s.N * s.Groups)
+	if err != nil {
+		m.Free()
+		return nil, err
+	}
+	return &GroupNormStats{Mean: m, Rstd: r}, nil
+}
+
+// statsFor returns st, or fresh statistics of x when st is nil (free them with the
+// returned func).
+func (d *Device) statsFor(st *GroupNormStats, x *Tensor, s nn.GroupNormShape) (*GroupNormStats, func(), error) {
+	if st != nil {
+		if err := d.checkOperands("group norm stats", operand{"mean", st.Mean, s.N * s.Groups}, operand{"rstd", st.Rstd, s.N * s.Groups}); err != nil {
+			return nil, nil, err
+		}
+		return st, func() {}, nil
+	}
+	tmp, err := d.scratchStats(s)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := d.gnStatsLocked(tmp, x, s); err != nil {
+		tmp.Free()
+		return nil, nil, err
+	}
+	return tmp, tmp.Free, nil
+}
+
+// GroupNormBackwardData computes dx (nn.GroupNormBackwardData). st holds the forward
+// statistics of x; nil recomputes them.
+func (d *Device) GroupNormBackwardData(dx, dy, x, gamma *Tensor, st *GroupNormStats, s nn.GroupNormShape) error {
+	if err := s.Validate(); err != nil {
+		return err
+	}
+	if err := d.checkOperands("group norm backward data", operand{"dx", dx, s.Len()}, operand{"dy", dy, s.Len()},
+		operand{"x", x, s.Len()}, operand{"gamma", gamma, s.C}); err != nil {
+		return err
+	}
+	if err := d.enter(); err != nil {
+		return err
+	}
+	defer d.leave()
+	st, done, err := d.statsFor(st, x, s)
+	if err != nil {
+		return err
+	}
+	defer done()
+	return d.perRow("gn_bwd_data", s.N*s.Groups, argT(dx), argT(dy), argT(x), argT(gamma), argT(st.Mean), argT(st.Rstd),
+		argInt(s.N), argInt(s.C), argInt(s.P), argInt(s.Groups))
+}
+
+// GroupNormBackwardParams computes dgamma and dbeta, either may be nil
+// (nn.GroupNormBackwardParams). st as for GroupNormBackwardData.
+func (d *Device) GroupNormBackwardParams(dgamma, dbeta, dy, x *Tensor, st *GroupNormStats, s nn.GroupNormShape) error {
+	if err := s.Validate(); err != nil {
+		return err
+	}
+	ops := append([]operand{{"dy", dy, s.Len()}, {"x", x, s.Len()}}, optional(operand{"dgamma", dgamma, s.C}, operand{"dbeta", dbeta, s.C})...)
+	if err := d.checkOperands("group norm backward params", ops...); err != nil {
+		return err
+	}
+	if err := d.enter(); err != nil {
+		return err
+	}
+	defer d.leave()
+	st, done, err := d.statsFor(st, x, s)
+	if err != nil {
+		return err
+	}
+	defer done()
+	return d.perRow("gn_bwd_params", s.C, argOpt(dgamma), argOpt(dbeta), argT(dy), argT(x), argT(st.Mean), argT(st.Rstd),
+		argInt(s.N), argInt(s.C), argInt(s.P), argInt(s.Groups))
+}
