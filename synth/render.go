@@ -2,22 +2,118 @@ package synth
 
 import (
 	"context"
-	"errors"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
 )
 
-// Render renders the video described by spec to path, atomically (a
-// temporary file beside path, renamed on success). The extension of path is
-// not checked; use spec.Ext().
+// Render renders the video described by spec to path, atomically: ffmpeg
+// writes a temporary file beside path (named ".tmp-..."), renamed onto path
+// on success and removed on failure. The container follows spec.Codec
+// whatever the extension of path.
 func Render(ctx context.Context, spec Spec, path string) error {
+	spec = spec.WithDefaults()
 	if err := spec.Validate(); err != nil {
 		return err
 	}
-	return errors.New("synth: Render not implemented yet")
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("synth: %w", err)
+	}
+	tmp := tempPath(path)
+	if err := encode(ctx, spec, tmp); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("synth: render %s: %w", filepath.Base(path), err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("synth: %w", err)
+	}
+	return nil
 }
 
-func splitmix(x uint64) uint64 {
-	x += 0x9E3779B97F4A7C15
-	x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9
-	x = (x ^ (x >> 27)) * 0x94D049BB133111EB
-	return x ^ (x >> 31)
+// tempPath returns a fresh temporary name beside path, starting with
+// ".tmp-" (the engine's temporary prefix) and keeping the extension.
+func tempPath(path string) string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	base := filepath.Base(path)
+	return filepath.Join(filepath.Dir(path), ".tmp-"+hex.EncodeToString(b[:])+"-"+base)
+}
+
+// clock maps frame i of spec to the scene's motion clock: frozen spans hold
+// it at the start or end of the motion.
+func clock(spec Spec, i int) frameParams {
+	t := float64(i) / spec.FPS
+	motion := spec.Seconds - spec.FrozenHead - spec.FrozenTail
+	m := math.Min(math.Max(t-spec.FrozenHead, 0), motion)
+	p := 0.0
+	if motion > 0 {
+		p = m / motion
+	}
+	return frameParams{t: m, progress: p}
+}
+
+// encode renders every frame and pipes it to ffmpeg. Rendering the next
+// frame overlaps with ffmpeg encoding the last one: a writer goroutine owns
+// the pipe, and buffers cycle between it and the renderer.
+func encode(ctx context.Context, spec Spec, out string) error {
+	sc := newScene(spec)
+	pl := newPlan(spec)
+	enc, err := startEncoder(ctx, spec, pl, out)
+	if err != nil {
+		return err
+	}
+	size := spec.Width * spec.Height * 3
+	const nbuf = 3
+	free := make(chan []byte, nbuf)
+	for range nbuf {
+		free <- make([]byte, size)
+	}
+	full := make(chan []byte, nbuf)
+	werr := make(chan error, 1)
+	go func() {
+		var err error
+		for buf := range full {
+			if err == nil {
+				if _, err = enc.stdin.Write(buf); err != nil {
+					err = fmt.Errorf("%w: %v", errEncoderGone, err)
+				}
+			}
+			free <- buf
+		}
+		werr <- err
+	}()
+
+	var last []byte // the previous frame, for frozen spans
+	var lastT frameParams
+	n := spec.Frames()
+	var rerr error
+	for i := 0; i < n; i++ {
+		if err := ctx.Err(); err != nil {
+			rerr = err
+			break
+		}
+		fp := clock(spec, i)
+		buf := <-free
+		if last != nil && fp == lastT {
+			copy(buf, last)
+		} else {
+			sc.renderFrame(buf, fp, 0)
+		}
+		full <- buf
+		last, lastT = buf, fp
+	}
+	close(full)
+	wErr := <-werr
+	eErr := enc.wait(ctx)
+	switch {
+	case rerr != nil:
+		return rerr
+	case eErr != nil:
+		return eErr
+	}
+	return wErr
 }

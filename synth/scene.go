@@ -1,0 +1,148 @@
+package synth
+
+import (
+	"math"
+)
+
+// scene is everything about a video that does not change from frame to
+// frame: derived from the seed once, with per-pixel geometry precomputed so a
+// frame costs two texture lookups per sky pixel.
+type scene struct {
+	w, h int
+
+	horizon float64 // horizon row (sky above, land below)
+	focal   float64 // pixels per unit of view-plane distance
+
+	// Per pixel: 0 = sky, 1+i = land layer i (far to near).
+	layer []uint8
+	// Per sky pixel: cloud-plane coordinates in texels and a fade
+	// (1 high in the sky, 0 at the horizon) for haze.
+	pu, pv []float32
+	fade   []float32
+	// Per land pixel: a static shade (texture and distance haze) in [0, 1].
+	shade []float32
+	// Land layer albedos, far to near, and their haze amount.
+	albedo []rgb
+	haze   []float64
+
+	big, small texture // two cloud fields drifting at different speeds
+	coverage   float32 // density threshold where clouds begin
+	softness   float32
+
+	// Motion: wind in texels per second on the cloud plane for the big
+	// field; the small one drifts faster and slightly off-axis, so cloud
+	// shapes change as well as move.
+	windU, windV   float64
+	wind2U, wind2V float64
+
+	// Light over the clip: sun elevation (degrees) and horizontal position
+	// (fraction of width) at the start and end of the motion.
+	elev0, elev1 float64
+	sunX0, sunX1 float64
+}
+
+// Scene streams, so adding a use of randomness in one part does not shift
+// the others.
+const (
+	streamLand = iota + 1
+	streamClouds
+	streamWind
+	streamLight
+)
+
+func newScene(s Spec) *scene {
+	w, h := s.Width, s.Height
+	sc := &scene{w: w, h: h}
+
+	lr := newRNG(s.Seed, streamLand)
+	sc.horizon = float64(h) * lr.between(0.56, 0.72)
+	sc.focal = float64(max(w, h)) * 0.9
+
+	// Land: two or three ridges, the far ones higher and hazier.
+	nl := 2 + lr.intn(2)
+	tops := make([][]float64, nl)
+	palettes := []rgb{hexRGB(0x3c4a3a), hexRGB(0x2f3d2a), hexRGB(0x4a4030), hexRGB(0x35403f), hexRGB(0x463a2c)}
+	for i := 0; i < nl; i++ {
+		depth := float64(i) / float64(nl-1) // 0 far, 1 near
+		prof := ridge(lr, w, 3+lr.intn(4), 5, lr.between(0.4, 0.6))
+		amp := float64(h) * (0.08 + 0.14*lr.float()) * (1 - 0.4*depth)
+		base := sc.horizon + float64(h)*0.04*depth
+		top := make([]float64, w)
+		for x := range top {
+			top[x] = base - amp*prof[x] + float64(h)*0.02*depth
+		}
+		tops[i] = top
+		sc.albedo = append(sc.albedo, palettes[lr.intn(len(palettes))].scale(0.7+0.5*depth))
+		sc.haze = append(sc.haze, 0.55*(1-depth))
+	}
+	grain := fbmTexture(lr, 32, 4, 0.55)
+
+	cr := newRNG(s.Seed, streamClouds)
+	sc.big = fbmTexture(cr, 4, 6, 0.5)
+	sc.small = fbmTexture(cr, 8, 5, 0.55)
+	sc.coverage = float32(cr.between(0.38, 0.6))
+	sc.softness = float32(cr.between(0.12, 0.25))
+	planeScale := cr.between(60, 100) // texels per unit on the cloud plane
+
+	wr := newRNG(s.Seed, streamWind)
+	dir := wr.between(0, 2*math.Pi)
+	speed := wr.between(12, 28) // texels per second
+	sc.windU, sc.windV = speed*math.Cos(dir), speed*math.Sin(dir)
+	d2 := dir + wr.between(-0.5, 0.5)
+	s2 := speed * wr.between(1.4, 2.0)
+	sc.wind2U, sc.wind2V = s2*math.Cos(d2), s2*math.Sin(d2)
+
+	gr := newRNG(s.Seed, streamLight)
+	switch gr.intn(3) {
+	case 0: // sunset
+		sc.elev0 = gr.between(8, 22)
+		sc.elev1 = sc.elev0 - gr.between(12, 20)
+	case 1: // sunrise
+		sc.elev0 = gr.between(-6, 2)
+		sc.elev1 = sc.elev0 + gr.between(10, 18)
+	default: // day, sun climbing or sinking
+		sc.elev0 = gr.between(20, 40)
+		sc.elev1 = sc.elev0 + gr.between(-10, 10)
+	}
+	sc.sunX0 = gr.between(0.15, 0.85)
+	sc.sunX1 = sc.sunX0 + gr.between(-0.12, 0.12)
+
+	n := w * h
+	sc.layer = make([]uint8, n)
+	sc.pu = make([]float32, n)
+	sc.pv = make([]float32, n)
+	sc.fade = make([]float32, n)
+	sc.shade = make([]float32, n)
+	const cloudHeight = 1.0
+	for y := 0; y < h; y++ {
+		fy := float64(y) + 0.5
+		for x := 0; x < w; x++ {
+			i := y*w + x
+			l := 0
+			for k := nl - 1; k >= 0; k-- {
+				if fy >= tops[k][x] {
+					l = k + 1
+					break
+				}
+			}
+			sc.layer[i] = uint8(l)
+			if l > 0 {
+				below := (fy - tops[l-1][x]) / float64(h)
+				g := float64(grain.at(float32(x)*0.7, float32(y)*0.7))
+				sc.shade[i] = float32(clamp01(0.75 + 0.35*g - 0.8*below))
+				continue
+			}
+			// Sky: intersect the view ray with a horizontal cloud plane.
+			up := (sc.horizon - fy) / sc.focal
+			if up < 0.004 {
+				up = 0.004
+			}
+			side := (float64(x) + 0.5 - float64(w)/2) / sc.focal
+			dist := cloudHeight / up
+			sc.pu[i] = float32(side * dist * planeScale)
+			sc.pv[i] = float32(dist * planeScale)
+			sc.fade[i] = smoothstep32(0.01, 0.12, float32(up))
+		}
+	}
+	return sc
+}
