@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The whole test suite: installs ffmpeg if missing, vets, runs every test
+# (the engine under the race detector) and each fuzz target briefly.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/ensure-ffmpeg.sh
+export CGO_ENABLED=${CGO_ENABLED:-1}
+go vet ./...
+go vet -tags gpu ./trainer/cuda/... 2>/dev/null || true
+# The engine and CLI under the race detector (needs cgo: gcc is on Go's Debian images).
+go test -race -shuffle=on ./pipeline/... ./cmd/...
+# Everything else.
+go test -shuffle=on -timeout 30m ./...
+# Fuzz targets, a few seconds each.
+fuzz() { go test "$1" -run '^$' -fuzz "^$2\$" -fuzztime "${FUZZTIME:-5s}"; }
+fuzz ./pipeline FuzzLoad
