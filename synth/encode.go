@@ -73,7 +73,6 @@ func encoderArgs(spec Spec, pl plan, out string) []string {
 		GetArgs()
 }
 
-
 func formatFloat(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
 
 // encoder is a running ffmpeg process fed raw frames.

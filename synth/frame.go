@@ -66,7 +66,7 @@ func (sc *scene) frameState(fp frameParams) *frameState {
 	fr.off2U = float32(math.Mod(sc.wind2U*fp.t, texSize*64))
 	fr.off2V = float32(math.Mod(sc.wind2V*fp.t, texSize*64))
 	ambient := l.zenith.mix(l.horizon, 0.5)
-	fr.cloudLit = l.sun.scale(0.55 + 0.45*l.strength).mix(rgb{1, 1, 1}, 0.25*l.strength)
+	fr.cloudLit = l.sun.scale(0.55+0.45*l.strength).mix(rgb{1, 1, 1}, 0.25*l.strength)
 	fr.cloudDark = ambient.scale(0.55 + 0.2*l.strength)
 	for i, a := range sc.albedo {
 		lit := a.mul(l.sun.scale(0.25 + 0.9*l.strength).add(ambient.scale(0.35)))
