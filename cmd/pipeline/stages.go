@@ -17,7 +17,7 @@ func cmdStages(args []string, stdout, _ io.Writer) error {
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	writeKindDocs(stdout, stages.All())
+	writeKindDocs(stdout, kindsForDocs())
 	return nil
 }
 
@@ -89,3 +89,6 @@ func defaultText(p pipeline.ParamSpec) string {
 	}
 	return fmt.Sprint(p.Default)
 }
+
+// kindsForDocs is the list `pipeline stages` documents.
+func kindsForDocs() []pipeline.Kind { return stages.All() }
