@@ -19,6 +19,10 @@ import (
 
 var errHelp = errors.New("help shown")
 
+// allKinds lists the stage kinds the CLI knows (a variable so tests can add
+// test-only kinds).
+var allKinds = stages.All
+
 // common holds the flags every config-taking command shares.
 type common struct {
 	logFormat string
@@ -88,7 +92,7 @@ func isTerminal(w io.Writer) bool {
 
 // loadConfig loads the named config, ./pipeline.yaml, or the embedded default.
 func loadConfig(pos []string) (*pipeline.Config, error) {
-	reg := pipeline.NewRegistry(stages.All())
+	reg := pipeline.NewRegistry(allKinds())
 	if len(pos) > 1 {
 		return nil, &pipeline.UsageError{Msg: "too many arguments: " + strings.Join(pos[1:], " ")}
 	}

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/timelapse-ml/pipeline/pipeline"
-	"github.com/timelapse-ml/pipeline/stages"
 )
 
 func cmdStages(args []string, stdout, _ io.Writer) error {
@@ -91,4 +90,4 @@ func defaultText(p pipeline.ParamSpec) string {
 }
 
 // kindsForDocs is the list `pipeline stages` documents.
-func kindsForDocs() []pipeline.Kind { return stages.All() }
+func kindsForDocs() []pipeline.Kind { return allKinds() }
