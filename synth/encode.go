@@ -75,6 +75,38 @@ func encoderArgs(spec Spec, pl plan, out string) []string {
 
 func formatFloat(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
 
+// rotateArgs remuxes in to out (MP4) with a display matrix rotating by deg.
+func rotateArgs(in, out string, deg int) []string {
+	return ffmpeg.Input(in).
+		Output(out, ffmpeg.KwArgs{"map": "0", "c": "copy", "f": "mp4", "metadata:s:v:0": "rotate=" + strconv.Itoa(deg)}).
+		GlobalArgs("-hide_banner", "-nostats", "-loglevel", "error").
+		OverWriteOutput().
+		GetArgs()
+}
+
+// runFFmpeg runs ffmpeg with args under ctx; its error carries ffmpeg's
+// stderr.
+func runFFmpeg(ctx context.Context, args []string) error {
+	cmd := exec.CommandContext(ctx, FFmpeg, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return ffmpegError(err, &stderr)
+	}
+	return nil
+}
+
+func ffmpegError(err error, stderr *bytes.Buffer) error {
+	msg := strings.TrimSpace(stderr.String())
+	if len(msg) > 2000 {
+		msg = "..." + msg[len(msg)-2000:]
+	}
+	return fmt.Errorf("ffmpeg: %w: %s", err, msg)
+}
+
 // encoder is a running ffmpeg process fed raw frames.
 type encoder struct {
 	cmd    *exec.Cmd
@@ -105,11 +137,7 @@ func (e *encoder) wait(ctx context.Context) error {
 		return ctx.Err()
 	}
 	if err != nil {
-		msg := strings.TrimSpace(e.stderr.String())
-		if len(msg) > 2000 {
-			msg = "..." + msg[len(msg)-2000:]
-		}
-		return fmt.Errorf("ffmpeg: %w: %s", err, msg)
+		return ffmpegError(err, e.stderr)
 	}
 	return nil
 }

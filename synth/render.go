@@ -23,7 +23,15 @@ func Render(ctx context.Context, spec Spec, path string) error {
 		return fmt.Errorf("synth: %w", err)
 	}
 	tmp := tempPath(path)
-	if err := encode(ctx, spec, tmp); err != nil {
+	err := encode(ctx, spec, tmp)
+	if err == nil && spec.Rotate != 0 {
+		// ffmpeg 5.1 writes a display matrix only when stream-copying.
+		enc := tmp
+		tmp = tempPath(path)
+		err = runFFmpeg(ctx, rotateArgs(enc, tmp, spec.Rotate))
+		os.Remove(enc)
+	}
+	if err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("synth: render %s: %w", filepath.Base(path), err)
 	}

@@ -32,8 +32,10 @@ type Spec struct {
 	// "yuv420p10le" gives 10-bit video.
 	PixFmt string
 	// Rotate is a display rotation in degrees (0, 90, 180 or 270) written as
-	// container metadata (a display matrix); the stored frames are not
-	// rotated.
+	// container metadata (an MP4 display matrix; H.264 only); the stored
+	// frames are not rotated. ffprobe 5.1 shows it as stream side data
+	// "Display Matrix" whose rotation equals Rotate modulo 360 (90 -> 90,
+	// 270 -> -90).
 	Rotate int
 	// VFR makes timestamps variable: some frames are held for two or three
 	// frame intervals, so the stream has fewer frames than Seconds*FPS and
@@ -96,6 +98,8 @@ func (s Spec) Validate() error {
 		return fmt.Errorf("synth: pixel format %q: want yuv420p or yuv420p10le", s.PixFmt)
 	case s.Rotate != 0 && s.Rotate != 90 && s.Rotate != 180 && s.Rotate != 270:
 		return fmt.Errorf("synth: rotate %d: want 0, 90, 180 or 270", s.Rotate)
+	case s.Rotate != 0 && s.Codec != H264:
+		return fmt.Errorf("synth: rotate needs codec %q (ffmpeg 5.1 writes no rotation into WebM)", H264)
 	}
 	return nil
 }
