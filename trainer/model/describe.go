@@ -1,0 +1,295 @@
+package model
+
+import (
+	"fmt"
+	"strings"
+)
+
+// LayerKind names an operation of the network description. Each maps to
+// one trainer/nn op (and its plain-Go reference functions).
+type LayerKind string
+
+const (
+	// TimestepEmbed: In[0] timesteps (N) -> sinusoidal (N, Channels).
+	TimestepEmbed LayerKind = "timestep_embedding"
+	// Linear: In[0] (N, In) -> (N, Out); Params weight (Out, In), bias (Out).
+	Linear LayerKind = "linear"
+	// SiLU: element-wise x*sigmoid(x).
+	SiLU LayerKind = "silu"
+	// Conv2D: frames (N, C, H, W) -> (N, K, H/Stride, W/Stride); Params
+	// weight (K, C, KH, KW), bias (K); Stride, Pad.
+	Conv2D LayerKind = "conv2d"
+	// TemporalConv: kernel 3 over frames of (B*T, C, H, W); Params weight
+	// (K, C, 3), bias (K).
+	TemporalConv LayerKind = "temporal_conv"
+	// GroupNorm: Params gamma (C), beta (C); Groups.
+	GroupNorm LayerKind = "group_norm"
+	// Attention: In[0] packed qkv (N, 3C, H, W) -> (N, C, H, W); Heads;
+	// Temporal selects attention over frames instead of over positions.
+	Attention LayerKind = "attention"
+	// Upsample: nearest 2x.
+	Upsample LayerKind = "upsample2x"
+	// Add: In[0] + In[1], same shape.
+	Add LayerKind = "add"
+	// AddChannel: In[0] (N, C, H, W) + In[1] (N, C) broadcast over H, W.
+	AddChannel LayerKind = "add_channel"
+	// Concat: channel concatenation of In[0] and In[1].
+	Concat LayerKind = "concat"
+)
+
+// Value describes one activation of the network, per frame: a frame tensor
+// (N, Channels, H/Scale, W/Scale), or with Vector a (N, Channels) matrix;
+// N = B*T. Value 0 is the input, value 1 the timesteps (N).
+type Value struct {
+	Channels int
+	Scale    int
+	Vector   bool
+}
+
+// Layer is one operation: it reads values In, writes value Out, and uses
+// the named parameters in op order (weight then bias; gamma then beta).
+type Layer struct {
+	Kind     LayerKind
+	Name     string // parameter scope, e.g. "down.1.res.0.conv1"
+	In       []int
+	Out      int
+	Params   []string
+	Stride   int  // Conv2D
+	Pad      int  // Conv2D
+	Groups   int  // GroupNorm
+	Heads    int  // Attention
+	Temporal bool // Attention over frames; also set on every video-only layer
+}
+
+// Init says how a parameter starts.
+type Init string
+
+const (
+	InitUniform  Init = "uniform"  // U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+	InitOnes     Init = "ones"     // GroupNorm gamma
+	InitZeros    Init = "zeros"    // biases, beta, zero-initialised projections
+	InitIdentity Init = "identity" // temporal conv: centre tap = identity
+)
+
+// ParamSpec is one parameter: its stable name, shape and initialisation.
+type ParamSpec struct {
+	Name     string
+	Shape    []int
+	Init     Init
+	FanIn    int
+	Temporal bool
+}
+
+// Size is the number of elements.
+func (p ParamSpec) Size() int {
+	n := 1
+	for _, d := range p.Shape {
+		n *= d
+	}
+	return n
+}
+
+// IsTemporal reports whether a parameter name belongs to the video part of
+// the model (the trainable set of the train stage).
+func IsTemporal(name string) bool { return strings.Contains(name, "temporal") }
+
+// Net is the backend-neutral description of the network: executors walk
+// Layers in order, each reading earlier values.
+type Net struct {
+	Config    Config
+	Video     bool
+	Values    []Value
+	Layers    []Layer
+	Params    []ParamSpec // in creation order: the canonical parameter order
+	Input     int         // (N, InChannels, H, W)
+	Timesteps int         // (N)
+	Output    int         // (N, OutChannels, H, W) predicted noise
+}
+
+// builder accumulates a Net.
+type builder struct {
+	net    *Net
+	embAct int // SiLU of the timestep MLP output, shared by all ResBlocks
+}
+
+func (b *builder) value(v Value) int {
+	b.net.Values = append(b.net.Values, v)
+	return len(b.net.Values) - 1
+}
+
+func (b *builder) param(name string, init Init, fanIn int, shape ...int) string {
+	b.net.Params = append(b.net.Params, ParamSpec{Name: name, Shape: shape, Init: init, FanIn: fanIn, Temporal: IsTemporal(name)})
+	return name
+}
+
+func (b *builder) layer(l Layer, out Value) int {
+	l.Out = b.value(out)
+	l.Temporal = l.Temporal || IsTemporal(l.Name)
+	b.net.Layers = append(b.net.Layers, l)
+	return l.Out
+}
+
+func (b *builder) shape(v int) Value { return b.net.Values[v] }
+
+func (b *builder) conv(name string, x, k, kernel, stride int, init Init) int {
+	in := b.shape(x)
+	fan := in.Channels * kernel * kernel
+	w := b.param(name+".weight", init, fan, k, in.Channels, kernel, kernel)
+	bias := b.param(name+".bias", biasInit(init), fan, k)
+	return b.layer(Layer{Kind: Conv2D, Name: name, In: []int{x}, Params: []string{w, bias}, Stride: stride, Pad: kernel / 2},
+		Value{Channels: k, Scale: in.Scale * stride})
+}
+
+func biasInit(w Init) Init {
+	if w == InitUniform {
+		return InitUniform
+	}
+	return InitZeros
+}
+
+func (b *builder) tconv(name string, x int) int {
+	in := b.shape(x)
+	c := in.Channels
+	w := b.param(name+".weight", InitIdentity, 3*c, c, c, 3)
+	bias := b.param(name+".bias", InitZeros, 3*c, c)
+	return b.layer(Layer{Kind: TemporalConv, Name: name, In: []int{x}, Params: []string{w, bias}}, in)
+}
+
+func (b *builder) norm(name string, x int) int {
+	in := b.shape(x)
+	gm := b.param(name+".weight", InitOnes, 0, in.Channels)
+	bt := b.param(name+".bias", InitZeros, 0, in.Channels)
+	groups := b.net.Config.Groups
+	return b.layer(Layer{Kind: GroupNorm, Name: name, In: []int{x}, Params: []string{gm, bt}, Groups: groups}, in)
+}
+
+func (b *builder) silu(x int) int {
+	return b.layer(Layer{Kind: SiLU, In: []int{x}}, b.shape(x))
+}
+
+func (b *builder) linear(name string, x, out int, init Init) int {
+	in := b.shape(x)
+	w := b.param(name+".weight", init, in.Channels, out, in.Channels)
+	bias := b.param(name+".bias", biasInit(init), in.Channels, out)
+	return b.layer(Layer{Kind: Linear, Name: name, In: []int{x}, Params: []string{w, bias}}, Value{Channels: out, Vector: true})
+}
+
+func (b *builder) add(x, y int) int {
+	return b.layer(Layer{Kind: Add, In: []int{x, y}}, b.shape(x))
+}
+
+// resBlock: GN-SiLU-conv [-tconv] + emb, GN-SiLU-conv [-tconv], + skip.
+func (b *builder) resBlock(name string, x, out int) int {
+	in := b.shape(x)
+	h := b.silu(b.norm(name+".norm1", x))
+	h = b.conv(name+".conv1", h, out, 3, 1, InitUniform)
+	if b.net.Video {
+		h = b.tconv(name+".temporal_conv1", h)
+	}
+	e := b.linear(name+".emb_proj", b.embAct, out, InitUniform)
+	h = b.layer(Layer{Kind: AddChannel, In: []int{h, e}}, b.shape(h))
+	h = b.silu(b.norm(name+".norm2", h))
+	h = b.conv(name+".conv2", h, out, 3, 1, InitUniform)
+	if b.net.Video {
+		h = b.tconv(name+".temporal_conv2", h)
+	}
+	skip := x
+	if in.Channels != out {
+		skip = b.conv(name+".skip", x, out, 1, 1, InitUniform)
+	}
+	return b.add(skip, h)
+}
+
+// attnBlock: x + proj(attn(qkv(GN(x)))), spatial then (video) temporal.
+func (b *builder) attnBlock(name string, x int) int {
+	x = b.attention(name, x, false)
+	if b.net.Video {
+		x = b.attention(name+".temporal_attn", x, true)
+	}
+	return x
+}
+
+func (b *builder) attention(name string, x int, temporal bool) int {
+	c := b.shape(x).Channels
+	h := b.norm(name+".norm", x)
+	qkv := b.conv(name+".qkv", h, 3*c, 1, 1, InitUniform)
+	a := b.layer(Layer{Kind: Attention, Name: name, In: []int{qkv}, Heads: b.net.Config.Heads, Temporal: temporal}, b.shape(h))
+	projInit := InitUniform
+	if temporal {
+		projInit = InitZeros
+	}
+	o := b.conv(name+".proj", a, c, 1, 1, projInit)
+	return b.add(x, o)
+}
+
+// Describe returns the network description of cfg: the backbone alone
+// (video false) or the video model (backbone plus temporal layers).
+func Describe(cfg Config, video bool) (*Net, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	net := &Net{Config: cfg, Video: video}
+	b := &builder{net: net}
+	net.Input = b.value(Value{Channels: cfg.InChannels, Scale: 1})
+	net.Timesteps = b.value(Value{Channels: 1, Vector: true})
+
+	base := cfg.BaseChannels
+	te := b.layer(Layer{Kind: TimestepEmbed, In: []int{net.Timesteps}}, Value{Channels: base, Vector: true})
+	te = b.linear("time_embed.0", te, cfg.TimeEmbedDim, InitUniform)
+	te = b.silu(te)
+	te = b.linear("time_embed.2", te, cfg.TimeEmbedDim, InitUniform)
+	b.embAct = b.silu(te)
+
+	h := b.conv("conv_in", net.Input, base, 3, 1, InitUniform)
+	skips := []int{h}
+	for i, m := range cfg.ChannelMults {
+		for j := 0; j < cfg.BlocksPerLevel; j++ {
+			h = b.resBlock(fmt.Sprintf("down.%d.res.%d", i, j), h, base*m)
+			if cfg.attnAt(i) {
+				h = b.attnBlock(fmt.Sprintf("down.%d.attn.%d", i, j), h)
+			}
+			skips = append(skips, h)
+		}
+		if i != len(cfg.ChannelMults)-1 {
+			h = b.conv(fmt.Sprintf("down.%d.downsample.conv", i), h, b.shape(h).Channels, 3, 2, InitUniform)
+			skips = append(skips, h)
+		}
+	}
+	top := base * cfg.ChannelMults[len(cfg.ChannelMults)-1]
+	h = b.resBlock("mid.res.0", h, top)
+	if cfg.MidAttention {
+		h = b.attnBlock("mid.attn.0", h)
+	}
+	h = b.resBlock("mid.res.1", h, top)
+	for i := len(cfg.ChannelMults) - 1; i >= 0; i-- {
+		for j := 0; j <= cfg.BlocksPerLevel; j++ {
+			s := skips[len(skips)-1]
+			skips = skips[:len(skips)-1]
+			hs, ss := b.shape(h), b.shape(s)
+			h = b.layer(Layer{Kind: Concat, In: []int{h, s}}, Value{Channels: hs.Channels + ss.Channels, Scale: hs.Scale})
+			h = b.resBlock(fmt.Sprintf("up.%d.res.%d", i, j), h, base*cfg.ChannelMults[i])
+			if cfg.attnAt(i) {
+				h = b.attnBlock(fmt.Sprintf("up.%d.attn.%d", i, j), h)
+			}
+		}
+		if i != 0 {
+			hs := b.shape(h)
+			h = b.layer(Layer{Kind: Upsample, In: []int{h}}, Value{Channels: hs.Channels, Scale: hs.Scale / 2})
+			h = b.conv(fmt.Sprintf("up.%d.upsample.conv", i), h, hs.Channels, 3, 1, InitUniform)
+		}
+	}
+	h = b.silu(b.norm("out.norm", h))
+	net.Output = b.conv("out.conv", h, cfg.OutChannels, 3, 1, InitUniform)
+	return net, nil
+}
+
+// ParamCount returns the total and temporal parameter counts of the net.
+func (n *Net) ParamCount() (total, temporal int) {
+	for _, p := range n.Params {
+		total += p.Size()
+		if p.Temporal {
+			temporal += p.Size()
+		}
+	}
+	return total, temporal
+}
