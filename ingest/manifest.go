@@ -6,10 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
-	"regexp"
 	"sort"
-	"strings"
 )
 
 // ManifestFile is the name of the manifest in an ingest output folder.
@@ -29,13 +26,13 @@ const (
 	ReasonTooShort      = "too_short"       // shorter than the trims plus one output frame
 	ReasonDuplicate     = "duplicate"       // same content as another video (the first by path is kept)
 	ReasonUnsupported   = "unsupported"     // ffmpeg has no decoder for its codec
+	ReasonTruncated     = "truncated"       // the index promises frames the file no longer holds
 )
 
 // Video is one row of manifest.jsonl.
 type Video struct {
-	// ID is stable and filesystem-safe: the sanitised file stem (at most 40
-	// characters of [a-z0-9_-]) + "-" + the first 16 hex digits of SHA256.
-	// Renaming a file changes the stem part; the Hash identifies content.
+	// ID is stable and filesystem-safe: the first 16 hex digits of SHA256
+	// (see MakeID). Duplicates share an ID; only the first is ok.
 	ID string `json:"id"`
 	// Path is the absolute path of the source file.
 	Path string `json:"path"`
@@ -49,14 +46,18 @@ type Video struct {
 	// Width and Height are the coded size of the video stream (before rotation).
 	Width  int `json:"width"`
 	Height int `json:"height"`
-	// Rotation is the display rotation in degrees (display matrix side data or
-	// the rotate tag), normalised to 0, 90, 180 or 270 (counter-clockwise).
+	// Rotation is the clockwise display rotation in degrees, as the legacy
+	// rotate tag writes it (ffprobe's display-matrix rotation negated),
+	// normalised to [0, 360). ffmpeg applies it when decoding (autorotate).
 	Rotation int `json:"rotation"`
 	// FPS is the stream's average frame rate (avg_frame_rate, else r_frame_rate).
 	FPS float64 `json:"fps"`
 	// Codec and PixFmt are the video stream's codec and pixel format names.
 	Codec  string `json:"codec"`
 	PixFmt string `json:"pix_fmt"`
+	// ColorRange is the video stream's colour range as ffprobe names it
+	// ("tv", "pc", or "" when unknown).
+	ColorRange string `json:"color_range,omitempty"`
 	// Streams is the number of streams in the container.
 	Streams int `json:"streams"`
 	// Status is StatusOK or StatusQuarantined.
@@ -78,24 +79,15 @@ func (v Video) DisplaySize() (w, h int) {
 	return v.Width, v.Height
 }
 
-var unsafeID = regexp.MustCompile(`[^a-z0-9_-]+`)
-
-// MakeID returns the video id of a file named name with the given hex SHA-256.
-func MakeID(name, sha256hex string) string {
-	stem := strings.TrimSuffix(filepath.Base(name), filepath.Ext(name))
-	stem = unsafeID.ReplaceAllString(strings.ToLower(stem), "_")
-	stem = strings.Trim(stem, "_-.")
-	if len(stem) > 40 {
-		stem = stem[:40]
+// MakeID returns the video id of content with the given hex SHA-256: its
+// first 16 hex digits. The id depends on the content only, so a renamed or
+// moved file keeps its id (and its cached frames), and it is safe in file
+// names on every system.
+func MakeID(sha256hex string) string {
+	if len(sha256hex) > 16 {
+		return sha256hex[:16]
 	}
-	h := sha256hex
-	if len(h) > 16 {
-		h = h[:16]
-	}
-	if stem == "" {
-		return h
-	}
-	return stem + "-" + h
+	return sha256hex
 }
 
 // EncodeManifest returns the manifest.jsonl bytes for videos, sorted by path.
