@@ -51,6 +51,7 @@ func encoderArgs(spec Spec, pl plan, out string) []string {
 		kw["cpu-used"] = "5"
 		kw["row-mt"] = "0"
 		kw["lossless"] = "1"
+		kw["fflags"] = "+bitexact" // else Matroska writes a random segment UID
 	default:
 		kw["f"] = "mp4"
 		kw["c:v"] = "libx264"

@@ -62,11 +62,17 @@ func (pl plan) selectFilter() string {
 	return fmt.Sprintf(`select=lte(n\,%d)+gte(n\,%d)+gte(mod(n*%d+%d\,7)\,2)`, pl.headLast, pl.tailFirst, pl.vfrA, pl.vfrB)
 }
 
-// keyFrames returns the rendered frames that start a GOP: the first, every
-// gop frames of the motion span after the head, and the first of the tail.
+// keyFrames returns the rendered frames that start a GOP: the first, the
+// first after the head, every gop frames of the motion span after that, and
+// the first of the tail. A keyframe right after each frozen span keeps
+// B-frames of the span from predicting from moving frames.
 func (pl plan) keyFrames() []int {
 	keys := []int{0}
-	for k := pl.headLast + 1 + pl.gop; k < pl.tailFirst; k += pl.gop {
+	first := pl.headLast + 1
+	if first == 0 {
+		first = pl.gop
+	}
+	for k := first; k < pl.tailFirst; k += pl.gop {
 		keys = append(keys, k)
 	}
 	if pl.tailFirst > 0 && pl.tailFirst < pl.n {
