@@ -7,6 +7,8 @@ import (
 	"strconv"
 
 	ffmpeg "github.com/u2takey/ffmpeg-go"
+
+	"github.com/timelapse-ml/pipeline/ingest"
 )
 
 // ffmpeg-go logs every compiled command through the standard logger unless
@@ -16,8 +18,9 @@ func init() { ffmpeg.LogCompiledCommand = false }
 
 // Source is one video to extract.
 type Source struct {
-	// ID names the output folder; Path is the video file.
-	ID, Path string
+	// ID names the output folder; Path is the video file; SHA256 its
+	// content hash (for the cache fingerprint).
+	ID, Path, SHA256 string
 	// Duration is the video's duration in seconds (ffprobe's format duration).
 	Duration float64
 	// ColorRange is ffprobe's color_range of the video stream: "tv", "pc"
@@ -94,4 +97,9 @@ func Args(src Source, p Params, dir string) (decode, encode []string) {
 		first = 0
 	}
 	return decodeCmd(context.Background(), src, p).Args, encodeCmd(context.Background(), src, p, dir, first).Args
+}
+
+// SourceOf returns the Source of an ingest manifest row.
+func SourceOf(v ingest.Video) Source {
+	return Source{ID: v.ID, Path: v.Path, SHA256: v.SHA256, Duration: v.Duration, ColorRange: v.ColorRange}
 }

@@ -6,6 +6,8 @@ import "github.com/timelapse-ml/pipeline/pipeline"
 func All() []pipeline.Kind {
 	return []pipeline.Kind{
 		SynthKind(),
+		IngestKind(),
+		FramesKind(),
 		// Each kind's constructor lives in its own file (synth.go, ingest.go, ...).
 	}
 }
