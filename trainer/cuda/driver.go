@@ -40,7 +40,7 @@ type driverAPI struct {
 
 	cuInit, cuDriverGetVersion, cuDeviceGetCount, cuDeviceGet, cuDeviceGetName uintptr
 	cuDeviceGetAttribute, cuDeviceTotalMem, cuDevicePrimaryCtxRetain           uintptr
-	cuDevicePrimaryCtxRelease, cuCtxSetCurrent, cuCtxSynchronize               uintptr
+	cuDevicePrimaryCtxRelease, cuCtxSetCurrent                                 uintptr
 	cuMemAlloc, cuMemFree, cuMemGetInfo, cuMemHostAlloc, cuMemFreeHost         uintptr
 	cuMemcpyHtoDAsync, cuMemcpyDtoHAsync, cuMemcpyDtoDAsync, cuMemsetD32Async  uintptr
 	cuStreamCreate, cuStreamDestroy, cuStreamSynchronize, cuStreamWaitEvent    uintptr
@@ -71,7 +71,6 @@ func loadDriver() (*driverAPI, error) {
 			cuDevicePrimaryCtxRetain:  s.get("cuDevicePrimaryCtxRetain"),
 			cuDevicePrimaryCtxRelease: s.get("cuDevicePrimaryCtxRelease_v2"),
 			cuCtxSetCurrent:           s.get("cuCtxSetCurrent"),
-			cuCtxSynchronize:          s.get("cuCtxSynchronize"),
 			cuMemAlloc:                s.get("cuMemAlloc_v2"),
 			cuMemFree:                 s.get("cuMemFree_v2"),
 			cuMemGetInfo:              s.get("cuMemGetInfo_v2"),
@@ -93,7 +92,7 @@ func loadDriver() (*driverAPI, error) {
 			cuModuleGetFunction:       s.get("cuModuleGetFunction"),
 			cuModuleUnload:            s.get("cuModuleUnload"),
 			cuLaunchKernel:            s.get("cuLaunchKernel"),
-			cuFuncSetAttribute:        s.get("cuFuncSetAttribute"),
+			cuFuncSetAttribute:        s.optional("cuFuncSetAttribute"),
 			cuGetErrorName:            s.get("cuGetErrorName"),
 			cuGetErrorString:          s.get("cuGetErrorString"),
 		}

@@ -97,7 +97,7 @@ func (d *Device) TemporalConvBackwardFilter(dw, db, dy, x *Tensor, s nn.Temporal
 	defer d.leave()
 	rows := 3 * s.C
 	wl := s.WeightLen()
-	chunk := tconvChunk(s, s.K*rows/max(1, s.P)+1)
+	chunk := tconvChunk(s, s.K*rows) // patches and a partial dw per frame
 	col, err := d.scratch(chunk * s.T * rows * s.P)
 	if err != nil {
 		return err

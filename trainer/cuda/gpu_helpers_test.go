@@ -1,0 +1,194 @@
+//go:build gpu
+
+package cuda
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// worst tracks the largest relative error per top-level test and precision.
+var (
+	worstMu sync.Mutex
+	worst   = map[string][2]float64{} // "TestOpConv2D fp32" -> {error, tolerance}
+)
+
+func record(name string, e, tol float64) {
+	prec := "fp32"
+	if strings.Contains(name, "/tf32") {
+		prec = "tf32"
+	}
+	key := strings.SplitN(name, "/", 2)[0] + " " + prec
+	worstMu.Lock()
+	defer worstMu.Unlock()
+	if w, ok := worst[key]; !ok || e > w[0] {
+		worst[key] = [2]float64{e, tol}
+	}
+}
+
+// TestMain prints the worst relative error of each op test last, as a summary table.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	keys := make([]string, 0, len(worst))
+	for k := range worst {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	if len(keys) > 0 {
+		fmt.Println("worst relative error (GPU vs trainer/nn CPU):")
+		for _, k := range keys {
+			w := worst[k]
+			status := "ok"
+			if !(w[0] <= w[1]) {
+				status = "FAIL"
+			}
+			fmt.Printf("  %-32s %10.3g  (tol %.0e) %s\n", k, w[0], w[1], status)
+		}
+	}
+	os.Exit(code)
+}
+
+// Tolerances on ‖gpu − cpu‖ / ‖cpu‖ (issue 8).
+const (
+	tolStrict = 1e-4
+	tolTF32   = 2e-3
+)
+
+var (
+	testDevOnce sync.Once
+	testDev     *Device
+	testDevErr  error
+)
+
+// device opens GPU 0 once per test binary, with a fresh kernel cache folder.
+func device(t testing.TB) *Device {
+	t.Helper()
+	testDevOnce.Do(func() {
+		if ok, why := Available(); !ok {
+			testDevErr = &skipError{why}
+			return
+		}
+		dir, err := os.MkdirTemp("", "cuda-kernels-")
+		if err != nil {
+			testDevErr = err
+			return
+		}
+		testDev, testDevErr = Open(0, Options{CacheDir: dir})
+	})
+	if testDevErr != nil {
+		t.Fatalf("open GPU: %v", testDevErr)
+	}
+	return testDev
+}
+
+type skipError struct{ why string }
+
+func (e *skipError) Error() string { return "no GPU: " + e.why }
+
+// precisions runs f in strict float32 and in TF32, with the matching tolerance.
+func precisions(t *testing.T, f func(t *testing.T, tol float64)) {
+	d := device(t)
+	for _, p := range []struct {
+		name string
+		tf32 bool
+		tol  float64
+	}{{"fp32", false, tolStrict}, {"tf32", true, tolTF32}} {
+		t.Run(p.name, func(t *testing.T) {
+			if err := d.SetTF32(p.tf32); err != nil {
+				t.Fatal(err)
+			}
+			defer d.SetTF32(false)
+			f(t, p.tol)
+		})
+	}
+}
+
+// randn returns n standard normal values.
+func randn(rng *rand.Rand, n int) []float32 {
+	x := make([]float32, n)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+	}
+	return x
+}
+
+// upload copies host values to a new device tensor.
+func upload(t testing.TB, d *Device, x []float32) *Tensor {
+	t.Helper()
+	g, err := d.FromHost(x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+// poisoned returns a device tensor of n NaNs, so an unwritten element fails the check.
+func poisoned(t testing.TB, d *Device, n int) *Tensor {
+	t.Helper()
+	g, err := d.NewTensor(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Fill(float32(math.NaN())); err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+// relErr is ‖got − want‖ / ‖want‖ in float64; NaN or Inf anywhere gives +Inf.
+func relErr(got, want []float32) float64 {
+	if len(got) != len(want) {
+		return math.Inf(1)
+	}
+	var num, den float64
+	for i := range got {
+		g, w := float64(got[i]), float64(want[i])
+		if math.IsNaN(g) || math.IsInf(g, 0) {
+			return math.Inf(1)
+		}
+		num += (g - w) * (g - w)
+		den += w * w
+	}
+	if den == 0 {
+		return math.Sqrt(num)
+	}
+	return math.Sqrt(num / den)
+}
+
+// check downloads g and compares it with the CPU result want.
+func check(t *testing.T, what string, g *Tensor, want []float32, tol float64) {
+	t.Helper()
+	if err := g.dev.Sync(); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	got, err := g.ToHost()
+	if err != nil {
+		t.Fatalf("%s: download: %v", what, err)
+	}
+	e := relErr(got, want)
+	record(t.Name(), e, tol)
+	if !(e <= tol) {
+		t.Errorf("%s: relative error %.3g, want <= %.0e", what, e, tol)
+	} else {
+		t.Logf("%s: relative error %.3g", what, e)
+	}
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func freeAll(ts ...*Tensor) {
+	for _, x := range ts {
+		x.Free()
+	}
+}
