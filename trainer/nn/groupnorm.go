@@ -52,12 +52,14 @@ func GroupNormForward(y, x, gamma, beta []float32, s GroupNormShape) {
 		mean, rstd := groupStats(x[off:off+gl], s.Eps)
 		for ci := 0; ci < cg; ci++ {
 			c := g*cg + ci
-			a := float32(rstd) * gamma[c]
-			b := beta[c] - float32(mean)*a
+			// coefficients stay in float64: rounding them to float32 would
+			// shift every output of the group coherently
+			a := rstd * float64(gamma[c])
+			b := float64(beta[c]) - mean*a
 			xs := x[off+ci*s.P : off+(ci+1)*s.P]
 			ys := y[off+ci*s.P : off+(ci+1)*s.P]
 			for i, v := range xs {
-				ys[i] = v*a + b
+				ys[i] = float32(float64(v)*a + b)
 			}
 		}
 	})
