@@ -3,6 +3,7 @@ package synth
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -43,7 +44,7 @@ func probe(t *testing.T, path string) (probeResult, error) {
 	cmd.Stdout, cmd.Stderr = &out, &stderr
 	var pr probeResult
 	if err := cmd.Run(); err != nil {
-		return pr, &exec.ExitError{Stderr: stderr.Bytes()}
+		return pr, fmt.Errorf("ffprobe %s: %v: %s", path, err, strings.TrimSpace(stderr.String()))
 	}
 	if err := json.Unmarshal(out.Bytes(), &pr); err != nil {
 		t.Fatalf("ffprobe json of %s: %v", path, err)
@@ -55,7 +56,7 @@ func mustProbe(t *testing.T, path string) probeResult {
 	t.Helper()
 	pr, err := probe(t, path)
 	if err != nil {
-		t.Fatalf("ffprobe %s: %s", path, err.(*exec.ExitError).Stderr)
+		t.Fatal(err)
 	}
 	return pr
 }
