@@ -93,7 +93,7 @@ func Inspect(ctx context.Context, path string, o Options) (Video, error) {
 	if s.ColorRange == "tv" || s.ColorRange == "pc" {
 		v.ColorRange = s.ColorRange
 	}
-	if v.Codec == "" || v.Codec == "none" {
+	if v.Codec == "" || v.Codec == "none" || v.Codec == "unknown" {
 		return quarantine(ReasonUnsupported, fmt.Sprintf("ffprobe names no codec for video stream %d", s.Index))
 	}
 	if v.Duration <= 0 {

@@ -46,9 +46,9 @@ type Video struct {
 	// Width and Height are the coded size of the video stream (before rotation).
 	Width  int `json:"width"`
 	Height int `json:"height"`
-	// Rotation is the clockwise display rotation in degrees, as the legacy
-	// rotate tag writes it (ffprobe's display-matrix rotation negated),
-	// normalised to [0, 360). ffmpeg applies it when decoding (autorotate).
+	// Rotation is the display rotation in degrees in [0, 360), as ffprobe
+	// prints the display matrix (see ProbeStream.Rotation). ffmpeg applies it
+	// when decoding (autorotate), so frames come out upright.
 	Rotation int `json:"rotation"`
 	// FPS is the stream's average frame rate (avg_frame_rate, else r_frame_rate).
 	FPS float64 `json:"fps"`

@@ -121,12 +121,13 @@ func (s *ProbeStream) FPS() float64 {
 	return parseRate(s.RFrameRate)
 }
 
-// Rotation returns the clockwise display rotation in degrees in [0, 360):
-// the display matrix's rotation negated, else the legacy rotate tag.
+// Rotation returns the display rotation in degrees in [0, 360): the display
+// matrix's rotation as ffprobe prints it, else the legacy rotate tag. With
+// ffmpeg 5.1 a file written with `-metadata:s:v rotate=N` reads back as N.
 func (s *ProbeStream) Rotation() int {
 	for _, sd := range s.SideData {
 		if sd.Type == "Display Matrix" {
-			return normDegrees(-sd.Rotation)
+			return normDegrees(sd.Rotation)
 		}
 	}
 	if t, ok := s.Tags["rotate"]; ok {
