@@ -116,13 +116,21 @@ func TestOpGroupNorm(t *testing.T) {
 			check(t, "y", gy, y, tolStrict)
 			must(t, d.GroupNormBackwardData(gdx, gdy, gx, gg, st, s))
 			check(t, "dx", gdx, dx, tolStrict)
-			must(t, d.GroupNormBackwardParams(gdg, gdb, gdy, gx, st, s))
+			must(t, d.GroupNormBackwardParams(gdg, gdb, gdy, gx, gg, st, s))
 			check(t, "dgamma", gdg, dg, tolStrict)
 			check(t, "dbeta", gdb, dbt, tolStrict)
 			// Without saved statistics the backward recomputes them.
 			must(t, gdx.Fill(float32(math.NaN())))
 			must(t, d.GroupNormBackwardData(gdx, gdy, gx, gg, nil, s))
 			check(t, "dx (recomputed stats)", gdx, dx, tolStrict)
+			// All three at once.
+			for _, g := range []*Tensor{gdx, gdg, gdb} {
+				must(t, g.Fill(float32(math.NaN())))
+			}
+			must(t, d.GroupNormBackward(gdx, gdg, gdb, gdy, gx, gg, st, s))
+			check(t, "dx (combined)", gdx, dx, tolStrict)
+			check(t, "dgamma (combined)", gdg, dg, tolStrict)
+			check(t, "dbeta (combined)", gdb, dbt, tolStrict)
 		})
 	}
 }

@@ -130,10 +130,7 @@ func TestTimings(t *testing.T) {
 		sh := map[string]int{"n": s.N, "c": s.C, "p": s.P, "groups": s.Groups}
 		add("groupnorm", "fwd", false, sh, 0, func() error { return d.GroupNormForward(y, x, g, bt, st, s) })
 		add("groupnorm", "bwd", false, sh, 0, func() error {
-			if err := d.GroupNormBackwardData(dx, dy, x, g, st, s); err != nil {
-				return err
-			}
-			return d.GroupNormBackwardParams(dg, db, dy, x, st, s)
+			return d.GroupNormBackward(dx, dg, db, dy, x, g, st, s)
 		})
 	}
 	{

@@ -102,34 +102,25 @@ func (d *Device) statsFor(st *GroupNormStats, x *Tensor, s nn.GroupNormShape) (*
 // GroupNormBackwardData computes dx (nn.GroupNormBackwardData). st holds the forward
 // statistics of x; nil recomputes them.
 func (d *Device) GroupNormBackwardData(dx, dy, x, gamma *Tensor, st *GroupNormStats, s nn.GroupNormShape) error {
-	if err := s.Validate(); err != nil {
-		return err
-	}
-	if err := d.checkOperands("group norm backward data", operand{"dx", dx, s.Len()}, operand{"dy", dy, s.Len()},
-		operand{"x", x, s.Len()}, operand{"gamma", gamma, s.C}); err != nil {
-		return err
-	}
-	if err := d.enter(); err != nil {
-		return err
-	}
-	defer d.leave()
-	st, done, err := d.statsFor(st, x, s)
-	if err != nil {
-		return err
-	}
-	defer done()
-	return d.perRow("gn_bwd_data", s.N*s.Groups, argT(dx), argT(dy), argT(x), argT(gamma), argT(st.Mean), argT(st.Rstd),
-		argInt(s.N), argInt(s.C), argInt(s.P), argInt(s.Groups))
+	return d.GroupNormBackward(dx, nil, nil, dy, x, gamma, st, s)
 }
 
 // GroupNormBackwardParams computes dgamma and dbeta, either may be nil
 // (nn.GroupNormBackwardParams). st as for GroupNormBackwardData.
-func (d *Device) GroupNormBackwardParams(dgamma, dbeta, dy, x *Tensor, st *GroupNormStats, s nn.GroupNormShape) error {
+func (d *Device) GroupNormBackwardParams(dgamma, dbeta, dy, x, gamma *Tensor, st *GroupNormStats, s nn.GroupNormShape) error {
+	return d.GroupNormBackward(nil, dgamma, dbeta, dy, x, gamma, st, s)
+}
+
+// GroupNormBackward computes any of dx, dgamma and dbeta (nil ones are skipped) in one
+// pass of per-(sample, channel) sums shared by all three, then one element-wise pass
+// for dx. st holds the forward statistics of x; nil recomputes them.
+func (d *Device) GroupNormBackward(dx, dgamma, dbeta, dy, x, gamma *Tensor, st *GroupNormStats, s nn.GroupNormShape) error {
 	if err := s.Validate(); err != nil {
 		return err
 	}
-	ops := append([]operand{{"dy", dy, s.Len()}, {"x", x, s.Len()}}, optional(operand{"dgamma", dgamma, s.C}, operand{"dbeta", dbeta, s.C})...)
-	if err := d.checkOperands("group norm backward params", ops...); err != nil {
+	ops := append([]operand{{"dy", dy, s.Len()}, {"x", x, s.Len()}, {"gamma", gamma, s.C}},
+		optional(operand{"dx", dx, s.Len()}, operand{"dgamma", dgamma, s.C}, operand{"dbeta", dbeta, s.C})...)
+	if err := d.checkOperands("group norm backward", ops...); err != nil {
 		return err
 	}
 	if err := d.enter(); err != nil {
@@ -141,6 +132,30 @@ func (d *Device) GroupNormBackwardParams(dgamma, dbeta, dy, x *Tensor, st *Group
 		return err
 	}
 	defer done()
-	return d.perRow("gn_bwd_params", s.C, argOpt(dgamma), argOpt(dbeta), argT(dy), argT(x), argT(st.Mean), argT(st.Rstd),
-		argInt(s.N), argInt(s.C), argInt(s.P), argInt(s.Groups))
+	nc, ng := s.N*s.C, s.N*s.Groups
+	// One scratch block: sums (2*nc float64) then the two per-group means (2*ng float32).
+	tmp, err := d.alloc.get(int64(16*nc + 8*ng))
+	if err != nil {
+		return err
+	}
+	defer tmp.Free()
+	sxhat, sdy := tmp.Ptr, tmp.Ptr+uintptr(8*nc)
+	mg, mgx := tmp.Ptr+uintptr(16*nc), tmp.Ptr+uintptr(16*nc+4*ng)
+	if err := d.perRow("gn_bwd_reduce", nc, argPtr(sxhat), argPtr(sdy), argT(dy), argT(x), argT(st.Mean), argT(st.Rstd),
+		argInt(s.N), argInt(s.C), argInt(s.P), argInt(s.Groups)); err != nil {
+		return err
+	}
+	mgArg, mgxArg := argPtr(mg), argPtr(mgx)
+	if dx == nil {
+		mgArg, mgxArg = 0, 0
+	}
+	if err := d.elementwise("gn_bwd_finish", s.C+ng, argOpt(dgamma), argOpt(dbeta), mgArg, mgxArg, argPtr(sxhat), argPtr(sdy),
+		argT(gamma), argInt(s.N), argInt(s.C), argInt(s.P), argInt(s.Groups)); err != nil {
+		return err
+	}
+	if dx == nil {
+		return nil
+	}
+	return d.elementwise("gn_bwd_dx", s.Len(), argT(dx), argT(dy), argT(x), argT(gamma), argT(st.Mean), argT(st.Rstd),
+		argPtr(mg), argPtr(mgx), argInt(s.N), argInt(s.C), argInt(s.P), argInt(s.Groups))
 }

@@ -33,51 +33,72 @@ extern "C" __global__ void gn_fwd(float* y, const float* x, const float* gamma, 
     }
 }
 
-// One block per (n, g): dx = rstd*(dy*gamma - mean(dy*gamma) - xhat*mean(dy*gamma*xhat)).
-extern "C" __global__ void gn_bwd_data(float* dx, const float* dy, const float* x, const float* gamma,
-                                       const float* mean, const float* rstd, int n, int c, int p, int g) {
-    int cg = c / g;
-    long long gl = (long long)cg * p;
-    for (int ng = blockIdx.x; ng < n * g; ng += gridDim.x) {
-        long long off = (long long)ng * gl;
-        int c0 = (ng % g) * cg;
-        double m = mean[ng], r = rstd[ng];
-        double sg = 0.0, sgx = 0.0;
-        for (long long i = threadIdx.x; i < gl; i += blockDim.x) {
-            double gv = (double)dy[off + i] * (double)gamma[c0 + i / p];
-            sg += gv;
-            sgx += gv * ((double)x[off + i] - m) * r;
-        }
-        double mg = block_sum(sg) / (double)gl;
-        double mgx = block_sum(sgx) / (double)gl;
-        for (long long i = threadIdx.x; i < gl; i += blockDim.x) {
-            double xhat = ((double)x[off + i] - m) * r;
-            double gv = (double)dy[off + i] * (double)gamma[c0 + i / p];
-            dx[off + i] = (float)(r * (gv - mg - xhat * mgx));
-        }
-    }
-}
-
-// One block per channel: dgamma[c] = sum dy*xhat, dbeta[c] = sum dy (either may be null).
-extern "C" __global__ void gn_bwd_params(float* dgamma, float* dbeta, const float* dy, const float* x,
+// Backward in three coalesced passes. First, one block per (n, c):
+// sxhat[n,c] = sum_p dy*xhat, sdy[n,c] = sum_p dy.
+extern "C" __global__ void gn_bwd_reduce(double* sxhat, double* sdy, const float* dy, const float* x,
                                          const float* mean, const float* rstd, int n, int c, int p, int g) {
     int cg = c / g;
-    for (int ch = blockIdx.x; ch < c; ch += gridDim.x) {
+    for (int nc = blockIdx.x; nc < n * c; nc += gridDim.x) {
+        int ng = (nc / c) * g + (nc % c) / cg;
+        float m = mean[ng], r = rstd[ng];
+        const float* xs = x + (long long)nc * p;
+        const float* ds = dy + (long long)nc * p;
         double a = 0.0, b = 0.0;
-        int total = n * p;
-        for (int i = threadIdx.x; i < total; i += blockDim.x) {
-            int s = i / p, j = i % p;
-            long long idx = ((long long)s * c + ch) * p + j;
-            int ng = s * g + ch / cg;
-            double d = dy[idx];
-            a += d * ((double)x[idx] - (double)mean[ng]) * (double)rstd[ng];
-            b += d;
+        for (int j = threadIdx.x; j < p; j += blockDim.x) {
+            float d = ds[j];
+            a += (double)(d * ((xs[j] - m) * r));
+            b += (double)d;
         }
         a = block_sum(a);
         b = block_sum(b);
         if (threadIdx.x == 0) {
-            if (dgamma) dgamma[ch] = (float)a;
-            if (dbeta) dbeta[ch] = (float)b;
+            sxhat[nc] = a;
+            sdy[nc] = b;
         }
+    }
+}
+
+// Second, per channel: dgamma[c] = sum_n sxhat[n,c], dbeta[c] = sum_n sdy[n,c] (either
+// may be null); and per (n, g) the two means of the data gradient:
+// mg = sum_{c in g} gamma_c*sdy / (cg*p), mgx = sum_{c in g} gamma_c*sxhat / (cg*p).
+extern "C" __global__ void gn_bwd_finish(float* dgamma, float* dbeta, float* mg, float* mgx,
+                                         const double* sxhat, const double* sdy, const float* gamma,
+                                         int n, int c, int p, int g) {
+    int cg = c / g;
+    GRID_STRIDE(i, c + n * g) {
+        if (i < c) {
+            double a = 0.0, b = 0.0;
+            for (int s = 0; s < n; s++) {
+                a += sxhat[s * c + i];
+                b += sdy[s * c + i];
+            }
+            if (dgamma) dgamma[i] = (float)a;
+            if (dbeta) dbeta[i] = (float)b;
+        } else if (mg) {
+            int ng = i - c, s = ng / g, c0 = (ng % g) * cg;
+            double a = 0.0, b = 0.0;
+            for (int k = 0; k < cg; k++) {
+                double gm = gamma[c0 + k];
+                a += gm * sdy[s * c + c0 + k];
+                b += gm * sxhat[s * c + c0 + k];
+            }
+            double gl = (double)cg * p;
+            mg[ng] = (float)(a / gl);
+            mgx[ng] = (float)(b / gl);
+        }
+    }
+}
+
+// Third, element-wise: dx = rstd*(dy*gamma - mg - xhat*mgx).
+extern "C" __global__ void gn_bwd_dx(float* dx, const float* dy, const float* x, const float* gamma,
+                                     const float* mean, const float* rstd, const float* mg, const float* mgx,
+                                     int n, int c, int p, int g) {
+    int cg = c / g;
+    GRID_STRIDE(i, n * c * p) {
+        int ch = (i / p) % c, s = i / (c * p);
+        int ng = s * g + ch / cg;
+        float r = rstd[ng];
+        float xhat = (x[i] - mean[ng]) * r;
+        dx[i] = r * (dy[i] * gamma[ch] - mg[ng] - xhat * mgx[ng]);
     }
 }
