@@ -1,0 +1,147 @@
+package gpu
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"unsafe"
+
+	"github.com/timelapse-ml/pipeline/trainer/cuda"
+	"github.com/timelapse-ml/pipeline/trainer/optim"
+)
+
+// DeviceAdamW is AdamW with its moments and its update on the GPU
+// (optimizer_state: device), the same arithmetic as trainer/optim.AdamW:
+// global-norm clipping, bias correction, decoupled weight decay. It reads
+// the step's device gradients and updates the device weights in place; the
+// host parameters are refreshed only by DownloadWeights.
+type DeviceAdamW struct {
+	s       *Step
+	cfg     optim.Config
+	m, v    []*cuda.Tensor
+	noDecay []bool
+	partial *cuda.Tensor // float64 partial sums, stored as float32 pairs
+	grid    int
+	step    int
+}
+
+// NewDeviceAdamW allocates zero moments for every trainable parameter of
+// s. noDecay (may be nil) exempts parameters from weight decay. It turns
+// off the step's host gradient copies, which the device optimizer does not
+// need.
+func NewDeviceAdamW(s *Step, cfg optim.Config, noDecay func(name string) bool) (*DeviceAdamW, error) {
+	if cfg.LR < 0 || cfg.Beta1 < 0 || cfg.Beta1 >= 1 || cfg.Beta2 < 0 || cfg.Beta2 >= 1 || cfg.Eps <= 0 {
+		return nil, fmt.Errorf("gpu: invalid AdamW config %+v", cfg)
+	}
+	o := &DeviceAdamW{s: s, cfg: cfg, grid: 256}
+	for _, q := range s.trainable {
+		m, err := s.dev.NewTensor(len(q.Data))
+		if err != nil {
+			o.Free()
+			return nil, err
+		}
+		o.m = append(o.m, m)
+		v, err := s.dev.NewTensor(len(q.Data))
+		if err != nil {
+			o.Free()
+			return nil, err
+		}
+		o.v = append(o.v, v)
+		if err := m.Fill(0); err != nil {
+			o.Free()
+			return nil, err
+		}
+		if err := v.Fill(0); err != nil {
+			o.Free()
+			return nil, err
+		}
+		o.noDecay = append(o.noDecay, noDecay != nil && noDecay(q.Name))
+	}
+	p, err := s.dev.NewTensor(2 * o.grid * len(s.trainable))
+	if err != nil {
+		o.Free()
+		return nil, err
+	}
+	o.partial = p
+	s.hostGrads = false
+	return o, nil
+}
+
+// Bytes is the device memory the optimizer state takes.
+func (o *DeviceAdamW) Bytes() int64 {
+	var n int64
+	for i := range o.m {
+		n += o.m[i].Bytes() + o.v[i].Bytes()
+	}
+	return n
+}
+
+// Step applies one update from the gradients of the step's last Run.
+func (o *DeviceAdamW) Step() (optim.Stats, error) {
+	s := o.s
+	for i, q := range s.trainable {
+		g := s.wgrads[q.Name]
+		if err := s.k.launch("sumsq_partial", o.grid, aPtr(o.partial.Ptr()+uintptr(i*o.grid*8)), aT(g), aInt(g.Len())); err != nil {
+			return optim.Stats{}, err
+		}
+	}
+	host, err := o.partial.ToHost()
+	if err != nil {
+		return optim.Stats{}, err
+	}
+	parts := unsafe.Slice((*float64)(unsafe.Pointer(&host[0])), len(host)/2)
+	var sum float64
+	for _, v := range parts {
+		sum += v
+	}
+	norm := math.Sqrt(sum)
+	if math.IsNaN(norm) || math.IsInf(norm, 0) {
+		return optim.Stats{Step: o.step + 1, GradNorm: norm}, fmt.Errorf("%w (global norm %v) at step %d", optim.ErrNonFinite, norm, o.step+1)
+	}
+	o.step++
+	st := optim.Stats{Step: o.step, LR: o.cfg.LR * o.cfg.Schedule.Factor(o.step), GradNorm: norm}
+	scale := float32(1)
+	if o.cfg.ClipNorm > 0 && norm > o.cfg.ClipNorm {
+		scale = float32(o.cfg.ClipNorm / (norm + 1e-6))
+		st.Clipped = true
+	}
+	c1 := 1 - math.Pow(o.cfg.Beta1, float64(o.step))
+	c2 := 1 - math.Pow(o.cfg.Beta2, float64(o.step))
+	for i, q := range s.trainable {
+		decay := float32(1 - st.LR*o.cfg.WeightDecay)
+		if o.noDecay[i] {
+			decay = 1
+		}
+		w, g := s.weights[q.Name], s.wgrads[q.Name]
+		if err := s.k.launch("adamw_step", s.k.gridFor(int64(w.Len())), aT(w), aT(g), aT(o.m[i]), aT(o.v[i]), aInt(w.Len()),
+			aF32(scale), aF32(float32(o.cfg.Beta1)), aF32(float32(o.cfg.Beta2)), aF32(float32(st.LR/c1)),
+			aF32(float32(math.Sqrt(c2))), aF32(float32(o.cfg.Eps)), aF32(decay)); err != nil {
+			return st, err
+		}
+	}
+	return st, nil
+}
+
+// DownloadWeights copies the device values of the trainable parameters into
+// their host Data (for checkpoints and validation on the host).
+func (o *DeviceAdamW) DownloadWeights() error {
+	var errs []error
+	for _, q := range o.s.trainable {
+		if err := o.s.weights[q.Name].Download(q.Data); err != nil {
+			errs = append(errs, fmt.Errorf("gpu: download %s: %w", q.Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Free releases the moments.
+func (o *DeviceAdamW) Free() {
+	for i := range o.m {
+		o.m[i].Free()
+	}
+	for i := range o.v {
+		o.v[i].Free()
+	}
+	o.partial.Free()
+	o.s.hostGrads = true
+}
