@@ -60,7 +60,7 @@ func TestStagesListsEveryKindsParams(t *testing.T) {
 			t.Errorf("stages output lacks kind %s", k.Name)
 		}
 		for _, p := range k.Params {
-			if !strings.Contains(out, "  "+p.Name+" ") {
+			if !strings.Contains(out, "    "+p.Name+"  ") {
 				t.Errorf("stages output lacks %s.%s", k.Name, p.Name)
 			}
 		}

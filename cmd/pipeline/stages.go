@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/timelapse-ml/pipeline/pipeline"
@@ -41,12 +40,13 @@ func writeKindDocs(w io.Writer, kinds []pipeline.Kind) {
 		if len(k.Params) == 0 {
 			continue
 		}
-		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "  PARAM\tTYPE\tDEFAULT\tDOC")
+		fmt.Fprintln(w, "  params:")
 		for _, p := range k.Params {
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", p.Name, typeName(p), defaultText(p), p.Doc)
+			fmt.Fprintf(w, "    %s  %s, default %s\n", p.Name, typeName(p), defaultText(p))
+			if p.Doc != "" {
+				fmt.Fprintf(w, "        %s\n", p.Doc)
+			}
 		}
-		tw.Flush()
 	}
 }
 
