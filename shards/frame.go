@@ -44,6 +44,23 @@ func (d *Dataset) Frame(id string, frame int) (image.Image, error) {
 	if err != nil {
 		return nil, err
 	}
+	return decodeFrame(v, frame, f)
+}
+
+// maxFrameSide bounds the width and height of a frame we decode, so that a
+// corrupt header cannot make us allocate gigabytes.
+const maxFrameSide = 8192
+
+// decodeFrame decodes a frame's JPEG after checking that its header agrees
+// with the row's width and height.
+func decodeFrame(v *video, frame int, f frameRef) (image.Image, error) {
+	c, err := jpeg.DecodeConfig(bytes.NewReader(f.jpeg))
+	if err != nil {
+		return nil, frameError(v, frame, err)
+	}
+	if c.Width != int(f.width) || c.Height != int(f.height) || c.Width > maxFrameSide || c.Height > maxFrameSide {
+		return nil, frameError(v, frame, fmt.Errorf("header says %dx%d, row says %dx%d", c.Width, c.Height, f.width, f.height))
+	}
 	img, err := jpeg.Decode(bytes.NewReader(f.jpeg))
 	if err != nil {
 		return nil, frameError(v, frame, err)

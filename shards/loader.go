@@ -1,11 +1,9 @@
 package shards
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"image/jpeg"
 	"io"
 	"math/rand/v2"
 	"sync"
@@ -223,9 +221,9 @@ func (l *Loader) build(j job) (*Batch, error) {
 			if err != nil {
 				return nil, err
 			}
-			img, err := jpeg.Decode(bytes.NewReader(f.jpeg))
+			img, err := decodeFrame(v, fr, f)
 			if err != nil {
-				return nil, frameError(v, fr, err)
+				return nil, err
 			}
 			off := (i*t + k) * frameSize
 			ToTensor(b.Data[off:off+frameSize], img, r)

@@ -7,6 +7,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
+	"github.com/apache/arrow-go/v18/arrow/memory"
 )
 
 // frameRef is one frame of a shard: its JPEG bytes (a slice of the mapped
@@ -46,6 +47,24 @@ func (s *shardData) find(id string) *shardVideo {
 	return nil
 }
 
+// boundedAllocator refuses (by a panic that readShard recovers) the
+// allocations a corrupt compressed buffer could ask for.
+type boundedAllocator struct{ memory.Allocator }
+
+func (a boundedAllocator) Allocate(n int) []byte {
+	if n < 0 || n > maxBatchBody {
+		panic(fmt.Sprintf("refusing to allocate %d bytes", n))
+	}
+	return a.Allocator.Allocate(n)
+}
+
+func (a boundedAllocator) Reallocate(n int, b []byte) []byte {
+	if n < 0 || n > maxBatchBody {
+		panic(fmt.Sprintf("refusing to allocate %d bytes", n))
+	}
+	return a.Allocator.Reallocate(n, b)
+}
+
 // maxBatchBody bounds a record batch body when reading; our writer keeps
 // batches near batchBytes, far below it.
 const maxBatchBody = 1 << 30
@@ -60,7 +79,11 @@ func readShard(name string, data []byte) (s *shardData, err error) {
 			s, err = nil, fmt.Errorf("shards: %s: malformed shard: %v", name, r)
 		}
 	}()
-	rd, err := ipc.NewMappedFileReader(data, ipc.WithBodySizeLimit(maxBatchBody))
+	if err := checkFooter(data); err != nil {
+		return nil, fmt.Errorf("shards: %s: %w", name, err)
+	}
+	mem := boundedAllocator{memory.NewGoAllocator()}
+	rd, err := ipc.NewMappedFileReader(data, ipc.WithBodySizeLimit(maxBatchBody), ipc.WithAllocator(mem))
 	if err != nil {
 		return nil, fmt.Errorf("shards: %s: %w", name, err)
 	}
