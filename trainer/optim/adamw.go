@@ -195,3 +195,7 @@ func (o *AdamW) Step(grads [][]float32) (Stats, error) {
 	})
 	return st, nil
 }
+
+// SetSchedule replaces the learning-rate schedule (for a total step count
+// known only once the data is open).
+func (o *AdamW) SetSchedule(s Schedule) { o.cfg.Schedule = s }

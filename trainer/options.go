@@ -1,0 +1,136 @@
+package trainer
+
+import (
+	"fmt"
+	"log/slog"
+	"runtime"
+)
+
+// Common holds the settings shared by Pretrain and Train. Zero values are
+// documented per field; Validate applies them.
+type Common struct {
+	// Shards is the shards folder (holding index.json).
+	Shards string
+	// OutDir receives checkpoints, metrics.jsonl and loss.png.
+	OutDir string
+	// Resume continues from the checkpoint in OutDir, if one is there.
+	Resume bool
+	// Resolution is the side of the square training frames.
+	Resolution int
+	// Batch is the number of clips (Train) or frame pairs (Pretrain) per step.
+	Batch int
+	// Steps is the number of optimizer steps; when Epochs > 0 it is
+	// replaced by Epochs passes over the training windows.
+	Steps, Epochs int
+	// LR is the peak learning rate, reached after WarmupSteps linear steps;
+	// Cosine decays it to a tenth by the last step (else constant).
+	LR          float64
+	WarmupSteps int
+	Cosine      bool
+	// WeightDecay is AdamW's decoupled decay; GradClip the global-norm clip
+	// (0: none).
+	WeightDecay, GradClip float64
+	// Seed fixes initialisation, data order, noise and timesteps.
+	Seed int64
+	// CheckpointEvery, ValidateEvery and LogEvery are hook periods in steps
+	// (0: only at the end; LogEvery 0 means 10).
+	CheckpointEvery, ValidateEvery, LogEvery int
+	// ValBatches is the number of validation batches (0 means 4).
+	ValBatches int
+	// Workers decode batches (0: one per core, at most 4).
+	Workers int
+	// Log receives progress lines (nil: discarded).
+	Log *slog.Logger
+
+	// afterStep, set by tests, runs after each completed step.
+	afterStep func(s *session, step int)
+}
+
+func (c *Common) defaults() error {
+	if c.Shards == "" || c.OutDir == "" {
+		return fmt.Errorf("trainer: shards folder and output folder are required")
+	}
+	if c.Resolution < 8 || c.Resolution%8 != 0 {
+		return fmt.Errorf("trainer: resolution %d: want a multiple of 8, at least 8", c.Resolution)
+	}
+	if c.Batch < 1 {
+		return fmt.Errorf("trainer: batch %d: want at least 1", c.Batch)
+	}
+	if c.Steps < 1 && c.Epochs < 1 {
+		return fmt.Errorf("trainer: set steps or epochs")
+	}
+	if c.LR <= 0 {
+		return fmt.Errorf("trainer: lr %g: want > 0", c.LR)
+	}
+	if c.LogEvery <= 0 {
+		c.LogEvery = 10
+	}
+	if c.ValBatches <= 0 {
+		c.ValBatches = 4
+	}
+	if c.Workers <= 0 {
+		c.Workers = min(4, runtime.GOMAXPROCS(0))
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// PretrainOptions configures Pretrain.
+type PretrainOptions struct {
+	Common
+	// Model names a model preset (see model presets); "" means tiny.
+	Model string
+	// CondGap: the conditioning frame is CondGap frames before the target
+	// frame of the same video (0 means 4).
+	CondGap int
+}
+
+// TrainOptions configures Train.
+type TrainOptions struct {
+	Common
+	// Backbone is the backbone.safetensors written by Pretrain; it is only
+	// read.
+	Backbone string
+	// FramesLength is the number of frames per training clip (0 means 25).
+	FramesLength int
+}
+
+// SampleOptions configures Sample.
+type SampleOptions struct {
+	// Temporal and Backbone are the checkpoints of Train and Pretrain.
+	Temporal, Backbone string
+	// Image is a still image (any size, centre-cropped and resized); when
+	// empty, the first frame of the first validation clip in Shards is used.
+	Image, Shards string
+	// Resolution of the generated frames (0: the training resolution
+	// recorded in the temporal checkpoint).
+	Resolution int
+	// Frames is the number of frames generated, the still included (0
+	// means 25); Steps the DDIM steps (0 means 20).
+	Frames, Steps int
+	Seed          int64
+	// FPS and Scale shape the GIF and MP4 (0: 8 fps, scale to >= 256 px).
+	FPS   float64
+	Scale int
+	// OutDir receives sample.gif, sample.mp4 and sample.png.
+	OutDir string
+	Log    *slog.Logger
+}
+
+// Result summarises a Pretrain or Train run.
+type Result struct {
+	// Steps is the last step run; ResumedFrom the step a resumed run
+	// started from (0 for a fresh run).
+	Steps, ResumedFrom int
+	// Loss is the mean training loss of the last logged steps; ValLoss the
+	// final validation loss.
+	Loss, ValLoss float64
+	// BaselineValLoss (Train only) is the validation loss of the video
+	// model with its temporal layers at initialisation (the frozen backbone
+	// applied frame by frame), on the same batches, noise and timesteps.
+	BaselineValLoss float64
+	// SecondsPerStep is the mean step time of this run.
+	SecondsPerStep float64
+}

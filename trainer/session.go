@@ -1,0 +1,285 @@
+package trainer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/timelapse-ml/pipeline/shards"
+	"github.com/timelapse-ml/pipeline/trainer/diffusion"
+	"github.com/timelapse-ml/pipeline/trainer/metrics"
+	"github.com/timelapse-ml/pipeline/trainer/model"
+	"github.com/timelapse-ml/pipeline/trainer/optim"
+)
+
+// Noise schedule of every model trained here (recorded in checkpoints).
+const (
+	NoiseSchedule      = "linear"
+	NoiseScheduleSteps = diffusion.DefaultSteps
+)
+
+// Output file names.
+const (
+	BackboneFile      = "backbone.safetensors"
+	PretrainStateFile = "pretrain-state.safetensors"
+	TemporalFile      = "temporal.safetensors"
+	TrainStateFile    = "train-state.safetensors"
+	MetricsFile       = "metrics.jsonl"
+	LossPlotFile      = "loss.png"
+)
+
+// Seed streams: each use of randomness has its own PCG stream.
+const (
+	streamNoise = 0x6e6f697365 // "noise"
+	streamVal   = 0x76616c     // "val"
+)
+
+// session is one Pretrain or Train run: a training graph over params, the
+// optimizer over its trainable params, the data, validation, checkpoints
+// and metrics.
+type session struct {
+	c      *Common
+	name   string
+	video  bool
+	params *model.Params
+	graph  *model.TrainGraph
+	opt    *optim.AdamW
+	rng    *rand.PCG
+	rnd    *rand.Rand
+	sched  *diffusion.Schedule
+	ckpt   *checkpointer
+	mlog   *metrics.Log
+	ds     *shards.Dataset
+	loader *shards.Loader
+	ex     *example
+	val    *validator
+	// clipT is the frames per loader window; stride the frame step.
+	clipT, stride int
+	steps, start  int
+	res           Result
+}
+
+// setup builds the graph, optimizer, checkpointer and metrics log, and
+// resumes from a checkpoint when asked. meta goes into every checkpoint;
+// mustMatch lists the keys a resumed checkpoint must agree on.
+func (s *session) setup(weightsFile, stateFile, format string, meta map[string]string, mustMatch []string) error {
+	c := s.c
+	var err error
+	if s.sched, err = diffusion.NewSchedule(NoiseSchedule, NoiseScheduleSteps); err != nil {
+		return err
+	}
+	T := s.clipT
+	if !s.video {
+		T = 1
+	}
+	if s.graph, err = model.BuildTrain(s.params, s.video, c.Batch, T, c.Resolution, c.Resolution); err != nil {
+		return fmt.Errorf("%s: %w", s.name, err)
+	}
+	var ops []*optim.Param
+	for _, q := range s.graph.Trainable {
+		ops = append(ops, &optim.Param{Name: q.Name, Shape: q.Shape, Data: q.Data, NoDecay: len(q.Shape) == 1})
+	}
+	ocfg := optim.DefaultConfig()
+	ocfg.LR, ocfg.WeightDecay, ocfg.ClipNorm = c.LR, c.WeightDecay, c.GradClip
+	s.steps = c.Steps
+	if s.opt, err = optim.New(ocfg, ops); err != nil {
+		return err
+	}
+	s.rng = rand.NewPCG(uint64(c.Seed), streamNoise)
+	s.rnd = rand.New(s.rng)
+	s.ckpt = &checkpointer{
+		weightsPath: filepath.Join(c.OutDir, weightsFile), statePath: filepath.Join(c.OutDir, stateFile),
+		format: format, meta: meta, params: ops, opt: s.opt, rng: s.rng,
+	}
+	if c.Resume {
+		step, err := s.ckpt.restore(mustMatch...)
+		switch {
+		case errors.Is(err, errNoCheckpoint):
+			c.Log.Info("nothing to resume; starting fresh", "reason", err)
+		case err != nil:
+			return err
+		default:
+			s.start = step
+			s.res.ResumedFrom = step
+			c.Log.Info("resuming", "step", step)
+		}
+	}
+	if s.mlog, err = metrics.Open(filepath.Join(c.OutDir, MetricsFile), s.start > 0, s.start); err != nil {
+		return err
+	}
+	return nil
+}
+
+// openData opens the shards and the training loader, positioned after the
+// steps already done.
+func (s *session) openData(ctx context.Context) error {
+	c := s.c
+	var err error
+	if s.ds, err = shards.Open(c.Shards); err != nil {
+		return err
+	}
+	s.loader, err = shards.NewLoader(s.ds, shards.LoaderOptions{
+		Split: shards.SplitTrain, FramesLength: s.clipT, Stride: s.stride, Resolution: c.Resolution,
+		Batch: c.Batch, Workers: c.Workers, Seed: c.Seed, Sampling: shards.SamplingEpoch,
+	})
+	if err != nil {
+		return err
+	}
+	if c.Epochs > 0 {
+		s.steps = c.Epochs * s.loader.BatchesPerEpoch()
+	}
+	for i := 0; i < s.start; i++ { // replay the stream up to the resumed step
+		if _, err := s.loader.Next(ctx); err != nil {
+			return fmt.Errorf("skip to step %d: %w", s.start, err)
+		}
+	}
+	s.ex = newExample(s.video, c.Batch, s.clipT, c.Resolution)
+	s.val, err = newValidator(s, ctx)
+	return err
+}
+
+func (s *session) close() {
+	if s.loader != nil {
+		s.loader.Close()
+	}
+	if s.val != nil {
+		s.val.close()
+	}
+	if s.ds != nil {
+		s.ds.Close()
+	}
+	if s.graph != nil {
+		s.graph.Close()
+	}
+}
+
+// step runs one training step.
+func (s *session) step(ctx context.Context, step int) (StepResult, error) {
+	b, err := s.loader.Next(ctx)
+	if err != nil {
+		return StepResult{}, err
+	}
+	if err := s.ex.fill(b, s.sched, s.rnd); err != nil {
+		return StepResult{}, err
+	}
+	loss, err := s.graph.Step(s.ex.input, s.ex.timesteps, s.ex.target)
+	if err != nil {
+		return StepResult{}, err
+	}
+	if math.IsNaN(float64(loss)) || math.IsInf(float64(loss), 0) {
+		return StepResult{Loss: float64(loss)}, fmt.Errorf("loss %v: %w", loss, ErrNonFinite)
+	}
+	grads := make([][]float32, len(s.graph.Grads))
+	for i := range grads {
+		grads[i] = s.graph.Grad(i)
+	}
+	st, err := s.opt.Step(grads)
+	if errors.Is(err, optim.ErrNonFinite) {
+		return StepResult{Loss: float64(loss), GradNorm: st.GradNorm}, fmt.Errorf("%v: %w", err, ErrNonFinite)
+	}
+	if err != nil {
+		return StepResult{}, err
+	}
+	return StepResult{Loss: float64(loss), GradNorm: st.GradNorm, LR: st.LR, Samples: s.c.Batch}, nil
+}
+
+// run trains from s.start to s.steps with the log, validation and
+// checkpoint hooks, and returns the result.
+func (s *session) run(ctx context.Context) (*Result, error) {
+	c := s.c
+	s.opt.SetSchedule(optim.Schedule{Warmup: c.WarmupSteps, Cosine: c.Cosine, Total: s.steps, MinFactor: 0.1})
+	if s.start >= s.steps {
+		c.Log.Info("already trained", "step", s.start, "steps", s.steps)
+	}
+	var window []float64
+	var stepTime time.Duration
+	var timed int
+	logHook := Hook{Name: "log", Every: 1, Fn: func(_ context.Context, st *Status) error {
+		r := st.Last
+		s.mlog.Add(metrics.Record{Step: st.Step, Loss: r.Loss, LR: r.LR, GradNorm: r.GradNorm,
+			StepSeconds: st.StepTime.Seconds(), SamplesPerSec: float64(r.Samples) / max(st.StepTime.Seconds(), 1e-9)})
+		window = append(window, r.Loss)
+		stepTime += st.StepTime
+		timed++
+		if c.afterStep != nil {
+			defer c.afterStep(s, st.Step)
+		}
+		if st.Step%c.LogEvery == 0 || st.Step == st.Total {
+			c.Log.Info(s.name, "step", st.Step, "of", st.Total, "loss", fmt.Sprintf("%.4f", mean(window)),
+				"lr", fmt.Sprintf("%.2e", r.LR), "grad_norm", fmt.Sprintf("%.3f", r.GradNorm),
+				"s/step", fmt.Sprintf("%.2f", st.StepTime.Seconds()))
+			s.res.Loss = mean(window)
+			window = window[:0]
+		}
+		return nil
+	}}
+	valHook := Hook{Name: "validate", Every: c.ValidateEvery, AtEnd: true, Fn: func(ctx context.Context, st *Status) error {
+		if s.val == nil {
+			return nil
+		}
+		v, err := s.val.loss(ctx)
+		if err != nil {
+			return err
+		}
+		s.mlog.SetValLoss(st.Step, v)
+		s.res.ValLoss = v
+		c.Log.Info(s.name+" validation", "step", st.Step, "val_loss", fmt.Sprintf("%.4f", v))
+		return nil
+	}}
+	ckptHook := Hook{Name: "checkpoint", Every: c.CheckpointEvery, AtEnd: true, Fn: func(_ context.Context, st *Status) error {
+		return s.checkpoint(st.Step)
+	}}
+	loop := &Loop{Start: s.start, Steps: s.steps, Step: s.step, Hooks: []Hook{logHook, valHook, ckptHook}, Log: c.Log,
+		OnInterrupt: func(_ context.Context, st *Status) error { return s.checkpoint(st.Step) }}
+	st, err := loop.Run(ctx)
+	s.res.Steps = st.Step
+	if timed > 0 {
+		s.res.SecondsPerStep = stepTime.Seconds() / float64(timed)
+	}
+	if err != nil {
+		if errors.Is(err, ErrNonFinite) {
+			last := "none was written"
+			if st.Step > s.start || s.start > 0 {
+				last = "the last good one is kept"
+			}
+			err = fmt.Errorf("%s stopped: %w; checkpoint: %s", s.name, err, last)
+			if ferr := s.flushMetrics(); ferr != nil {
+				err = errors.Join(err, ferr)
+			}
+		}
+		return &s.res, err
+	}
+	return &s.res, nil
+}
+
+// checkpoint writes the weights, optimizer and RNG state, metrics and plot.
+func (s *session) checkpoint(step int) error {
+	if err := s.ckpt.save(step); err != nil {
+		return err
+	}
+	return s.flushMetrics()
+}
+
+func (s *session) flushMetrics() error {
+	if err := s.mlog.Flush(); err != nil {
+		return err
+	}
+	title := fmt.Sprintf("%s loss (%s)", s.name, strings.TrimSuffix(filepath.Base(s.c.OutDir), "/"))
+	return metrics.PlotLoss(filepath.Join(s.c.OutDir, LossPlotFile), title, s.mlog.Records)
+}
+
+func mean(xs []float64) float64 {
+	if len(xs) == 0 {
+		return math.NaN()
+	}
+	var s float64
+	for _, x := range xs {
+		s += x
+	}
+	return s / float64(len(xs))
+}

@@ -1,0 +1,150 @@
+package trainer
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/timelapse-ml/pipeline/trainer/checkpoint"
+	"github.com/timelapse-ml/pipeline/trainer/optim"
+)
+
+// Metadata keys written into checkpoints.
+const (
+	MetaStep         = "step"
+	MetaFormat       = "format"
+	MetaModelConfig  = "model_config"
+	MetaConfigHash   = "config_sha256"
+	MetaBackboneHash = "backbone_sha256"
+	MetaRNG          = "rng_state"
+	MetaSeed         = "seed"
+)
+
+// checkpointer writes and restores a run's checkpoint: the trainable weights
+// (weightsFile, with meta) and, beside them, the optimizer moments and the
+// RNG state (stateFile). The state file is written first, the weights file
+// last; both carry the step, and a resume accepts them only when the steps
+// agree, so a crash between the two writes is detected.
+type checkpointer struct {
+	weightsPath, statePath string
+	format                 string
+	meta                   map[string]string
+	params                 []*optim.Param
+	opt                    *optim.AdamW
+	rng                    *rand.PCG
+}
+
+// save writes the checkpoint of step.
+func (c *checkpointer) save(step int) error {
+	st := c.opt.State()
+	rb, err := c.rng.MarshalBinary()
+	if err != nil {
+		return fmt.Errorf("rng state: %w", err)
+	}
+	st.Metadata[MetaRNG] = base64.StdEncoding.EncodeToString(rb)
+	st.Metadata[MetaStep] = strconv.Itoa(step)
+	st.Metadata[MetaFormat] = c.format + "-state"
+	maps.Copy(st.Metadata, c.meta)
+	if err := checkpoint.Write(c.statePath, st); err != nil {
+		return err
+	}
+	w := checkpoint.New()
+	maps.Copy(w.Metadata, c.meta)
+	w.Metadata[MetaStep] = strconv.Itoa(step)
+	w.Metadata[MetaFormat] = c.format
+	for _, p := range c.params {
+		w.Tensors[p.Name] = checkpoint.Tensor{Shape: p.Shape, Data: p.Data}
+	}
+	return checkpoint.Write(c.weightsPath, w)
+}
+
+// errNoCheckpoint means there is nothing to resume from.
+var errNoCheckpoint = errors.New("no checkpoint")
+
+// restore loads weights, moments and RNG state and returns the step they
+// belong to. Metadata listed in mustMatch must equal the run's; a mismatch
+// is an error naming both values.
+func (c *checkpointer) restore(mustMatch ...string) (int, error) {
+	w, err := checkpoint.Read(c.weightsPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, errNoCheckpoint
+	}
+	if err != nil {
+		return 0, err
+	}
+	st, err := checkpoint.Read(c.statePath)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, fmt.Errorf("%w: %s without %s", errNoCheckpoint, filepath.Base(c.weightsPath), filepath.Base(c.statePath))
+	}
+	if err != nil {
+		return 0, err
+	}
+	for _, k := range mustMatch {
+		if w.Metadata[k] != c.meta[k] {
+			return 0, fmt.Errorf("checkpoint %s: %s is %s, this run's is %s", c.weightsPath, k,
+				checkpoint.Short(w.Metadata[k]), checkpoint.Short(c.meta[k]))
+		}
+	}
+	step, err := strconv.Atoi(w.Metadata[MetaStep])
+	if err != nil {
+		return 0, fmt.Errorf("checkpoint %s: bad step %q", c.weightsPath, w.Metadata[MetaStep])
+	}
+	if st.Metadata[MetaStep] != w.Metadata[MetaStep] {
+		return 0, fmt.Errorf("%w: %s is at step %s but %s at step %s (interrupted between the two writes)", errNoCheckpoint,
+			filepath.Base(c.weightsPath), w.Metadata[MetaStep], filepath.Base(c.statePath), st.Metadata[MetaStep])
+	}
+	if err := loadInto(c.params, w, c.weightsPath); err != nil {
+		return 0, err
+	}
+	if err := c.opt.LoadState(st); err != nil {
+		return 0, fmt.Errorf("%s: %w", c.statePath, err)
+	}
+	rb, err := base64.StdEncoding.DecodeString(st.Metadata[MetaRNG])
+	if err == nil {
+		err = c.rng.UnmarshalBinary(rb)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("%s: rng state: %w", c.statePath, err)
+	}
+	return step, nil
+}
+
+// loadInto copies tensors of f into params by name; every param must be
+// present with its shape.
+func loadInto(params []*optim.Param, f *checkpoint.File, path string) error {
+	for _, p := range params {
+		t, ok := f.Tensors[p.Name]
+		if !ok {
+			return fmt.Errorf("checkpoint %s: no tensor %s", path, p.Name)
+		}
+		if len(t.Data) != len(p.Data) || !sameShape(t.Shape, p.Shape) {
+			return fmt.Errorf("checkpoint %s: tensor %s has shape %v, the model wants %v", path, p.Name, t.Shape, p.Shape)
+		}
+		copy(p.Data, t.Data)
+	}
+	return nil
+}
+
+func sameShape(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// removeCheckpoint deletes a stale checkpoint pair (before a fresh start).
+func (c *checkpointer) remove() {
+	os.Remove(c.weightsPath)
+	os.Remove(c.statePath)
+}

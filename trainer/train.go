@@ -1,0 +1,172 @@
+package trainer
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"strconv"
+
+	"github.com/timelapse-ml/pipeline/trainer/checkpoint"
+	"github.com/timelapse-ml/pipeline/trainer/internal/atomic"
+	"github.com/timelapse-ml/pipeline/trainer/model"
+)
+
+// SummaryFile is written by Train: what it trained on and how it went.
+const SummaryFile = "train.json"
+
+// Summary is the content of train.json.
+type Summary struct {
+	Backbone        string  `json:"backbone"`
+	BackboneSHA256  string  `json:"backbone_sha256"`
+	Shards          string  `json:"shards"`
+	Resolution      int     `json:"resolution"`
+	FramesLength    int     `json:"frames_length"`
+	Steps           int     `json:"steps"`
+	Loss            float64 `json:"loss"`
+	ValLoss         float64 `json:"val_loss"`
+	BaselineValLoss float64 `json:"baseline_val_loss"`
+	// ValRatio is ValLoss / BaselineValLoss: below 1 when the temporal
+	// layers help.
+	ValRatio       float64 `json:"val_ratio"`
+	SecondsPerStep float64 `json:"seconds_per_step"`
+}
+
+// LoadBackbone reads a backbone file written by Pretrain and returns the
+// video model's parameters: the backbone's values, and temporal layers
+// initialised (identity convs, zero attention projections) with seed.
+func LoadBackbone(path string, seed uint64) (*model.Params, *checkpoint.File, error) {
+	f, err := checkpoint.Read(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	var cfg model.Config
+	if err := json.Unmarshal([]byte(f.Metadata[MetaModelConfig]), &cfg); err != nil {
+		return nil, nil, fmt.Errorf("backbone %s: no valid %s metadata: %w", path, MetaModelConfig, err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, nil, fmt.Errorf("backbone %s: %w", path, err)
+	}
+	p, err := model.NewParams(cfg, seed)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, q := range p.Backbone() {
+		t, ok := f.Tensors[q.Name]
+		if !ok {
+			return nil, nil, fmt.Errorf("backbone %s: no tensor %s", path, q.Name)
+		}
+		if !sameShape(t.Shape, q.Shape) {
+			return nil, nil, fmt.Errorf("backbone %s: tensor %s has shape %v, the model wants %v", path, q.Name, t.Shape, q.Shape)
+		}
+		copy(q.Data, t.Data)
+	}
+	return p, f, nil
+}
+
+// Train trains the temporal layers of the video model on clips of
+// FramesLength frames, the backbone (read from o.Backbone, never written)
+// frozen. It writes temporal.safetensors (only the temporal parameters;
+// metadata: step, config hash, backbone hash), its optimizer/RNG state
+// beside it, metrics.jsonl, loss.png and train.json. Before the first step
+// of a fresh run it measures the validation loss of the untrained video
+// model (the backbone frame by frame), the baseline the trained loss is
+// compared with.
+func Train(ctx context.Context, o TrainOptions) (*Result, error) {
+	c := &o.Common
+	if err := c.defaults(); err != nil {
+		return nil, err
+	}
+	if o.FramesLength == 0 {
+		o.FramesLength = 25
+	}
+	if o.FramesLength < 2 {
+		return nil, fmt.Errorf("train: frames_length %d: want at least 2", o.FramesLength)
+	}
+	params, bb, err := LoadBackbone(o.Backbone, uint64(c.Seed))
+	if err != nil {
+		return nil, fmt.Errorf("train: %w", err)
+	}
+	bbHash, err := checkpoint.FileHash(o.Backbone)
+	if err != nil {
+		return nil, fmt.Errorf("train: %w", err)
+	}
+	cfg := params.Config
+	if err := cfg.CheckSize(c.Resolution, c.Resolution); err != nil {
+		return nil, fmt.Errorf("train: %w", err)
+	}
+	meta := map[string]string{
+		MetaModelConfig: bb.Metadata[MetaModelConfig], MetaConfigHash: cfg.Hash(), MetaBackboneHash: bbHash,
+		MetaNoiseSchedule: NoiseSchedule, MetaSeed: strconv.FormatInt(c.Seed, 10),
+		MetaResolution: strconv.Itoa(c.Resolution), MetaFramesLength: strconv.Itoa(o.FramesLength),
+	}
+	s := &session{c: c, name: "train", video: true, params: params, clipT: o.FramesLength, stride: 1}
+	defer s.close()
+	if err := s.setup(TemporalFile, TrainStateFile, "temporal", meta, []string{MetaBackboneHash, MetaConfigHash}); err != nil {
+		return nil, fmt.Errorf("train: %w", err)
+	}
+	if err := s.openData(ctx); err != nil {
+		return nil, fmt.Errorf("train: %w", err)
+	}
+	if err := s.baseline(ctx); err != nil {
+		return nil, fmt.Errorf("train: baseline validation: %w", err)
+	}
+	_, temporal := params.Count()
+	c.Log.Info("train", "temporal_params", temporal, "trainable_tensors", len(s.graph.Trainable),
+		"frames", o.FramesLength, "steps", s.steps, "from", s.start)
+	res, err := s.run(ctx)
+	if err != nil {
+		return res, fmt.Errorf("train: %w", err)
+	}
+	sum := Summary{
+		Backbone: o.Backbone, BackboneSHA256: bbHash, Shards: c.Shards, Resolution: c.Resolution,
+		FramesLength: o.FramesLength, Steps: res.Steps, Loss: res.Loss, ValLoss: res.ValLoss,
+		BaselineValLoss: res.BaselineValLoss, SecondsPerStep: res.SecondsPerStep,
+	}
+	if res.BaselineValLoss > 0 {
+		sum.ValRatio = res.ValLoss / res.BaselineValLoss
+	}
+	b, err := json.MarshalIndent(sum, "", "  ")
+	if err != nil {
+		return res, err
+	}
+	if err := atomic.WriteFile(filepath.Join(c.OutDir, SummaryFile), append(b, '\n')); err != nil {
+		return res, fmt.Errorf("train: %w", err)
+	}
+	return res, nil
+}
+
+// baseline records the validation loss at step 0 (temporal layers at
+// initialisation), or recovers it from the metrics of a resumed run.
+func (s *session) baseline(ctx context.Context) error {
+	if s.val == nil {
+		return nil
+	}
+	for _, r := range s.mlog.Records {
+		if r.Step == 0 && r.ValLoss != nil {
+			s.res.BaselineValLoss = *r.ValLoss
+			return nil
+		}
+	}
+	var v float64
+	var err error
+	if s.start > 0 {
+		// metrics.jsonl lost its step-0 record: re-measure with the temporal
+		// layers at initialisation, then restore the trained values.
+		saved := s.params.Clone()
+		s.params.InitTemporal(uint64(s.c.Seed) + 1)
+		v, err = s.val.loss(ctx)
+		for _, q := range s.params.TemporalParams() {
+			copy(q.Data, saved.Get(q.Name).Data)
+		}
+	} else {
+		v, err = s.val.loss(ctx)
+	}
+	if err != nil {
+		return err
+	}
+	s.mlog.SetValLoss(0, v)
+	s.res.BaselineValLoss = v
+	s.c.Log.Info("train baseline (backbone frame by frame)", "val_loss", fmt.Sprintf("%.4f", v))
+	return nil
+}
