@@ -2,7 +2,33 @@ package nn
 
 import "math"
 
-func sigmoid(x float32) float32 { return float32(1 / (1 + math.Exp(-float64(x)))) }
+// expf is e^x in float32 (relative error about 2e-7): x = n ln2 + r with
+// |r| <= ln2/2, e^r by a degree-6 polynomial, 2^n in the exponent bits.
+func expf(x float32) float32 {
+	if x > 88 {
+		return float32(math.Inf(1))
+	}
+	if x < -87 {
+		return 0
+	}
+	const (
+		log2e = 1.44269504088896341
+		ln2hi = 0.693359375
+		ln2lo = -2.12194440e-4
+	)
+	n := float32(math.Floor(float64(x*log2e + 0.5)))
+	r := x - n*ln2hi - n*ln2lo
+	p := float32(1.0/720)
+	p = p*r + 1.0/120
+	p = p*r + 1.0/24
+	p = p*r + 1.0/6
+	p = p*r + 0.5
+	p = p*r + 1
+	p = p*r + 1
+	return p * math.Float32frombits(uint32(int32(n)+127)<<23)
+}
+
+func sigmoid(x float32) float32 { return 1 / (1 + expf(-x)) }
 
 // SiLUForward computes y = x * sigmoid(x). y may alias x.
 func SiLUForward(y, x []float32) {

@@ -47,6 +47,26 @@ func (s Conv2DShape) pointwise() bool {
 	return s.KH == 1 && s.KW == 1 && s.Stride == 1 && s.Pad == 0
 }
 
+// span returns the output columns [lo, hi) whose input column
+// ox*stride - pad + kj falls inside [0, w).
+func span(ow, w, stride, pad, kj int) (lo, hi int) {
+	// ox*stride >= pad - kj  and  ox*stride <= w - 1 + pad - kj
+	lo = 0
+	if d := pad - kj; d > 0 {
+		lo = (d + stride - 1) / stride
+	}
+	hi = ow
+	if lim := w - 1 + pad - kj; lim < 0 {
+		hi = 0
+	} else if h := lim/stride + 1; h < hi {
+		hi = h
+	}
+	if lo > hi {
+		lo = hi
+	}
+	return lo, hi
+}
+
 // im2col writes the (C*KH*KW, OH*OW) patch matrix of one frame.
 func im2col(col, x []float32, s Conv2DShape) {
 	oh, ow := s.OutH(), s.OutW()
@@ -55,6 +75,7 @@ func im2col(col, x []float32, s Conv2DShape) {
 		xc := x[c*s.H*s.W : (c+1)*s.H*s.W]
 		for ki := 0; ki < s.KH; ki++ {
 			for kj := 0; kj < s.KW; kj++ {
+				lo, hi := span(ow, s.W, s.Stride, s.Pad, kj)
 				for oy := 0; oy < oh; oy++ {
 					iy := oy*s.Stride - s.Pad + ki
 					row := col[i : i+ow]
@@ -64,25 +85,16 @@ func im2col(col, x []float32, s Conv2DShape) {
 						continue
 					}
 					xr := xc[iy*s.W : (iy+1)*s.W]
+					zero(row[:lo])
+					zero(row[hi:])
 					if s.Stride == 1 {
-						// contiguous run with zero borders
-						for ox := range row {
-							ix := ox - s.Pad + kj
-							if ix < 0 || ix >= s.W {
-								row[ox] = 0
-							} else {
-								row[ox] = xr[ix]
-							}
-						}
+						copy(row[lo:hi], xr[lo-s.Pad+kj:])
 						continue
 					}
-					for ox := range row {
-						ix := ox*s.Stride - s.Pad + kj
-						if ix < 0 || ix >= s.W {
-							row[ox] = 0
-						} else {
-							row[ox] = xr[ix]
-						}
+					ix := lo*s.Stride - s.Pad + kj
+					for ox := lo; ox < hi; ox++ {
+						row[ox] = xr[ix]
+						ix += s.Stride
 					}
 				}
 			}
@@ -98,19 +110,28 @@ func col2im(dx, col []float32, s Conv2DShape) {
 		dc := dx[c*s.H*s.W : (c+1)*s.H*s.W]
 		for ki := 0; ki < s.KH; ki++ {
 			for kj := 0; kj < s.KW; kj++ {
+				lo, hi := span(ow, s.W, s.Stride, s.Pad, kj)
 				for oy := 0; oy < oh; oy++ {
 					iy := oy*s.Stride - s.Pad + ki
 					row := col[i : i+ow]
 					i += ow
-					if iy < 0 || iy >= s.H {
+					if iy < 0 || iy >= s.H || lo >= hi {
 						continue
 					}
 					dr := dc[iy*s.W : (iy+1)*s.W]
-					for ox, v := range row {
-						ix := ox*s.Stride - s.Pad + kj
-						if ix >= 0 && ix < s.W {
-							dr[ix] += v
+					if s.Stride == 1 {
+						src := row[lo:hi]
+						dst := dr[lo-s.Pad+kj:]
+						dst = dst[:len(src)]
+						for j, v := range src {
+							dst[j] += v
 						}
+						continue
+					}
+					ix := lo*s.Stride - s.Pad + kj
+					for ox := lo; ox < hi; ox++ {
+						dr[ix] += row[ox]
+						ix += s.Stride
 					}
 				}
 			}

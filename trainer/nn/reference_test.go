@@ -232,3 +232,15 @@ func TestUpsampleValues(t *testing.T) {
 		t.Errorf("upsample = %v, want %v", y, want)
 	}
 }
+
+func TestExpf(t *testing.T) {
+	for x := float32(-87); x < 88; x += 0.01 {
+		want := math.Exp(float64(x))
+		if got := float64(expf(x)); math.Abs(got-want) > 1e-6*want {
+			t.Fatalf("expf(%g) = %g, want %g", x, got, want)
+		}
+	}
+	if expf(-200) != 0 || !math.IsInf(float64(expf(200)), 1) {
+		t.Error("expf does not saturate")
+	}
+}
