@@ -282,6 +282,7 @@ func (e *Engine) runStage(ctx context.Context, st *Stage, digests map[string]str
 	log.Info("running", "kind", st.Kind.Name, "reason", strings.Join(res.Reasons, "; "))
 	start := time.Now()
 	digest, err := e.execute(ctx, st, res.Key, parts, res.Resume, forced, log)
+	e.disp.endStage(st.Name)
 	res.Duration = time.Since(start)
 	e.mu.Lock()
 	res.Reports = e.reports[st.Name]

@@ -99,9 +99,6 @@ func (d *display) draw() {
 	keep := d.active[:0]
 	for _, p := range d.active {
 		if p.finished.Load() {
-			if !d.tty {
-				d.log.Info("progress", "stage", p.stage, "status", p.line(0))
-			}
 			continue
 		}
 		keep = append(keep, p)
@@ -116,6 +113,20 @@ func (d *display) draw() {
 		fmt.Fprint(d.out, "\r\033[K"+strings.Join(lines, " | "))
 		d.drawn = len(lines) > 0
 	}
+}
+
+// endStage drops the counters of a stage that has ended.
+func (d *display) endStage(stage string) {
+	if d == nil {
+		return
+	}
+	d.mu.Lock()
+	for _, p := range d.active {
+		if p.stage == stage {
+			p.finished.Store(true)
+		}
+	}
+	d.mu.Unlock()
 }
 
 // clear erases the progress line before a log line is printed.
