@@ -104,5 +104,5 @@ func sourceOf(t *testing.T, path string) Source {
 	if !v.OK() {
 		t.Fatalf("ingest %s: %s (%s)", filepath.Base(path), v.Reason, v.Message)
 	}
-	return Source{ID: v.ID, Path: path, Duration: v.Duration, ColorRange: v.ColorRange}
+	return SourceOf(v)
 }
