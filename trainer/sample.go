@@ -1,0 +1,197 @@
+package trainer
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/timelapse-ml/pipeline/shards"
+	"github.com/timelapse-ml/pipeline/trainer/checkpoint"
+	"github.com/timelapse-ml/pipeline/trainer/diffusion"
+	"github.com/timelapse-ml/pipeline/trainer/media"
+	"github.com/timelapse-ml/pipeline/trainer/model"
+)
+
+// Sample output file names.
+const (
+	SampleGIF   = "sample.gif"
+	SampleMP4   = "sample.mp4"
+	SampleSheet = "sample.png"
+	SampleStill = "still.png"
+)
+
+// SampleResult tells what Sample made.
+type SampleResult struct {
+	Frames, Resolution, Steps int
+	// Source is the still image path or "shards:<video>:1".
+	Source  string
+	Seconds float64
+}
+
+// LoadVideoModel reads a temporal checkpoint and the backbone it was
+// trained on and returns the video model's parameters and the temporal
+// file's metadata. A backbone whose hash differs from the one recorded in
+// the temporal file is refused, naming both hashes.
+func LoadVideoModel(temporalPath, backbonePath string) (*model.Params, map[string]string, error) {
+	tf, err := checkpoint.Read(temporalPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	want := tf.Metadata[MetaBackboneHash]
+	got, err := checkpoint.FileHash(backbonePath)
+	if err != nil {
+		return nil, nil, err
+	}
+	if want != got {
+		return nil, nil, fmt.Errorf("%s was trained on backbone %s, but %s is backbone %s: use the backbone it was trained with",
+			temporalPath, checkpoint.Short(want), backbonePath, checkpoint.Short(got))
+	}
+	p, _, err := LoadBackbone(backbonePath, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	if h := p.Config.Hash(); tf.Metadata[MetaConfigHash] != h {
+		return nil, nil, fmt.Errorf("%s has model config %s, the backbone's is %s",
+			temporalPath, checkpoint.Short(tf.Metadata[MetaConfigHash]), checkpoint.Short(h))
+	}
+	for _, q := range p.TemporalParams() {
+		t, ok := tf.Tensors[q.Name]
+		if !ok {
+			return nil, nil, fmt.Errorf("%s: no tensor %s", temporalPath, q.Name)
+		}
+		if !sameShape(t.Shape, q.Shape) {
+			return nil, nil, fmt.Errorf("%s: tensor %s has shape %v, the model wants %v", temporalPath, q.Name, t.Shape, q.Shape)
+		}
+		copy(q.Data, t.Data)
+	}
+	return p, tf.Metadata, nil
+}
+
+// Sample turns a still image into a timelapse of o.Frames frames with the
+// trained video model (DDIM, o.Steps steps) and writes sample.gif,
+// sample.mp4 (ffmpeg), sample.png (contact sheet) and still.png (the
+// conditioning frame) into o.OutDir.
+func Sample(ctx context.Context, o SampleOptions) (*SampleResult, error) {
+	start := time.Now()
+	if o.Frames == 0 {
+		o.Frames = 25
+	}
+	if o.Steps == 0 {
+		o.Steps = 20
+	}
+	if o.Frames < 2 {
+		return nil, fmt.Errorf("sample: frames %d: want at least 2", o.Frames)
+	}
+	if o.OutDir == "" {
+		return nil, fmt.Errorf("sample: no output folder")
+	}
+	p, meta, err := LoadVideoModel(o.Temporal, o.Backbone)
+	if err != nil {
+		return nil, fmt.Errorf("sample: %w", err)
+	}
+	res := o.Resolution
+	if res == 0 {
+		if res, err = strconv.Atoi(meta[MetaResolution]); err != nil {
+			return nil, fmt.Errorf("sample: %s records no resolution; set one", o.Temporal)
+		}
+	}
+	if err := p.Config.CheckSize(res, res); err != nil {
+		return nil, fmt.Errorf("sample: %w", err)
+	}
+	cond, source, err := stillFrame(o, res)
+	if err != nil {
+		return nil, fmt.Errorf("sample: %w", err)
+	}
+	schedKind := meta[MetaNoiseSchedule]
+	if schedKind == "" {
+		schedKind = NoiseSchedule
+	}
+	sched, err := diffusion.NewSchedule(schedKind, NoiseScheduleSteps)
+	if err != nil {
+		return nil, fmt.Errorf("sample: %w", err)
+	}
+	fg, err := model.BuildForward(p, true, 1, o.Frames, res, res)
+	if err != nil {
+		return nil, fmt.Errorf("sample: %w", err)
+	}
+	defer fg.Close()
+	log := o.Log
+	layout := diffusion.Layout{B: 1, T: o.Frames, C: 3, H: res, W: res}
+	x, err := diffusion.SampleDDIM(ctx, sched, fg.Predict, cond, layout, diffusion.DDIMOptions{
+		Steps: o.Steps, Seed: uint64(o.Seed),
+		Progress: func(done, total int) {
+			if log != nil && (done%5 == 0 || done == total) {
+				log.Info("sample", "ddim_step", done, "of", total)
+			}
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sample: %w", err)
+	}
+	if err := writeMedia(ctx, o, x, cond, res); err != nil {
+		return nil, fmt.Errorf("sample: %w", err)
+	}
+	return &SampleResult{Frames: o.Frames, Resolution: res, Steps: o.Steps, Source: source, Seconds: time.Since(start).Seconds()}, nil
+}
+
+// stillFrame returns the conditioning frame (3, res, res): the still image,
+// or the first frame of the first validation video (the first training
+// video when there is no validation split).
+func stillFrame(o SampleOptions, res int) ([]float32, string, error) {
+	if o.Image != "" {
+		v, err := media.LoadStill(o.Image, res)
+		return v, o.Image, err
+	}
+	if o.Shards == "" {
+		return nil, "", fmt.Errorf("no still image and no shards to take a validation frame from")
+	}
+	ds, err := shards.Open(o.Shards)
+	if err != nil {
+		return nil, "", err
+	}
+	defer ds.Close()
+	vids := ds.Videos(shards.SplitVal)
+	if len(vids) == 0 {
+		vids = ds.Videos(shards.SplitTrain)
+	}
+	if len(vids) == 0 {
+		return nil, "", fmt.Errorf("shards %s hold no video", o.Shards)
+	}
+	sort.Slice(vids, func(i, j int) bool { return vids[i].ID < vids[j].ID })
+	img, err := ds.Frame(vids[0].ID, 1)
+	if err != nil {
+		return nil, "", err
+	}
+	out := make([]float32, 3*res*res)
+	shards.ToTensor(out, img, res)
+	return out, "shards:" + vids[0].ID + ":1", nil
+}
+
+func writeMedia(ctx context.Context, o SampleOptions, x, cond []float32, res int) error {
+	frames, err := media.Frames(x, o.Frames, res, res)
+	if err != nil {
+		return err
+	}
+	scale := o.Scale
+	if scale <= 0 {
+		scale = max(1, (256+res-1)/res)
+	}
+	opt := media.Options{FPS: o.FPS, Scale: scale}
+	if err := media.WriteGIF(filepath.Join(o.OutDir, SampleGIF), frames, opt); err != nil {
+		return err
+	}
+	if err := media.WriteMP4(ctx, filepath.Join(o.OutDir, SampleMP4), frames, opt); err != nil {
+		return err
+	}
+	if err := media.WriteContactSheet(filepath.Join(o.OutDir, SampleSheet), frames, 0, max(1, scale/2)); err != nil {
+		return err
+	}
+	still, err := media.Frames(cond, 1, res, res)
+	if err != nil {
+		return err
+	}
+	return media.WriteContactSheet(filepath.Join(o.OutDir, SampleStill), still, 1, scale)
+}
