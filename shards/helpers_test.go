@@ -20,6 +20,15 @@ type testVideo struct {
 	status string // "" means ok
 }
 
+// frameCount is the number of frame files written: none for a damaged
+// video, as the frames stage leaves it by default.
+func (v testVideo) frameCount() int {
+	if v.status == frames.StatusDamaged {
+		return 0
+	}
+	return v.frames
+}
+
 // makeFrame returns a JPEG of size x size whose colours depend on the
 // video number and frame, so frames of different videos differ.
 func makeFrame(t testing.TB, vi, fr, size int) []byte {
@@ -52,7 +61,7 @@ func makeFramesDir(t testing.TB, size int, videos ...testVideo) string {
 		if err := os.MkdirAll(filepath.Join(dir, v.id), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		for fr := 1; fr <= v.frames; fr++ {
+		for fr := 1; fr <= v.frameCount(); fr++ {
 			if err := os.WriteFile(frames.FramePath(dir, v.id, fr), makeFrame(t, vi, fr, size), 0o644); err != nil {
 				t.Fatal(err)
 			}
@@ -62,7 +71,7 @@ func makeFramesDir(t testing.TB, size int, videos ...testVideo) string {
 			st = frames.StatusOK
 		}
 		idx = append(idx, frames.Video{
-			ID: v.id, Source: "/videos/" + v.id + ".mp4", Frames: v.frames,
+			ID: v.id, Source: "/videos/" + v.id + ".mp4", Frames: v.frameCount(),
 			FPS: 5, TrimHead: 2, DropFirst: true, Size: size, Status: st,
 		})
 	}
@@ -94,7 +103,8 @@ func open(t testing.TB, dir string) *Dataset {
 	return ds
 }
 
-// fiveVideos is the usual test set: varied lengths, one damaged video.
+// fiveVideos is the usual test set: varied lengths, and a damaged video
+// without frames.
 var fiveVideos = []testVideo{
 	{id: "alpha", frames: 7},
 	{id: "bravo", frames: 3},

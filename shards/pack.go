@@ -51,7 +51,8 @@ type PackOptions struct {
 	// FramesDir is the frames stage's output folder.
 	FramesDir string
 	// Videos are the videos to pack; nil reads FramesDir's index. Videos
-	// whose Status is not frames.StatusOK are skipped (see PackResult).
+	// without frames are skipped (see PackResult); a damaged video whose
+	// frames the frames stage kept (keep_damaged) is packed.
 	Videos []frames.Video
 	// ShardBytes is the target shard size; 0 means 256 MiB. A video larger
 	// than the target gets a shard of its own.
@@ -120,10 +121,8 @@ func Pack(ctx context.Context, opt PackOptions, out Output) (*PackResult, error)
 		switch {
 		case seen[v.ID]:
 			return nil, fmt.Errorf("shards: pack: video %s listed twice", v.ID)
-		case v.Status != frames.StatusOK:
-			res.Skipped = append(res.Skipped, fmt.Sprintf("%s: status %s", v.ID, v.Status))
 		case v.Frames < 1:
-			res.Skipped = append(res.Skipped, fmt.Sprintf("%s: no frames", v.ID))
+			res.Skipped = append(res.Skipped, fmt.Sprintf("%s: no frames (status %s)", v.ID, v.Status))
 		default:
 			ok = append(ok, v)
 		}

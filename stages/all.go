@@ -8,6 +8,7 @@ func All() []pipeline.Kind {
 		SynthKind(),
 		IngestKind(),
 		FramesKind(),
+		PackKind(),
 		// Each kind's constructor lives in its own file (synth.go, ingest.go, ...).
 	}
 }
