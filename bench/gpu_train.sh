@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The GPU training step (trainer/gpu) against the same model in PyTorch eager.
+#
+#   bash bench/gpu_train.sh          # here (no GPU needed): build the gpu-tagged test
+#                                    # binary and gpubench into .gpu/ (CGO_ENABLED=0)
+#   bash bench/gpu_train.sh device   # on the GPU machine (carry .gpu): numerics test
+#                                    # (GPU loss and trainable grads vs the Gorgonia CPU
+#                                    # graph), then the timelapse step (25 frames, 64x64,
+#                                    # batch 4) in Go and in PyTorch, strict fp32 and TF32,
+#                                    # side by side; logs under $OUT (or ./gpu-out), a table last
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+if [[ "${1:-build}" == build ]]; then
+	set -e
+	mkdir -p .gpu
+	CGO_ENABLED=0 go test -c -tags gpu -ldflags="-s -w" -o .gpu/gpu.test ./trainer/gpu
+	CGO_ENABLED=0 go build -ldflags="-s -w" -o .gpu/gpubench ./trainer/gpu/gpubench
+	echo "built .gpu/gpu.test and .gpu/gpubench; device command (carry [\".gpu/gpu.test\", \".gpu/gpubench\"]):"
+	echo "  bash bench/gpu_train.sh device"
+	exit 0
+fi
+
+out="${OUT:-gpu-out}"
+mkdir -p "$out"
+export PIPELINE_CUDA_CACHE="$out/kernel-cache"
+BATCH="${BATCH:-4}" FRAMES="${FRAMES:-25}" RES="${RES:-64}" STEPS="${STEPS:-50}" WARMUP="${WARMUP:-10}"
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv | tee "$out/gpu.txt"
+date -u +"date: %Y-%m-%dT%H:%MZ" | tee -a "$out/gpu.txt"
+nproc | sed 's/^/cpus: /' | tee -a "$out/gpu.txt"
+
+if [[ "${NUMERICS:-1}" == 1 ]]; then
+	timeout 300 ./.gpu/gpu.test -test.v -test.timeout 280s -test.run "${RUN:-.}" > "$out/numerics.log" 2>&1
+	echo "numerics exit $?"
+	grep -E -- '--- (PASS|FAIL)|worst rel err|memory:|rel err|panic|Error' "$out/numerics.log" | head -40
+fi
+
+spec="$out/net.json"
+./.gpu/gpubench -spec "$spec" -batch "$BATCH" -frames "$FRAMES" -res "$RES"
+res="$out/results.jsonl"
+: > "$res"
+common=(-batch "$BATCH" -frames "$FRAMES" -res "$RES" -steps "$STEPS" -warmup "$WARMUP")
+for prec in fp32 tf32; do
+	tf=false
+	[[ $prec == tf32 ]] && tf=true
+	timeout 150 ./.gpu/gpubench "${common[@]}" -tf32=$tf >> "$res" 2> "$out/go_$prec.err" || { echo "gpubench $prec failed:"; tail -5 "$out/go_$prec.err"; }
+	timeout 150 ./.gpu/gpubench "${common[@]}" -tf32=$tf -optimizer device >> "$res" 2> "$out/go_dev_$prec.err" || { echo "gpubench device-opt $prec failed:"; tail -5 "$out/go_dev_$prec.err"; }
+	PYTHONUNBUFFERED=1 timeout 200 python3 bench/torch_reference.py "$spec" --precision $prec --steps "$STEPS" --warmup "$WARMUP" >> "$res" 2> "$out/torch_$prec.err" || { echo "torch $prec failed:"; tail -5 "$out/torch_$prec.err"; }
+done
+python3 - "$res" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip().startswith("{")]
+if not rows:
+    sys.exit("no results")
+r0 = rows[0]
+print(f"\n{r0['device']}: batch {r0['batch']} x {r0['frames']} frames, {r0['res']}x{r0['res']}, "
+      f"{r0['params']/1e6:.2f}M params, {r0['trainable']/1e6:.2f}M trainable; median of steps after warm-up")
+print("| impl | precision | optimizer | step ms (median) | samples/s | peak alloc MiB | optimizer bytes on GPU MiB | host AdamW ms (fraction) | loss |")
+print("|---|---|---|---|---|---|---|---|---|")
+for r in rows:
+    opt = f"{r['optim_ms_median']:.1f} ({100*r['optim_fraction']:.0f}%)" if r["impl"] == "go" and r["optimizer"] == "host" else "-"
+    print(f"| {r['impl']} | {r['precision']} | {r['optimizer']} | {r['step_ms_median']:.1f} | {r['samples_per_s']:.1f} | "
+          f"{r['peak_alloc_mib']:.0f} | {r.get('optimizer_device_mib', 0):.0f} | {opt} | {r['final_loss']:.4f} |")
+for prec in ("fp32", "tf32"):
+    go = [r for r in rows if r["impl"] == "go" and r["optimizer"] == "host" and r["precision"] == prec]
+    th = [r for r in rows if r["impl"] == "torch" and r["precision"] == prec]
+    if go and th:
+        print(f"{prec}: go/torch step time {go[0]['step_ms_median']/th[0]['step_ms_median']:.2f}x, "
+              f"peak memory {go[0]['peak_alloc_mib']/th[0]['peak_alloc_mib']:.2f}x")
+PY
