@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"testing"
 
-
 	"github.com/timelapse-ml/pipeline/trainer/diffusion"
 	"github.com/timelapse-ml/pipeline/trainer/nn"
 )
@@ -57,7 +56,7 @@ func TestTimelapseSize(t *testing.T) {
 	}
 	total, temporal := net.ParamCount()
 	t.Logf("timelapse: %d params, %d temporal", total, temporal)
-	if total < 16e6 || total > 20e6 || temporal < 3.2e6 || temporal > 4e6 {
+	if total < 17e6 || total > 19e6 || temporal < 3.3e6 || temporal > 3.9e6 {
 		t.Errorf("timelapse model has %d params (%d temporal), want about 18M (3.6M)", total, temporal)
 	}
 }
@@ -394,7 +393,6 @@ func TestSampleAnyLength(t *testing.T) {
 		}
 	}
 }
-
 
 // The whole model's gradients of temporal parameters against finite
 // differences of the loss (float64 from the float32 forward).
