@@ -13,10 +13,8 @@ import (
 	"github.com/timelapse-ml/pipeline/synth"
 )
 
-// synthWorkers is how many videos render at once. Each render already
-// spreads its rows over all cores and overlaps with its ffmpeg; two at a time
-// hide the per-frame hand-offs on small frames.
-const synthWorkers = 2
+// synthWorkers is how many videos render at once (see synth.DefaultWorkers).
+const synthWorkers = synth.DefaultWorkers
 
 // SynthKind renders procedural timelapse videos (package synth) into the
 // stage's folder, one cached item per video, so changing count renders only

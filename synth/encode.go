@@ -47,8 +47,8 @@ func encoderArgs(spec Spec, pl plan, out string) []string {
 	case VP9:
 		kw["f"] = "webm"
 		kw["c:v"] = "libvpx-vp9"
-		kw["deadline"] = "good"
-		kw["cpu-used"] = "5"
+		kw["deadline"] = "realtime" // lossless either way; 3.6x faster than good/5,
+		kw["cpu-used"] = "8"        // files about a third bigger
 		kw["row-mt"] = "0"
 		kw["lossless"] = "1"
 		kw["fflags"] = "+bitexact" // else Matroska writes a random segment UID

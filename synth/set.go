@@ -1,10 +1,13 @@
 package synth
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // Set is a collection of Count videos sharing one Spec; video i gets the seed
@@ -13,7 +16,15 @@ type Set struct {
 	Count int
 	Spec
 	Faults bool
+	// Workers is how many videos render at once (0 means DefaultWorkers).
+	Workers int
 }
+
+// DefaultWorkers is how many videos render at once by default. Each render
+// already spreads its rows over all cores and overlaps with its ffmpeg; a
+// second video in flight fills the gaps (per-frame hand-offs, ffmpeg
+// start-up), which matters most for small frames.
+const DefaultWorkers = 2
 
 // VideoSeed derives the seed of video i of a set from the set's seed, so
 // that videos differ (wind, landscape, clouds) and adding videos leaves the
@@ -34,7 +45,8 @@ func (s Set) VideoSpec(i int) Spec {
 }
 
 // RenderSet renders the set's videos (and fault files when Faults is set)
-// into dir, skipping nothing, and returns the paths written, videos first.
+// into dir, Workers videos at a time, skipping nothing, and returns the paths
+// written, videos first.
 func RenderSet(ctx context.Context, set Set, dir string) ([]string, error) {
 	if set.Count < 0 {
 		return nil, fmt.Errorf("synth: count %d is negative", set.Count)
@@ -45,13 +57,15 @@ func RenderSet(ctx context.Context, set Set, dir string) ([]string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("synth: %w", err)
 	}
-	var paths []string
-	for i := 0; i < set.Count; i++ {
-		p := filepath.Join(dir, set.VideoName(i))
-		if err := Render(ctx, set.VideoSpec(i), p); err != nil {
-			return paths, err
-		}
-		paths = append(paths, p)
+	paths := make([]string, set.Count)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(cmp.Or(set.Workers, DefaultWorkers))
+	for i := range set.Count {
+		paths[i] = filepath.Join(dir, set.VideoName(i))
+		g.Go(func() error { return Render(gctx, set.VideoSpec(i), paths[i]) })
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
 	}
 	if set.Faults {
 		faults, err := WriteFaults(ctx, dir, set.Spec)
