@@ -20,6 +20,9 @@ type Options struct {
 	// TF32 lets cuBLAS use TF32 tensor cores for float32 matrix products
 	// (about 10 mantissa bits in the products, float32 accumulation).
 	TF32 bool
+	// NoCUDNN keeps convolutions on the package's own im2col kernels and cuBLAS even
+	// when cuDNN loads.
+	NoCUDNN bool
 	// CacheDir holds compiled kernels. Empty: $PIPELINE_CUDA_CACHE, else
 	// os.UserCacheDir()/pipeline/cuda. "-" disables the disk cache.
 	CacheDir string
@@ -42,6 +45,8 @@ type Device struct {
 	opts    Options
 	stream  uintptr
 	blas    *blasHandle
+	dnn     *dnnState // nil without cuDNN
+	useDNN  bool
 	mod     *module
 	alloc   *Allocator
 	closed  bool
@@ -139,6 +144,10 @@ func Open(ordinal int, opts Options) (*Device, error) {
 		d.closeLocked()
 		return nil, err
 	}
+	if !opts.NoCUDNN {
+		d.dnn = newDNN(d)
+		d.useDNN = d.dnn != nil
+	}
 	return d, nil
 }
 
@@ -177,6 +186,9 @@ func (d *Device) Close() error {
 func (d *Device) closeLocked() {
 	if d.mod != nil {
 		d.mod.unload()
+	}
+	if d.dnn != nil {
+		d.dnn.close()
 	}
 	if d.blas != nil {
 		d.blas.destroy()

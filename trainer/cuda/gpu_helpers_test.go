@@ -24,7 +24,13 @@ func record(name string, e, tol float64) {
 	if strings.Contains(name, "/tf32") {
 		prec = "tf32"
 	}
-	key := strings.SplitN(name, "/", 2)[0] + " " + prec
+	key := strings.SplitN(name, "/", 2)[0]
+	for _, b := range []string{"cudnn", "im2col"} {
+		if strings.Contains(name, "/"+b+"/") {
+			key += " " + b
+		}
+	}
+	key += " " + prec
 	worstMu.Lock()
 	defer worstMu.Unlock()
 	if w, ok := worst[key]; !ok || e > w[0] {
@@ -105,6 +111,36 @@ func precisions(t *testing.T, f func(t *testing.T, tol float64)) {
 			}
 			defer d.SetTF32(false)
 			f(t, p.tol)
+		})
+	}
+}
+
+// convBackends runs f with cuDNN convolutions (when cuDNN loaded) and with the
+// package's own im2col kernels; with cuDNN it checks that cuDNN really ran, unless
+// mayDecline (cuDNN may refuse a strided layout and fall back).
+func convBackends(t *testing.T, mayDecline bool, f func(t *testing.T)) {
+	d := device(t)
+	for _, useDNN := range []bool{true, false} {
+		name := "im2col"
+		if useDNN {
+			name = "cudnn"
+		}
+		t.Run(name, func(t *testing.T) {
+			if err := d.SetCUDNN(useDNN); err != nil {
+				t.Skipf("cuDNN: %v", err)
+			}
+			defer d.SetCUDNN(d.dnn != nil)
+			_, before := d.CUDNN()
+			f(t)
+			_, after := d.CUDNN()
+			switch {
+			case useDNN && after == before && !mayDecline:
+				t.Error("cuDNN is on but ran no convolution")
+			case !useDNN && after != before:
+				t.Error("cuDNN is off but ran convolutions")
+			case useDNN:
+				t.Logf("cuDNN ran %d convolutions", after-before)
+			}
 		})
 	}
 }

@@ -19,32 +19,34 @@ func TestOpConv2D(t *testing.T) {
 		{N: 2, C: 32, H: 32, W: 32, K: 32, KH: 3, KW: 3, Stride: 1, Pad: 1},
 		{N: 1, C: 4, H: 11, W: 13, K: 6, KH: 5, KW: 3, Stride: 2, Pad: 2},
 	}
-	precisions(t, func(t *testing.T, tol float64) {
-		d := device(t)
-		for i, s := range shapes {
-			t.Run(fmt.Sprintf("%d", i), func(t *testing.T) {
-				rng := rand.New(rand.NewPCG(uint64(i), 1))
-				x, w, b := randn(rng, s.InLen()), randn(rng, s.WeightLen()), randn(rng, s.K)
-				dy := randn(rng, s.OutLen())
-				y := make([]float32, s.OutLen())
-				nn.Conv2DForward(y, x, w, b, s)
-				dx := make([]float32, s.InLen())
-				nn.Conv2DBackwardData(dx, dy, w, s)
-				dw, db := make([]float32, s.WeightLen()), make([]float32, s.K)
-				nn.Conv2DBackwardFilter(dw, db, dy, x, s)
+	convBackends(t, false, func(t *testing.T) {
+		precisions(t, func(t *testing.T, tol float64) {
+			d := device(t)
+			for i, s := range shapes {
+				t.Run(fmt.Sprintf("%d", i), func(t *testing.T) {
+					rng := rand.New(rand.NewPCG(uint64(i), 1))
+					x, w, b := randn(rng, s.InLen()), randn(rng, s.WeightLen()), randn(rng, s.K)
+					dy := randn(rng, s.OutLen())
+					y := make([]float32, s.OutLen())
+					nn.Conv2DForward(y, x, w, b, s)
+					dx := make([]float32, s.InLen())
+					nn.Conv2DBackwardData(dx, dy, w, s)
+					dw, db := make([]float32, s.WeightLen()), make([]float32, s.K)
+					nn.Conv2DBackwardFilter(dw, db, dy, x, s)
 
-				gx, gw, gb, gdy := upload(t, d, x), upload(t, d, w), upload(t, d, b), upload(t, d, dy)
-				gy, gdx, gdw, gdb := poisoned(t, d, s.OutLen()), poisoned(t, d, s.InLen()), poisoned(t, d, s.WeightLen()), poisoned(t, d, s.K)
-				defer freeAll(gx, gw, gb, gdy, gy, gdx, gdw, gdb)
-				must(t, d.Conv2DForward(gy, gx, gw, gb, s))
-				check(t, "y", gy, y, tol)
-				must(t, d.Conv2DBackwardData(gdx, gdy, gw, s))
-				check(t, "dx", gdx, dx, tol)
-				must(t, d.Conv2DBackwardFilter(gdw, gdb, gdy, gx, s))
-				check(t, "dw", gdw, dw, tol)
-				check(t, "db", gdb, db, tolStrict)
-			})
-		}
+					gx, gw, gb, gdy := upload(t, d, x), upload(t, d, w), upload(t, d, b), upload(t, d, dy)
+					gy, gdx, gdw, gdb := poisoned(t, d, s.OutLen()), poisoned(t, d, s.InLen()), poisoned(t, d, s.WeightLen()), poisoned(t, d, s.K)
+					defer freeAll(gx, gw, gb, gdy, gy, gdx, gdw, gdb)
+					must(t, d.Conv2DForward(gy, gx, gw, gb, s))
+					check(t, "y", gy, y, tol)
+					must(t, d.Conv2DBackwardData(gdx, gdy, gw, s))
+					check(t, "dx", gdx, dx, tol)
+					must(t, d.Conv2DBackwardFilter(gdw, gdb, gdy, gx, s))
+					check(t, "dw", gdw, dw, tol)
+					check(t, "db", gdb, db, tolStrict)
+				})
+			}
+		})
 	})
 }
 
@@ -55,32 +57,34 @@ func TestOpTemporalConv(t *testing.T) {
 		{B: 3, T: 8, C: 16, K: 12, P: 64},
 		{B: 2, T: 25, C: 32, K: 32, P: 256},
 	}
-	precisions(t, func(t *testing.T, tol float64) {
-		d := device(t)
-		for i, s := range shapes {
-			t.Run(fmt.Sprintf("%d", i), func(t *testing.T) {
-				rng := rand.New(rand.NewPCG(uint64(i), 2))
-				x, w, b := randn(rng, s.InLen()), randn(rng, s.WeightLen()), randn(rng, s.K)
-				dy := randn(rng, s.OutLen())
-				y := make([]float32, s.OutLen())
-				nn.TemporalConvForward(y, x, w, b, s)
-				dx := make([]float32, s.InLen())
-				nn.TemporalConvBackwardData(dx, dy, w, s)
-				dw, db := make([]float32, s.WeightLen()), make([]float32, s.K)
-				nn.TemporalConvBackwardFilter(dw, db, dy, x, s)
+	convBackends(t, true, func(t *testing.T) {
+		precisions(t, func(t *testing.T, tol float64) {
+			d := device(t)
+			for i, s := range shapes {
+				t.Run(fmt.Sprintf("%d", i), func(t *testing.T) {
+					rng := rand.New(rand.NewPCG(uint64(i), 2))
+					x, w, b := randn(rng, s.InLen()), randn(rng, s.WeightLen()), randn(rng, s.K)
+					dy := randn(rng, s.OutLen())
+					y := make([]float32, s.OutLen())
+					nn.TemporalConvForward(y, x, w, b, s)
+					dx := make([]float32, s.InLen())
+					nn.TemporalConvBackwardData(dx, dy, w, s)
+					dw, db := make([]float32, s.WeightLen()), make([]float32, s.K)
+					nn.TemporalConvBackwardFilter(dw, db, dy, x, s)
 
-				gx, gw, gb, gdy := upload(t, d, x), upload(t, d, w), upload(t, d, b), upload(t, d, dy)
-				gy, gdx, gdw, gdb := poisoned(t, d, s.OutLen()), poisoned(t, d, s.InLen()), poisoned(t, d, s.WeightLen()), poisoned(t, d, s.K)
-				defer freeAll(gx, gw, gb, gdy, gy, gdx, gdw, gdb)
-				must(t, d.TemporalConvForward(gy, gx, gw, gb, s))
-				check(t, "y", gy, y, tol)
-				must(t, d.TemporalConvBackwardData(gdx, gdy, gw, s))
-				check(t, "dx", gdx, dx, tol)
-				must(t, d.TemporalConvBackwardFilter(gdw, gdb, gdy, gx, s))
-				check(t, "dw", gdw, dw, tol)
-				check(t, "db", gdb, db, tolStrict)
-			})
-		}
+					gx, gw, gb, gdy := upload(t, d, x), upload(t, d, w), upload(t, d, b), upload(t, d, dy)
+					gy, gdx, gdw, gdb := poisoned(t, d, s.OutLen()), poisoned(t, d, s.InLen()), poisoned(t, d, s.WeightLen()), poisoned(t, d, s.K)
+					defer freeAll(gx, gw, gb, gdy, gy, gdx, gdw, gdb)
+					must(t, d.TemporalConvForward(gy, gx, gw, gb, s))
+					check(t, "y", gy, y, tol)
+					must(t, d.TemporalConvBackwardData(gdx, gdy, gw, s))
+					check(t, "dx", gdx, dx, tol)
+					must(t, d.TemporalConvBackwardFilter(gdw, gdb, gdy, gx, s))
+					check(t, "dw", gdw, dw, tol)
+					check(t, "db", gdb, db, tolStrict)
+				})
+			}
+		})
 	})
 }
 
@@ -182,9 +186,9 @@ func TestOpLinear(t *testing.T) {
 	})
 }
 
-// attentionCPU is the test's float64 reference for scaled dot-product attention, built
+// sdpaCPU is the test's float64 reference for scaled dot-product attention, built
 // on nn.Sgemm until trainer/nn exposes its attention math as plain functions.
-func attentionCPU(q, k, v, do []float32, s AttentionShape) (o, dq, dk, dv []float32) {
+func sdpaCPU(q, k, v, do []float32, s SDPAShape) (o, dq, dk, dv []float32) {
 	L, D := s.L, s.D
 	sc := float64(s.scale())
 	o, dq, dk, dv = make([]float32, len(q)), make([]float32, len(q)), make([]float32, len(q)), make([]float32, len(q))
@@ -253,8 +257,8 @@ func attentionCPU(q, k, v, do []float32, s AttentionShape) (o, dq, dk, dv []floa
 	return o, dq, dk, dv
 }
 
-func TestOpAttention(t *testing.T) {
-	shapes := []AttentionShape{
+func TestOpSDPA(t *testing.T) {
+	shapes := []SDPAShape{
 		{B: 1, L: 1, D: 4},
 		{B: 3, L: 25, D: 16},  // temporal: T tokens
 		{B: 4, L: 64, D: 32},  // spatial 8x8
@@ -268,14 +272,14 @@ func TestOpAttention(t *testing.T) {
 				rng := rand.New(rand.NewPCG(uint64(i), 6))
 				n := s.B * s.L * s.D
 				q, k, v, do := randn(rng, n), randn(rng, n), randn(rng, n), randn(rng, n)
-				o, dq, dk, dv := attentionCPU(q, k, v, do, s)
+				o, dq, dk, dv := sdpaCPU(q, k, v, do, s)
 				gq, gk, gv, gdo := upload(t, d, q), upload(t, d, k), upload(t, d, v), upload(t, d, do)
 				gp := poisoned(t, d, s.B*s.L*s.L)
 				go_, gdq, gdk, gdv := poisoned(t, d, n), poisoned(t, d, n), poisoned(t, d, n), poisoned(t, d, n)
 				defer freeAll(gq, gk, gv, gdo, gp, go_, gdq, gdk, gdv)
-				must(t, d.AttentionForward(go_, gp, gq, gk, gv, s))
+				must(t, d.SDPAForward(go_, gp, gq, gk, gv, s))
 				check(t, "o", go_, o, tol)
-				must(t, d.AttentionBackward(gdq, gdk, gdv, gdo, gp, gq, gk, gv, s))
+				must(t, d.SDPABackward(gdq, gdk, gdv, gdo, gp, gq, gk, gv, s))
 				check(t, "dq", gdq, dq, tol)
 				check(t, "dk", gdk, dk, tol)
 				check(t, "dv", gdv, dv, tol)
@@ -449,4 +453,39 @@ func TestOpReduceAndMSE(t *testing.T) {
 	check(t, "sum rows", gr, rows, tolStrict)
 	must(t, d.SumChannels(gc, gx, cs))
 	check(t, "sum channels", gc, chans, tolStrict)
+}
+
+func TestOpAttention(t *testing.T) {
+	shapes := []nn.AttentionShape{
+		{B: 1, T: 1, C: 4, P: 1, Heads: 1},
+		{B: 2, T: 3, C: 8, P: 16, Heads: 2},                   // spatial, 4x4
+		{B: 1, T: 2, C: 32, P: 64, Heads: 4},                  // spatial, 8x8
+		{B: 2, T: 5, C: 8, P: 9, Heads: 2, Temporal: true},    // temporal
+		{B: 1, T: 25, C: 16, P: 16, Heads: 4, Temporal: true}, // 25 frames
+	}
+	precisions(t, func(t *testing.T, tol float64) {
+		d := device(t)
+		for i, s := range shapes {
+			t.Run(fmt.Sprintf("%d", i), func(t *testing.T) {
+				rng := rand.New(rand.NewPCG(uint64(i), 14))
+				qkv, dout := randn(rng, s.InLen()), randn(rng, s.OutLen())
+				out, dqkv := make([]float32, s.OutLen()), make([]float32, s.InLen())
+				nn.AttentionForward(out, qkv, s)
+				nn.AttentionBackward(dqkv, dout, qkv, s)
+				gqkv, gdout := upload(t, d, qkv), upload(t, d, dout)
+				gout, gdqkv := poisoned(t, d, len(out)), poisoned(t, d, len(dqkv))
+				defer freeAll(gqkv, gdout, gout, gdqkv)
+				var saved AttentionSaved
+				defer saved.Free()
+				must(t, d.AttentionForward(gout, gqkv, s, &saved))
+				check(t, "out", gout, out, tol)
+				must(t, d.AttentionBackward(gdqkv, gdout, gqkv, s, &saved))
+				check(t, "dqkv", gdqkv, dqkv, tol)
+				// Without saved tensors the backward recomputes them.
+				must(t, gdqkv.Fill(float32(math.NaN())))
+				must(t, d.AttentionBackward(gdqkv, gdout, gqkv, s, nil))
+				check(t, "dqkv (recomputed)", gdqkv, dqkv, tol)
+			})
+		}
+	})
 }

@@ -21,6 +21,7 @@ type timing struct {
 	Op    string         `json:"op"`
 	Pass  string         `json:"pass"`
 	Prec  string         `json:"prec"`
+	Impl  string         `json:"impl"` // cudnn or im2col for convolutions, else ours
 	Shape map[string]int `json:"shape"`
 	Flops float64        `json:"flops"`
 	MS    float64        `json:"ms"`
@@ -84,8 +85,17 @@ func TestTimings(t *testing.T) {
 		if gemm {
 			precs = append(precs, "tf32")
 		}
+		impls := []string{"ours"}
+		if op == "conv2d" || op == "tconv" {
+			impls = []string{"im2col"}
+			if on, _ := d.CUDNN(); on {
+				impls = []string{"cudnn", "im2col"}
+			}
+		}
 		for _, p := range precs {
-			cases = append(cases, timing{Op: op, Pass: pass, Prec: p, Shape: shape, Flops: flops, run: run})
+			for _, im := range impls {
+				cases = append(cases, timing{Op: op, Pass: pass, Prec: p, Impl: im, Shape: shape, Flops: flops, run: run})
+			}
 		}
 	}
 
@@ -154,7 +164,7 @@ func TestTimings(t *testing.T) {
 			return d.LinearBackwardParams(dw, db, dy, x, s)
 		})
 	}
-	for _, s := range []AttentionShape{
+	for _, s := range []SDPAShape{
 		{B: 100 * 4, L: 16 * 16, D: 64},    // spatial, 16x16, 4 heads
 		{B: 4 * 32 * 32 * 4, L: 25, D: 32}, // temporal over 25 frames at 32x32, 4 heads
 	} {
@@ -164,8 +174,30 @@ func TestTimings(t *testing.T) {
 		o, p, dq, dk, dv := T(n), T(s.B*s.L*s.L), T(n), T(n), T(n)
 		sh := map[string]int{"b": s.B, "l": s.L, "d": s.D}
 		f := 4 * float64(s.B) * float64(s.L) * float64(s.L) * float64(s.D)
-		add("attention", "fwd", true, sh, f, func() error { return d.AttentionForward(o, p, q, k, v, s) })
-		add("attention", "bwd", true, sh, 2*f, func() error { return d.AttentionBackward(dq, dk, dv, do, p, q, k, v, s) })
+		add("attention", "fwd", true, sh, f, func() error { return d.SDPAForward(o, p, q, k, v, s) })
+		add("attention", "bwd", true, sh, 2*f, func() error { return d.SDPABackward(dq, dk, dv, do, p, q, k, v, s) })
+	}
+	for _, s := range []nn.AttentionShape{
+		{B: 4, T: 25, C: 128, P: 16 * 16, Heads: 4},                 // spatial at 16x16
+		{B: 4, T: 25, C: 128, P: 32 * 32, Heads: 4, Temporal: true}, // temporal at 32x32
+	} {
+		s := s
+		qkv, dout, out, dqkv := T(s.InLen()), T(s.OutLen()), T(s.OutLen()), T(s.InLen())
+		sh := map[string]int{"b": s.B, "t": s.T, "c": s.C, "p": s.P, "heads": s.Heads, "temporal": 0}
+		if s.Temporal {
+			sh["temporal"] = 1
+		}
+		f := float64(s.FLOPs())
+		saved := &AttentionSaved{}
+		add("attention_nn", "fwd", true, sh, f, func() error { return d.AttentionForward(out, qkv, s, nil) })
+		add("attention_nn", "bwd", true, sh, 2*f, func() error {
+			if saved.QKV == nil {
+				if err := d.AttentionForward(out, qkv, s, saved); err != nil {
+					return err
+				}
+			}
+			return d.AttentionBackward(dqkv, dout, qkv, s, saved)
+		})
 	}
 	{
 		s := nn.ResampleShape{N: 100, C: 128, H: 32, W: 32}
@@ -187,18 +219,28 @@ func TestTimings(t *testing.T) {
 	for i := range cases {
 		c := &cases[i]
 		must(t, d.SetTF32(c.Prec == "tf32"))
+		if c.Impl != "ours" {
+			must(t, d.SetCUDNN(c.Impl == "cudnn"))
+		}
+		_, calls := d.CUDNN()
 		ms, err := medianMS(d, c.run, 3, 15)
 		if err != nil {
 			t.Fatalf("%s %s %s: %v", c.Op, c.Pass, c.Prec, err)
 		}
 		c.MS = ms
+		if _, after := d.CUDNN(); c.Impl == "cudnn" && after == calls {
+			c.Impl = "im2col (cuDNN declined)"
+		}
 		tf := ""
 		if c.Flops > 0 {
 			tf = fmt.Sprintf("%.1f TFLOP/s", c.Flops/ms/1e9)
 		}
-		t.Logf("%-10s %-10s %-4s %v: %.3f ms %s", c.Op, c.Pass, c.Prec, c.Shape, ms, tf)
+		t.Logf("%-10s %-10s %-4s %-7s %v: %.3f ms %s", c.Op, c.Pass, c.Prec, c.Impl, c.Shape, ms, tf)
 	}
 	must(t, d.SetTF32(false))
+	if d.dnn != nil {
+		must(t, d.SetCUDNN(true))
+	}
 	st := d.MemStats()
 	t.Logf("allocator: %+v", st)
 	b, err := json.MarshalIndent(cases, "", " ")

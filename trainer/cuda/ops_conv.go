@@ -48,6 +48,12 @@ func (d *Device) Conv2DForward(y, x, w, b *Tensor, s nn.Conv2DShape) error {
 	}
 	defer d.leave()
 	ohw := s.OutH() * s.OutW()
+	if ran, err := d.tryDNN(conv2dGeom(s, convFwd), x.Ptr(), y.Ptr(), w.Ptr()); ran {
+		if err != nil || b == nil {
+			return err
+		}
+		return d.elementwise("add_bias_ncp", out, argT(y), argT(b), argInt(s.N), argInt(s.K), argInt(ohw))
+	}
 	ckk := s.C * s.KH * s.KW
 	chunk := convChunk(s.N, ckk*ohw)
 	var col *Tensor
@@ -92,6 +98,9 @@ func (d *Device) Conv2DBackwardData(dx, dy, w *Tensor, s nn.Conv2DShape) error {
 		return err
 	}
 	defer d.leave()
+	if ran, err := d.tryDNN(conv2dGeom(s, convBwdData), dx.Ptr(), dy.Ptr(), w.Ptr()); ran {
+		return err
+	}
 	oh, ow := s.OutH(), s.OutW()
 	ohw := oh * ow
 	ckk := s.C * s.KH * s.KW
@@ -138,6 +147,12 @@ func (d *Device) Conv2DBackwardFilter(dw, db, dy, x *Tensor, s nn.Conv2DShape) e
 	}
 	defer d.leave()
 	ohw := s.OutH() * s.OutW()
+	if ran, err := d.tryDNN(conv2dGeom(s, convBwdFilter), x.Ptr(), dy.Ptr(), dw.Ptr()); ran {
+		if err != nil || db == nil {
+			return err
+		}
+		return d.sumChannelsLocked(db, dy, nn.ChannelShape{N: s.N, C: s.K, P: ohw}, false)
+	}
 	ckk := s.C * s.KH * s.KW
 	per := ckk*ohw + s.K*ckk // patch matrix and partial dw of one frame
 	if pointwise(s) {

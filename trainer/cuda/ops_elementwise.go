@@ -187,41 +187,57 @@ func (d *Device) TimestepEmbedding(y, t *Tensor, dim int) error {
 	return d.elementwise("timestep_embed", n*dim, argT(y), argT(t), argInt(n), argInt(dim))
 }
 
-// Permute writes y = x with its axes reordered: x has shape in (up to 4 axes) and
+// Permute writes y = x with its axes reordered: x has shape in (up to 6 axes) and
 // y[i0,i1,...] = x at the index whose axis perm[k] is ik. Permute(y, x, []int{B, L, H, D},
 // []int{0, 2, 1, 3}) turns (B, L, H, D) into (B, H, L, D).
 func (d *Device) Permute(y, x *Tensor, in []int, perm []int) error {
-	if len(in) != len(perm) || len(in) == 0 || len(in) > 4 {
-		return fmt.Errorf("cuda: permute: shape %v and permutation %v must have 1 to 4 axes each", in, perm)
-	}
-	n := numel(in)
-	if err := d.checkOperands("permute", operand{"y", y, n}, operand{"x", x, n}); err != nil {
+	if err := d.checkPermute(y, x, in, perm); err != nil {
 		return err
 	}
+	if err := d.enter(); err != nil {
+		return err
+	}
+	defer d.leave()
+	return d.permuteLocked(y.Ptr(), x.Ptr(), in, perm)
+}
+
+func (d *Device) checkPermute(y, x *Tensor, in []int, perm []int) error {
+	if len(in) != len(perm) || len(in) == 0 || len(in) > 6 {
+		return fmt.Errorf("cuda: permute: shape %v and permutation %v must have 1 to 6 axes each", in, perm)
+	}
+	seen := make([]bool, len(in))
+	for _, p := range perm {
+		if p < 0 || p >= len(in) || seen[p] {
+			return fmt.Errorf("cuda: permute: %v is not a permutation", perm)
+		}
+		seen[p] = true
+	}
+	n := numel(in)
+	return d.checkOperands("permute", operand{"y", y, n}, operand{"x", x, n})
+}
+
+// permuteLocked launches the permutation of a checked shape; the context is current.
+func (d *Device) permuteLocked(y, x uintptr, in []int, perm []int) error {
 	stride := make([]int, len(in))
 	acc := 1
 	for i := len(in) - 1; i >= 0; i-- {
 		stride[i] = acc
 		acc *= in[i]
 	}
-	var od, is [4]int
-	seen := make([]bool, len(in))
-	pad := 4 - len(in)
+	var od, is [6]int
+	pad := 6 - len(in)
 	for k := 0; k < pad; k++ {
-		od[k], is[k] = 1, 0
+		od[k] = 1
 	}
 	for k, p := range perm {
-		if p < 0 || p >= len(in) || seen[p] {
-			return fmt.Errorf("cuda: permute: %v is not a permutation", perm)
-		}
-		seen[p] = true
 		od[pad+k], is[pad+k] = in[p], stride[p]
 	}
-	if err := d.enter(); err != nil {
-		return err
+	args := []uint64{argPtr(y), argPtr(x)}
+	for _, v := range od {
+		args = append(args, argInt(v))
 	}
-	defer d.leave()
-	return d.elementwise("permute4", n, argT(y), argT(x),
-		argInt(od[0]), argInt(od[1]), argInt(od[2]), argInt(od[3]),
-		argInt(is[0]), argInt(is[1]), argInt(is[2]), argInt(is[3]))
+	for _, v := range is {
+		args = append(args, argInt(v))
+	}
+	return d.elementwise("permute6", numel(in), args...)
 }

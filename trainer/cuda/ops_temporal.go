@@ -23,6 +23,12 @@ func (d *Device) TemporalConvForward(y, x, w, b *Tensor, s nn.TemporalConvShape)
 		return err
 	}
 	defer d.leave()
+	if ran, err := d.tryDNN(tconvGeom(s, convFwd), x.Ptr(), y.Ptr(), w.Ptr()); ran {
+		if err != nil || b == nil {
+			return err
+		}
+		return d.elementwise("add_bias_ncp", s.OutLen(), argT(y), argT(b), argInt(s.B*s.T), argInt(s.K), argInt(s.P))
+	}
 	chunk := tconvChunk(s, 0)
 	rows := 3 * s.C
 	col, err := d.scratch(chunk * s.T * rows * s.P)
@@ -59,6 +65,9 @@ func (d *Device) TemporalConvBackwardData(dx, dy, w *Tensor, s nn.TemporalConvSh
 		return err
 	}
 	defer d.leave()
+	if ran, err := d.tryDNN(tconvGeom(s, convBwdData), dx.Ptr(), dy.Ptr(), w.Ptr()); ran {
+		return err
+	}
 	chunk := tconvChunk(s, 0)
 	rows := 3 * s.C
 	col, err := d.scratch(chunk * s.T * rows * s.P)
@@ -95,6 +104,12 @@ func (d *Device) TemporalConvBackwardFilter(dw, db, dy, x *Tensor, s nn.Temporal
 		return err
 	}
 	defer d.leave()
+	if ran, err := d.tryDNN(tconvGeom(s, convBwdFilter), x.Ptr(), dy.Ptr(), dw.Ptr()); ran {
+		if err != nil || db == nil {
+			return err
+		}
+		return d.sumChannelsLocked(db, dy, nn.ChannelShape{N: s.B * s.T, C: s.K, P: s.P}, false)
+	}
 	rows := 3 * s.C
 	wl := s.WeightLen()
 	chunk := tconvChunk(s, s.K*rows) // patches and a partial dw per frame

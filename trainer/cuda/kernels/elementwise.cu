@@ -117,16 +117,20 @@ extern "C" __global__ void avgpool2x_bwd(float* dx, const float* dy, int nc, int
     }
 }
 
-// General permutation of up to 4 axes: out index (a0,a1,a2,a3) over out dims od reads
-// in at sum(a_k * is_k), where is_k is the input stride of the axis that becomes out axis k.
-extern "C" __global__ void permute4(float* y, const float* x, int od0, int od1, int od2, int od3,
-                                    int is0, int is1, int is2, int is3) {
-    int n = od0 * od1 * od2 * od3;
+// General permutation of up to 6 axes: the output index (a0..a5) over output dims od
+// reads the input at sum(a_k * is_k), where is_k is the input stride of the axis that
+// becomes output axis k. Unused leading axes have od = 1.
+extern "C" __global__ void permute6(float* y, const float* x, int od0, int od1, int od2, int od3, int od4, int od5,
+                                    int is0, int is1, int is2, int is3, int is4, int is5) {
+    int n = od0 * od1 * od2 * od3 * od4 * od5;
     GRID_STRIDE(i, n) {
         int r = i;
+        int a5 = r % od5; r /= od5;
+        int a4 = r % od4; r /= od4;
         int a3 = r % od3; r /= od3;
         int a2 = r % od2; r /= od2;
         int a1 = r % od1; int a0 = r / od1;
-        y[i] = x[(long long)a0 * is0 + (long long)a1 * is1 + (long long)a2 * is2 + (long long)a3 * is3];
+        y[i] = x[(long long)a0 * is0 + (long long)a1 * is1 + (long long)a2 * is2 + (long long)a3 * is3 +
+                 (long long)a4 * is4 + (long long)a5 * is5];
     }
 }

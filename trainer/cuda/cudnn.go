@@ -1,0 +1,358 @@
+package cuda
+
+import (
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/ebitengine/purego"
+
+	"github.com/timelapse-ml/pipeline/trainer/nn"
+)
+
+// cuDNN constants (cudnn_graph.h / cudnn_cnn.h, stable since cuDNN 7).
+const (
+	dnnDataFloat        = 0
+	dnnTensorNCHW       = 0
+	dnnCrossCorrelation = 1
+	dnnDefaultMath      = 0 // may use TF32 tensor cores
+	dnnFMAMath          = 3 // strict float32
+	dnnPerfBytes        = 48
+	dnnMaxAlgos         = 8
+	dnnMaxWorkspace     = 1 << 30
+)
+
+// dnnAPI holds the legacy convolution entry points of cuDNN 9 (deprecated there but
+// present; the same calls PyTorch's heuristics mode makes).
+type dnnAPI struct {
+	path                                                 string
+	create, destroy, setStream, errString                uintptr
+	createTensor, setTensor4dEx, destroyTensor           uintptr
+	createFilter, setFilter4d, destroyFilter             uintptr
+	createConv, setConv2d, setConvMath, destroyConv      uintptr
+	fwdAlgo, fwdWS, fwd, bwdDataAlgo, bwdDataWS, bwdData uintptr
+	bwdFilterAlgo, bwdFilterWS, bwdFilter                uintptr
+}
+
+var dnnLoad loadOnce[dnnAPI]
+
+func loadDNN() (*dnnAPI, error) {
+	return dnnLoad.get(func() (*dnnAPI, error) {
+		h, path, err := libCUDNN.open()
+		if err != nil {
+			return nil, err
+		}
+		s := symbols{lib: path, handle: h}
+		a := &dnnAPI{
+			path:          path,
+			create:        s.get("cudnnCreate"),
+			destroy:       s.get("cudnnDestroy"),
+			setStream:     s.get("cudnnSetStream"),
+			errString:     s.get("cudnnGetErrorString"),
+			createTensor:  s.get("cudnnCreateTensorDescriptor"),
+			setTensor4dEx: s.get("cudnnSetTensor4dDescriptorEx"),
+			destroyTensor: s.get("cudnnDestroyTensorDescriptor"),
+			createFilter:  s.get("cudnnCreateFilterDescriptor"),
+			setFilter4d:   s.get("cudnnSetFilter4dDescriptor"),
+			destroyFilter: s.get("cudnnDestroyFilterDescriptor"),
+			createConv:    s.get("cudnnCreateConvolutionDescriptor"),
+			setConv2d:     s.get("cudnnSetConvolution2dDescriptor"),
+			setConvMath:   s.get("cudnnSetConvolutionMathType"),
+			destroyConv:   s.get("cudnnDestroyConvolutionDescriptor"),
+			fwdAlgo:       s.get("cudnnGetConvolutionForwardAlgorithm_v7"),
+			fwdWS:         s.get("cudnnGetConvolutionForwardWorkspaceSize"),
+			fwd:           s.get("cudnnConvolutionForward"),
+			bwdDataAlgo:   s.get("cudnnGetConvolutionBackwardDataAlgorithm_v7"),
+			bwdDataWS:     s.get("cudnnGetConvolutionBackwardDataWorkspaceSize"),
+			bwdData:       s.get("cudnnConvolutionBackwardData"),
+			bwdFilterAlgo: s.get("cudnnGetConvolutionBackwardFilterAlgorithm_v7"),
+			bwdFilterWS:   s.get("cudnnGetConvolutionBackwardFilterWorkspaceSize"),
+			bwdFilter:     s.get("cudnnConvolutionBackwardFilter"),
+		}
+		if s.err != nil {
+			return nil, s.err
+		}
+		return a, nil
+	})
+}
+
+func (a *dnnAPI) call(name string, fn uintptr, args ...uintptr) error {
+	r, _, _ := purego.SyscallN(fn, args...)
+	if st := int(int32(r)); st != 0 {
+		p, _, _ := purego.SyscallN(a.errString, uintptr(st))
+		return fmt.Errorf("cuda: %s: cudnnStatus %d: %s", name, st, gostring(bytePtr(p)))
+	}
+	return nil
+}
+
+// Convolution directions.
+const (
+	convFwd = iota
+	convBwdData
+	convBwdFilter
+)
+
+// convGeom is a convolution in cuDNN's terms: 4D x and y with explicit strides (so the
+// temporal convolution's (B, T, C, P) layout needs no copy), a (K, C, KH, KW) filter.
+type convGeom struct {
+	n, c, h, w int
+	k, kh, kw  int
+	oh, ow     int
+	padH, padW int
+	strH, strW int
+	xStr, yStr [4]int
+	dir        int
+	tf32       bool
+}
+
+// convPlan is the cached cuDNN setup for one geometry and direction.
+type convPlan struct {
+	x, y, f, conv uintptr
+	algo          int32
+	ws            int64
+}
+
+// dnnState is the device's cuDNN handle and plan cache; nil when cuDNN is absent.
+type dnnState struct {
+	api   *dnnAPI
+	h     uintptr
+	mu    sync.Mutex
+	plans map[convGeom]*convPlan
+	bad   map[convGeom]error // geometries cuDNN refused: use im2col
+	calls int64
+}
+
+func newDNN(d *Device) *dnnState {
+	api, err := loadDNN()
+	if err != nil {
+		slog.Debug("cuda: cuDNN not loaded; convolutions use im2col and cuBLAS", "err", err)
+		return nil
+	}
+	st := &dnnState{api: api, plans: map[convGeom]*convPlan{}, bad: map[convGeom]error{}}
+	if err := api.call("cudnnCreate", api.create, ptr(&st.h)); err != nil {
+		slog.Warn("cuda: cuDNN handle not created; convolutions use im2col and cuBLAS", "err", err)
+		return nil
+	}
+	if err := api.call("cudnnSetStream", api.setStream, st.h, d.stream); err != nil {
+		api.call("cudnnDestroy", api.destroy, st.h)
+		slog.Warn("cuda: cuDNN stream not set; convolutions use im2col and cuBLAS", "err", err)
+		return nil
+	}
+	return st
+}
+
+func (st *dnnState) close() {
+	for _, p := range st.plans {
+		st.api.destroyPlan(p)
+	}
+	st.api.call("cudnnDestroy", st.api.destroy, st.h)
+}
+
+func (a *dnnAPI) destroyPlan(p *convPlan) {
+	if p.x != 0 {
+		a.call("", a.destroyTensor, p.x)
+	}
+	if p.y != 0 {
+		a.call("", a.destroyTensor, p.y)
+	}
+	if p.f != 0 {
+		a.call("", a.destroyFilter, p.f)
+	}
+	if p.conv != 0 {
+		a.call("", a.destroyConv, p.conv)
+	}
+}
+
+// plan returns the cached plan for g, building it on first use; an error means cuDNN
+// cannot run g and the caller falls back to im2col.
+func (st *dnnState) plan(g convGeom) (*convPlan, error) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if p, ok := st.plans[g]; ok {
+		return p, nil
+	}
+	if err, ok := st.bad[g]; ok {
+		return nil, err
+	}
+	p, err := st.build(g)
+	if err != nil {
+		st.bad[g] = err
+		slog.Debug("cuda: cuDNN declined a convolution; using im2col", "geometry", fmt.Sprintf("%+v", g), "err", err)
+		return nil, err
+	}
+	st.plans[g] = p
+	return p, nil
+}
+
+func (st *dnnState) build(g convGeom) (p *convPlan, err error) {
+	a := st.api
+	p = &convPlan{}
+	defer func() {
+		if err != nil {
+			a.destroyPlan(p)
+		}
+	}()
+	for _, desc := range []*uintptr{&p.x, &p.y} {
+		if err := a.call("cudnnCreateTensorDescriptor", a.createTensor, ptr(desc)); err != nil {
+			return nil, err
+		}
+	}
+	if err := a.call("cudnnSetTensor4dDescriptorEx x", a.setTensor4dEx, p.x, dnnDataFloat,
+		uintptr(g.n), uintptr(g.c), uintptr(g.h), uintptr(g.w),
+		uintptr(g.xStr[0]), uintptr(g.xStr[1]), uintptr(g.xStr[2]), uintptr(g.xStr[3])); err != nil {
+		return nil, err
+	}
+	if err := a.call("cudnnSetTensor4dDescriptorEx y", a.setTensor4dEx, p.y, dnnDataFloat,
+		uintptr(g.n), uintptr(g.k), uintptr(g.oh), uintptr(g.ow),
+		uintptr(g.yStr[0]), uintptr(g.yStr[1]), uintptr(g.yStr[2]), uintptr(g.yStr[3])); err != nil {
+		return nil, err
+	}
+	if err := a.call("cudnnCreateFilterDescriptor", a.createFilter, ptr(&p.f)); err != nil {
+		return nil, err
+	}
+	if err := a.call("cudnnSetFilter4dDescriptor", a.setFilter4d, p.f, dnnDataFloat, dnnTensorNCHW,
+		uintptr(g.k), uintptr(g.c), uintptr(g.kh), uintptr(g.kw)); err != nil {
+		return nil, err
+	}
+	if err := a.call("cudnnCreateConvolutionDescriptor", a.createConv, ptr(&p.conv)); err != nil {
+		return nil, err
+	}
+	if err := a.call("cudnnSetConvolution2dDescriptor", a.setConv2d, p.conv, uintptr(g.padH), uintptr(g.padW),
+		uintptr(g.strH), uintptr(g.strW), 1, 1, dnnCrossCorrelation, dnnDataFloat); err != nil {
+		return nil, err
+	}
+	math := uintptr(dnnFMAMath)
+	if g.tf32 {
+		math = dnnDefaultMath
+	}
+	if err := a.call("cudnnSetConvolutionMathType", a.setConvMath, p.conv, math); err != nil {
+		return nil, err
+	}
+	perf := make([]byte, dnnMaxAlgos*dnnPerfBytes)
+	var n int32
+	switch g.dir {
+	case convFwd:
+		err = a.call("cudnnGetConvolutionForwardAlgorithm_v7", a.fwdAlgo, st.h, p.x, p.f, p.conv, p.y, dnnMaxAlgos, ptr(&n), ptr(&perf[0]))
+	case convBwdData:
+		err = a.call("cudnnGetConvolutionBackwardDataAlgorithm_v7", a.bwdDataAlgo, st.h, p.f, p.y, p.conv, p.x, dnnMaxAlgos, ptr(&n), ptr(&perf[0]))
+	default:
+		err = a.call("cudnnGetConvolutionBackwardFilterAlgorithm_v7", a.bwdFilterAlgo, st.h, p.x, p.y, p.conv, p.f, dnnMaxAlgos, ptr(&n), ptr(&perf[0]))
+	}
+	if err != nil {
+		return nil, err
+	}
+	// The heuristics' list is best first; take the first that works, fits, and keeps the
+	// requested precision (math type FMA when strict).
+	for i := 0; i < int(n); i++ {
+		rec := perf[i*dnnPerfBytes : (i+1)*dnnPerfBytes]
+		algo := int32(binary.LittleEndian.Uint32(rec[0:]))
+		status := int32(binary.LittleEndian.Uint32(rec[4:]))
+		mem := int64(binary.LittleEndian.Uint64(rec[16:]))
+		mathType := int32(binary.LittleEndian.Uint32(rec[28:]))
+		if status != 0 || mem > dnnMaxWorkspace || (!g.tf32 && mathType != dnnFMAMath) {
+			continue
+		}
+		if err := a.call("cudnnSetConvolutionMathType", a.setConvMath, p.conv, uintptr(mathType)); err != nil {
+			return nil, err
+		}
+		var ws uintptr
+		switch g.dir {
+		case convFwd:
+			err = a.call("cudnnGetConvolutionForwardWorkspaceSize", a.fwdWS, st.h, p.x, p.f, p.conv, p.y, uintptr(algo), ptr(&ws))
+		case convBwdData:
+			err = a.call("cudnnGetConvolutionBackwardDataWorkspaceSize", a.bwdDataWS, st.h, p.f, p.y, p.conv, p.x, uintptr(algo), ptr(&ws))
+		default:
+			err = a.call("cudnnGetConvolutionBackwardFilterWorkspaceSize", a.bwdFilterWS, st.h, p.x, p.y, p.conv, p.f, uintptr(algo), ptr(&ws))
+		}
+		if err != nil || int64(ws) > dnnMaxWorkspace {
+			continue
+		}
+		p.algo, p.ws = algo, int64(ws)
+		return p, nil
+	}
+	return nil, fmt.Errorf("cuda: cuDNN offers no usable algorithm for %+v (of %d)", g, n)
+}
+
+// run executes a planned convolution: fwd y = conv(x, f); bwd data x = convᵀ(y, f);
+// bwd filter f = corr(x, y). Pointers by role; the context must be current.
+func (d *Device) dnnRun(p *convPlan, g convGeom, x, y, f uintptr) error {
+	st := d.dnn
+	var ws uintptr
+	if p.ws > 0 {
+		b, err := d.alloc.get(p.ws)
+		if err != nil {
+			return err
+		}
+		defer b.Free()
+		ws = b.Ptr
+	}
+	alpha, beta := float32(1), float32(0)
+	a := st.api
+	st.mu.Lock()
+	st.calls++
+	st.mu.Unlock()
+	switch g.dir {
+	case convFwd:
+		return a.call("cudnnConvolutionForward", a.fwd, st.h, ptr(&alpha), p.x, x, p.f, f, p.conv, uintptr(p.algo), ws, uintptr(p.ws), ptr(&beta), p.y, y)
+	case convBwdData:
+		return a.call("cudnnConvolutionBackwardData", a.bwdData, st.h, ptr(&alpha), p.f, f, p.y, y, p.conv, uintptr(p.algo), ws, uintptr(p.ws), ptr(&beta), p.x, x)
+	default:
+		return a.call("cudnnConvolutionBackwardFilter", a.bwdFilter, st.h, ptr(&alpha), p.x, x, p.y, y, p.conv, uintptr(p.algo), ws, uintptr(p.ws), ptr(&beta), p.f, f)
+	}
+}
+
+// tryDNN runs g through cuDNN when it is enabled and accepts g; ran is false when the
+// caller must use its own kernels.
+func (d *Device) tryDNN(g convGeom, x, y, f uintptr) (ran bool, err error) {
+	if d.dnn == nil || !d.useDNN {
+		return false, nil
+	}
+	g.tf32 = d.opts.TF32
+	p, perr := d.dnn.plan(g)
+	if perr != nil {
+		return false, nil
+	}
+	return true, d.dnnRun(p, g, x, y, f)
+}
+
+// SetCUDNN chooses cuDNN (true, the default when it loads) or the package's own im2col
+// kernels with cuBLAS (false) for convolutions. It fails when cuDNN did not load.
+func (d *Device) SetCUDNN(on bool) error {
+	if on && d.dnn == nil {
+		_, err := loadDNN()
+		if err == nil {
+			err = fmt.Errorf("cuda: cuDNN handle unavailable")
+		}
+		return err
+	}
+	d.useDNN = on
+	return nil
+}
+
+// CUDNN reports whether convolutions go to cuDNN, and how many cuDNN convolutions ran.
+func (d *Device) CUDNN() (on bool, calls int64) {
+	if d.dnn == nil {
+		return false, 0
+	}
+	d.dnn.mu.Lock()
+	defer d.dnn.mu.Unlock()
+	return d.useDNN, d.dnn.calls
+}
+
+// conv2dGeom is the cuDNN geometry of a 2D convolution over N NCHW frames.
+func conv2dGeom(s nn.Conv2DShape, dir int) convGeom {
+	oh, ow := s.OutH(), s.OutW()
+	return convGeom{n: s.N, c: s.C, h: s.H, w: s.W, k: s.K, kh: s.KH, kw: s.KW, oh: oh, ow: ow,
+		padH: s.Pad, padW: s.Pad, strH: s.Stride, strW: s.Stride,
+		xStr: [4]int{s.C * s.H * s.W, s.H * s.W, s.W, 1}, yStr: [4]int{s.K * oh * ow, oh * ow, ow, 1}, dir: dir}
+}
+
+// tconvGeom is the cuDNN geometry of the kernel-3 convolution over frames of
+// (B, T, C, P): N = B, channels C (stride P), height T (stride C*P), width P; the
+// (K, C, 3) weight is a (K, C, 3, 1) filter.
+func tconvGeom(s nn.TemporalConvShape, dir int) convGeom {
+	b, t, c, k, p := s.B, s.T, s.C, s.K, s.P
+	return convGeom{n: b, c: c, h: t, w: p, k: k, kh: 3, kw: 1, oh: t, ow: p, padH: 1, padW: 0, strH: 1, strW: 1,
+		xStr: [4]int{t * c * p, p, c * p, 1}, yStr: [4]int{t * k * p, p, k * p, 1}, dir: dir}
+}
