@@ -38,10 +38,6 @@ type Op struct {
 	buf    G.Value
 }
 
-// Kernel returns the op's shape description (one of the *Shape types of
-// this package, wrapped), for executors that walk the graph.
-func (o *Op) Kernel() any { return o.k }
-
 // Need reports which inputs the op sends gradients to.
 func (o *Op) Need() []bool { return append([]bool(nil), o.need...) }
 

@@ -244,3 +244,41 @@ func TestExpf(t *testing.T) {
 		t.Error("expf does not saturate")
 	}
 }
+
+// Every kernel a graph can hold has a description for executors.
+func TestSpecCoversAllKernels(t *testing.T) {
+	ks := []kernel{
+		&conv2dK{}, &conv2dDataK{}, &conv2dFilterK{}, &chanSumK{}, &tconvFwd{}, &tconvData{}, &tconvFilterK{},
+		&gnK{}, &gnDataK{}, &gnGammaK{}, &siluK{}, &siluBwdK{}, &linearK{}, &linearDataK{}, &linearWK{},
+		&attnK{}, &attnBwdK{}, &upK{}, &upBwdK{}, &addK{}, &addChanK{}, &addChanBwdK{}, &concatK{}, &splitK{},
+		&embedK{}, &mseK{}, &mseBwdK{},
+	}
+	seen := map[OpKind]bool{}
+	for _, k := range ks {
+		s := specOf(k)
+		if s.Kind == "" || s.Shape == nil {
+			t.Errorf("%T has no spec", k)
+		}
+		if seen[s.Kind] {
+			t.Errorf("%T: kind %s used twice", k, s.Kind)
+		}
+		seen[s.Kind] = true
+	}
+}
+
+func TestInputsInOrder(t *testing.T) {
+	g := NewGraph()
+	a := g.Input("a", 1, 2, 1, 1)
+	b := g.Input("b", 1, 3, 1, 1)
+	c, err := g.Concat(b, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := Inputs(c)
+	if len(in) != 2 || in[0] != b || in[1] != a {
+		t.Errorf("Inputs = %v, want [b a]", in)
+	}
+	if s, ok := SpecOf(c); !ok || s.Kind != KindConcat || s.Shape.(ConcatShape).CA != 3 {
+		t.Errorf("SpecOf(concat) = %+v", s)
+	}
+}
