@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"log/slog"
+	"sort"
 	"sync"
 
 	"github.com/ebitengine/purego"
@@ -111,6 +112,7 @@ type convPlan struct {
 	x, y, f, conv uintptr
 	algo          int32
 	ws            int64
+	math          int32 // the math type the heuristics listed for algo
 }
 
 // dnnState is the device's cuDNN handle and plan cache; nil when cuDNN is absent.
@@ -242,34 +244,42 @@ func (st *dnnState) build(g convGeom) (p *convPlan, err error) {
 	if err != nil {
 		return nil, err
 	}
-	// The heuristics' list is best first; take the first that works, fits, and keeps the
-	// requested precision (math type FMA when strict).
-	for i := 0; i < int(n); i++ {
-		rec := perf[i*dnnPerfBytes : (i+1)*dnnPerfBytes]
-		algo := int32(binary.LittleEndian.Uint32(rec[0:]))
-		status := int32(binary.LittleEndian.Uint32(rec[4:]))
-		mem := int64(binary.LittleEndian.Uint64(rec[16:]))
-		mathType := int32(binary.LittleEndian.Uint32(rec[28:]))
-		if status != 0 || mem > dnnMaxWorkspace || (!g.tf32 && mathType != dnnFMAMath) {
-			continue
+	// The heuristics' list is best first; take the first that works and fits. In strict
+	// float32 the descriptor stays on FMA math: first look for an algorithm the list
+	// itself marks FMA, then accept any other under the FMA descriptor.
+	for pass := 0; pass < 2; pass++ {
+		for i := 0; i < int(n); i++ {
+			rec := perf[i*dnnPerfBytes : (i+1)*dnnPerfBytes]
+			algo := int32(binary.LittleEndian.Uint32(rec[0:]))
+			status := int32(binary.LittleEndian.Uint32(rec[4:]))
+			mem := int64(binary.LittleEndian.Uint64(rec[16:]))
+			mathType := int32(binary.LittleEndian.Uint32(rec[28:]))
+			if status != 0 || mem > dnnMaxWorkspace || (!g.tf32 && pass == 0 && mathType != dnnFMAMath) {
+				continue
+			}
+			if g.tf32 {
+				if err := a.call("cudnnSetConvolutionMathType", a.setConvMath, p.conv, uintptr(mathType)); err != nil {
+					return nil, err
+				}
+			}
+			var ws uintptr
+			switch g.dir {
+			case convFwd:
+				err = a.call("cudnnGetConvolutionForwardWorkspaceSize", a.fwdWS, st.h, p.x, p.f, p.conv, p.y, uintptr(algo), ptr(&ws))
+			case convBwdData:
+				err = a.call("cudnnGetConvolutionBackwardDataWorkspaceSize", a.bwdDataWS, st.h, p.f, p.y, p.conv, p.x, uintptr(algo), ptr(&ws))
+			default:
+				err = a.call("cudnnGetConvolutionBackwardFilterWorkspaceSize", a.bwdFilterWS, st.h, p.x, p.y, p.conv, p.f, uintptr(algo), ptr(&ws))
+			}
+			if err != nil || int64(ws) > dnnMaxWorkspace {
+				continue
+			}
+			p.algo, p.ws, p.math = algo, int64(ws), mathType
+			return p, nil
 		}
-		if err := a.call("cudnnSetConvolutionMathType", a.setConvMath, p.conv, uintptr(mathType)); err != nil {
-			return nil, err
+		if g.tf32 {
+			break
 		}
-		var ws uintptr
-		switch g.dir {
-		case convFwd:
-			err = a.call("cudnnGetConvolutionForwardWorkspaceSize", a.fwdWS, st.h, p.x, p.f, p.conv, p.y, uintptr(algo), ptr(&ws))
-		case convBwdData:
-			err = a.call("cudnnGetConvolutionBackwardDataWorkspaceSize", a.bwdDataWS, st.h, p.f, p.y, p.conv, p.x, uintptr(algo), ptr(&ws))
-		default:
-			err = a.call("cudnnGetConvolutionBackwardFilterWorkspaceSize", a.bwdFilterWS, st.h, p.x, p.y, p.conv, p.f, uintptr(algo), ptr(&ws))
-		}
-		if err != nil || int64(ws) > dnnMaxWorkspace {
-			continue
-		}
-		p.algo, p.ws = algo, int64(ws)
-		return p, nil
 	}
 	return nil, fmt.Errorf("cuda: cuDNN offers no usable algorithm for %+v (of %d)", g, n)
 }
@@ -355,4 +365,25 @@ func tconvGeom(s nn.TemporalConvShape, dir int) convGeom {
 	b, t, c, k, p := s.B, s.T, s.C, s.K, s.P
 	return convGeom{n: b, c: c, h: t, w: p, k: k, kh: 3, kw: 1, oh: t, ow: p, padH: 1, padW: 0, strH: 1, strW: 1,
 		xStr: [4]int{t * c * p, p, c * p, 1}, yStr: [4]int{t * k * p, p, k * p, 1}, dir: dir}
+}
+
+// ConvPlans describes the cached cuDNN convolution plans, one line each: geometry,
+// direction, precision, the chosen algorithm, its math type and workspace.
+func (d *Device) ConvPlans() []string {
+	if d.dnn == nil {
+		return nil
+	}
+	d.dnn.mu.Lock()
+	defer d.dnn.mu.Unlock()
+	dirs := []string{"fwd", "bwd_data", "bwd_filter"}
+	var out []string
+	for g, p := range d.dnn.plans {
+		out = append(out, fmt.Sprintf("%s n=%d c=%d h=%d w=%d k=%d %dx%d s=%d tf32=%v: algo %d math %d workspace %d",
+			dirs[g.dir], g.n, g.c, g.h, g.w, g.k, g.kh, g.kw, g.strH, g.tf32, p.algo, p.math, p.ws))
+	}
+	for g, err := range d.dnn.bad {
+		out = append(out, fmt.Sprintf("%s n=%d c=%d h=%d w=%d k=%d %dx%d declined: %v", dirs[g.dir], g.n, g.c, g.h, g.w, g.k, g.kh, g.kw, err))
+	}
+	sort.Strings(out)
+	return out
 }

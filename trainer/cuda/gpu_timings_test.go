@@ -243,6 +243,9 @@ func TestTimings(t *testing.T) {
 	}
 	st := d.MemStats()
 	t.Logf("allocator: %+v", st)
+	for _, l := range d.ConvPlans() {
+		t.Logf("cuDNN plan: %s", l)
+	}
 	b, err := json.MarshalIndent(cases, "", " ")
 	must(t, err)
 	must(t, os.WriteFile(out, b, 0o644))
