@@ -3,7 +3,9 @@ package stages
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -43,9 +45,30 @@ func SynthKind() pipeline.Kind {
 			{Name: "rotate", Type: pipeline.Int, Default: 0, Min: pipeline.Bound(0), Max: pipeline.Bound(270), Doc: "display rotation written as MP4 metadata: 0, 90, 180 or 270 (h264 only)"},
 			{Name: "vfr", Type: pipeline.Bool, Default: false, Doc: "variable frame rate: drop 2 frames in 7 of the motion span, keeping timestamps"},
 		},
-		Tools: []pipeline.Tool{{Name: "ffmpeg", VersionArgs: []string{"-version"}}},
-		Run:   runSynth,
+		Tools:  []pipeline.Tool{{Name: "ffmpeg", VersionArgs: []string{"-version"}}},
+		Run:    runSynth,
+		Verify: verifySynth,
 	}
+}
+
+// verifySynth decodes every video of the set (synth.Check: codec, size,
+// frame count) and checks that each fault file is there.
+func verifySynth(ctx context.Context, dir string, p pipeline.Params) error {
+	set := synthSet(p)
+	var errs []error
+	for i := range set.Count {
+		if err := synth.Check(ctx, set.VideoSpec(i), filepath.Join(dir, set.VideoName(i))); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if set.Faults {
+		for _, f := range synth.Faults(set.Spec) {
+			if _, err := os.Stat(filepath.Join(dir, f.Name)); err != nil {
+				errs = append(errs, fmt.Errorf("synth: fault file: %w", err))
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func synthSet(p pipeline.Params) synth.Set {

@@ -69,6 +69,24 @@ func TestSynthStageCountRendersOnlyNew(t *testing.T) {
 	}
 }
 
+// Verify passes on the stage's output and fails once a video is damaged.
+func TestSynthStageVerify(t *testing.T) {
+	p := pipelinetest.Run(t, []pipeline.Kind{SynthKind()}, synthYAML(2, ""))
+	k := SynthKind()
+	params := p.Config.Stages[0].Params
+	if err := k.Verify(t.Context(), p.Dir("videos"), params); err != nil {
+		t.Fatalf("Verify of a fresh run: %v", err)
+	}
+	path := filepath.Join(p.Dir("videos"), "synth-0001.mp4")
+	b := pipelinetest.ReadFile(t, path)
+	if err := os.WriteFile(path, b[:len(b)/2], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Verify(t.Context(), p.Dir("videos"), params); err == nil || !strings.Contains(err.Error(), "synth-0001.mp4") {
+		t.Fatalf("Verify after truncating synth-0001.mp4 = %v", err)
+	}
+}
+
 // faults: true writes every fault file next to the videos.
 func TestSynthStageFaults(t *testing.T) {
 	p := pipelinetest.Run(t, []pipeline.Kind{SynthKind()}, synthYAML(1, ", faults: true"))

@@ -136,3 +136,32 @@ func TestFFmpegErrorCarriesStderr(t *testing.T) {
 		t.Fatalf("err = %v, want ffmpeg's 'No such file' message", err)
 	}
 }
+
+// Check accepts a rendered video and rejects a truncated copy and a video
+// of another spec.
+func TestCheck(t *testing.T) {
+	sp := tiny
+	sp.VFR = true
+	path := render(t, sp, "v.mp4")
+	if err := Check(context.Background(), sp, path); err != nil {
+		t.Fatalf("Check of a good render: %v", err)
+	}
+	other := sp
+	other.Width = 64
+	if err := Check(context.Background(), other, path); err == nil || !strings.Contains(err.Error(), "size") {
+		t.Errorf("Check against another size = %v", err)
+	}
+	var fast Fault
+	for _, f := range Faults(sp) {
+		if f.Kind == FaultTruncatedFast {
+			fast = f
+		}
+	}
+	if err := WriteFault(context.Background(), fast, sp, path); err != nil {
+		t.Fatal(err)
+	}
+	sp.VFR = false
+	if err := Check(context.Background(), sp, path); err == nil || !strings.Contains(err.Error(), "frames decode") {
+		t.Errorf("Check of a truncated faststart video = %v, want a frame-count error", err)
+	}
+}
