@@ -229,5 +229,11 @@ func (g *Graph) FrameMSE(pred, target *G.Node, B, T, skip int) (*G.Node, error) 
 		return nil, fmt.Errorf("nn: frame mse: shapes %v / %v, B=%d T=%d skip=%d do not fit", ps, target.Shape(), B, T, skip)
 	}
 	s := FrameMSEShape{B: B, T: T, E: ps.TotalSize() / (B * T), Skip: skip}
-	return g.add(&mseK{s: s}, pred, target)
+	// the target is data: no gradient flows to it
+	n, err := apply(&mseK{s: s}, []bool{g.req[pred], false}, pred, target)
+	if err != nil {
+		return nil, err
+	}
+	g.req[n] = g.req[pred]
+	return n, nil
 }
