@@ -9,6 +9,9 @@ func All() []pipeline.Kind {
 		IngestKind(),
 		FramesKind(),
 		PackKind(),
+		PretrainKind(),
+		TrainKind(),
+		SampleKind(),
 		// Each kind's constructor lives in its own file (synth.go, ingest.go, ...).
 	}
 }

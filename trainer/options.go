@@ -42,6 +42,9 @@ type Common struct {
 	// Log receives progress lines (nil: discarded).
 	Log *slog.Logger
 
+	// OnStep, when set, is called after each completed step (progress).
+	OnStep func(step, total int)
+
 	// afterStep, set by tests, runs after each completed step.
 	afterStep func(s *session, step int)
 }

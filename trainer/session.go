@@ -206,6 +206,9 @@ func (s *session) run(ctx context.Context) (*Result, error) {
 		window = append(window, r.Loss)
 		stepTime += st.StepTime
 		timed++
+		if c.OnStep != nil {
+			c.OnStep(st.Step, st.Total)
+		}
 		if c.afterStep != nil {
 			defer c.afterStep(s, st.Step)
 		}

@@ -1,0 +1,70 @@
+package stages
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/timelapse-ml/pipeline/pipeline"
+	"github.com/timelapse-ml/pipeline/trainer"
+)
+
+// SampleKind turns a still image into a timelapse with the video model of
+// the train stage it needs (trainer.Sample).
+func SampleKind() pipeline.Kind {
+	return pipeline.Kind{
+		Name:    "sample",
+		Version: "1",
+		Doc: "Generates a timelapse from a still image (any size; centre-cropped and resized to the training " +
+			"resolution) or, without one, from the first frame of a validation clip, with the train stage's " +
+			"video model and DDIM. Writes sample.gif, sample.mp4 (H.264 via ffmpeg), sample.png (contact " +
+			"sheet) and still.png. Needs one train stage.",
+		Params: []pipeline.ParamSpec{
+			{Name: "image", Type: pipeline.Path, Doc: "still image to animate (JPEG, PNG, ...); default: the first frame of a validation clip"},
+			{Name: "frames", Type: pipeline.Int, Default: 25, Min: pipeline.Bound(2), Max: pipeline.Bound(2000), Doc: "frames to generate, the still included (any length: 120 works)"},
+			{Name: "steps", Type: pipeline.Int, Default: 20, Min: pipeline.Bound(1), Max: pipeline.Bound(1000), Doc: "DDIM denoising steps"},
+			{Name: "seed", Type: pipeline.Int, Default: 0, Doc: "seed of the initial noise"},
+			{Name: "resolution", Type: pipeline.Int, Default: 0, Min: pipeline.Bound(0), Max: pipeline.Bound(1024), Doc: "frame size (0: the training resolution)"},
+			{Name: "fps", Type: pipeline.Float, Default: 8.0, Min: pipeline.Bound(0.1), Max: pipeline.Bound(120), Doc: "playback rate of the GIF and MP4"},
+			{Name: "scale", Type: pipeline.Int, Default: 0, Min: pipeline.Bound(0), Max: pipeline.Bound(64), Doc: "pixel enlargement of the GIF and MP4 (0: to at least 256 px)"},
+		},
+		Tools: []pipeline.Tool{{Name: "ffmpeg", VersionArgs: []string{"-version"}}},
+		Run:   runSample,
+	}
+}
+
+func runSample(ctx context.Context, r *pipeline.StageRun) error {
+	trainDir, err := needOfKind(r, "train")
+	if err != nil {
+		return err
+	}
+	if trainDir == "" {
+		return fmt.Errorf("sample: needs a train stage (needs: %v)", r.Needs)
+	}
+	b, err := os.ReadFile(filepath.Join(trainDir, trainer.SummaryFile))
+	if err != nil {
+		return fmt.Errorf("sample: train stage output: %w", err)
+	}
+	var sum trainer.Summary
+	if err := json.Unmarshal(b, &sum); err != nil {
+		return fmt.Errorf("sample: %s: %w", trainer.SummaryFile, err)
+	}
+	p := r.Params
+	o := trainer.SampleOptions{
+		Temporal: filepath.Join(trainDir, trainer.TemporalFile), Backbone: sum.Backbone, Shards: sum.Shards,
+		Resolution: p.Int("resolution"), Frames: p.Int("frames"), Steps: p.Int("steps"), Seed: int64(p.Int("seed")),
+		FPS: p.Float("fps"), Scale: p.Int("scale"), OutDir: r.OutDir, Log: r.Log,
+	}
+	if p.Has("image") {
+		o.Image = p.String("image")
+	}
+	res, err := trainer.Sample(ctx, o)
+	if err != nil {
+		return err
+	}
+	r.Report(fmt.Sprintf("%d frames at %dx%d from %s, %d DDIM steps, %.1f s", res.Frames, res.Resolution, res.Resolution,
+		res.Source, res.Steps, res.Seconds))
+	return nil
+}

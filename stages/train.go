@@ -1,0 +1,75 @@
+package stages
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+
+	"github.com/timelapse-ml/pipeline/pipeline"
+	"github.com/timelapse-ml/pipeline/trainer"
+)
+
+// TrainKind trains the temporal layers of the video model on clips of the
+// pack stage's shards, the backbone of the pretrain stage (or a given file)
+// frozen (trainer.Train).
+func TrainKind() pipeline.Kind {
+	params := []pipeline.ParamSpec{
+		{Name: "backbone", Type: pipeline.Path, Doc: "an existing backbone.safetensors to use instead of a needed pretrain stage's (only read)"},
+		{Name: "frames_length", Type: pipeline.Int, Default: 25, Min: pipeline.Bound(2), Max: pipeline.Bound(1000), Doc: "frames per training clip; the first is the condition"},
+	}
+	params = append(params, trainingParams(trainingDefaults{
+		resolution: 32, batch: 2, steps: 300, warmup: 20, every: 50, lr: 1e-3, weightDecay: 0.01,
+		batchDoc: "clips per step",
+	})...)
+	return pipeline.Kind{
+		Name:    "train",
+		Version: "1",
+		Doc: "Loads the backbone, builds the video model (temporal convs at identity, temporal attention " +
+			"with zero output projections) and trains only the temporal parameters on clips of frames_length " +
+			"frames conditioned on their first frame; the backbone file is only read. Writes " +
+			"temporal.safetensors (only the temporal layers; step, config hash and backbone hash in its " +
+			"metadata), the optimizer moments and RNG state beside it (an interrupted run resumes exactly), " +
+			"metrics.jsonl, loss.png and train.json. Needs one pack stage and one pretrain stage (or backbone).",
+		Params: params,
+		Run:    runTrain,
+	}
+}
+
+func runTrain(ctx context.Context, r *pipeline.StageRun) error {
+	shardsDir, err := needOfKind(r, "pack")
+	if err != nil {
+		return err
+	}
+	if shardsDir == "" {
+		return fmt.Errorf("train: needs a pack stage (needs: %v)", r.Needs)
+	}
+	backbone := ""
+	if r.Params.Has("backbone") {
+		backbone = r.Params.String("backbone")
+	}
+	pre, err := needOfKind(r, "pretrain")
+	if err != nil {
+		return err
+	}
+	switch {
+	case backbone != "" && pre != "":
+		return fmt.Errorf("train: both the backbone param and a needed pretrain stage name a backbone; keep one")
+	case backbone == "" && pre == "":
+		return fmt.Errorf("train: needs a pretrain stage or the backbone param")
+	case backbone == "":
+		backbone = filepath.Join(pre, trainer.BackboneFile)
+	}
+	res, err := trainer.Train(ctx, trainer.TrainOptions{
+		Common: commonOptions(r, shardsDir), Backbone: backbone, FramesLength: r.Params.Int("frames_length"),
+	})
+	if err != nil {
+		return err
+	}
+	logResult(r.Log, "train", res)
+	line := fmt.Sprintf("%d steps: loss %.4f, validation loss %.4f, %.2f s/step", res.Steps, res.Loss, res.ValLoss, res.SecondsPerStep)
+	if res.BaselineValLoss > 0 {
+		line += fmt.Sprintf("; backbone alone %.4f (ratio %.3f)", res.BaselineValLoss, res.ValLoss/res.BaselineValLoss)
+	}
+	r.Report(line)
+	return nil
+}

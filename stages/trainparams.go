@@ -1,0 +1,88 @@
+package stages
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/timelapse-ml/pipeline/pipeline"
+	"github.com/timelapse-ml/pipeline/trainer"
+)
+
+// trainingParams are the params pretrain and train share; defaults differ
+// per kind and are passed in.
+func trainingParams(d trainingDefaults) []pipeline.ParamSpec {
+	return []pipeline.ParamSpec{
+		{Name: "resolution", Type: pipeline.Int, Default: d.resolution, Min: pipeline.Bound(8), Max: pipeline.Bound(1024),
+			Doc: "side of the square training frames (frames are centre-cropped and resized); a multiple of 8"},
+		{Name: "batch", Type: pipeline.Int, Default: d.batch, Min: pipeline.Bound(1), Max: pipeline.Bound(4096), Doc: d.batchDoc},
+		{Name: "steps", Type: pipeline.Int, Default: d.steps, Min: pipeline.Bound(1), Max: pipeline.Bound(1e9), Doc: "optimizer steps (ignored when epochs is set)"},
+		{Name: "epochs", Type: pipeline.Int, Default: 0, Min: pipeline.Bound(0), Max: pipeline.Bound(1e6), Doc: "passes over the training windows; 0 uses steps"},
+		{Name: "lr", Type: pipeline.Float, Default: d.lr, Min: pipeline.Bound(1e-9), Max: pipeline.Bound(1), Doc: "peak AdamW learning rate"},
+		{Name: "warmup_steps", Type: pipeline.Int, Default: d.warmup, Min: pipeline.Bound(0), Max: pipeline.Bound(1e9), Doc: "steps of linear learning-rate warm-up"},
+		{Name: "schedule", Type: pipeline.String, Default: "cosine", Enum: []string{"constant", "cosine"},
+			Doc: "learning rate after warm-up: constant, or cosine decay to a tenth by the last step"},
+		{Name: "weight_decay", Type: pipeline.Float, Default: d.weightDecay, Min: pipeline.Bound(0), Max: pipeline.Bound(10), Doc: "AdamW decoupled weight decay (not applied to biases and norms)"},
+		{Name: "grad_clip", Type: pipeline.Float, Default: 1.0, Min: pipeline.Bound(0), Max: pipeline.Bound(1e6), Doc: "clip gradients to this global L2 norm (0: no clipping)"},
+		{Name: "seed", Type: pipeline.Int, Default: 0, Doc: "seed of initialisation, data order, noise and timesteps"},
+		{Name: "device", Type: pipeline.String, Default: "cpu", Enum: []string{"cpu", "auto"}, Doc: "cpu; auto picks the GPU when there is one (CPU only for now, with a warning)"},
+		{Name: "checkpoint_every", Type: pipeline.Int, Default: d.every, Min: pipeline.Bound(0), Max: pipeline.Bound(1e9), Doc: "steps between checkpoints (0: only at the end); a resumed run continues from the last one"},
+		{Name: "validate_every", Type: pipeline.Int, Default: d.every, Min: pipeline.Bound(0), Max: pipeline.Bound(1e9), Doc: "steps between validation losses (0: only at the end)"},
+		{Name: "val_batches", Type: pipeline.Int, Default: 4, Min: pipeline.Bound(1), Max: pipeline.Bound(1e6), Doc: "validation batches (fixed clips, noise and timesteps)"},
+		{Name: "log_every", Type: pipeline.Int, Default: 10, Min: pipeline.Bound(1), Max: pipeline.Bound(1e9), Doc: "steps between log lines"},
+		{Name: "workers", Type: pipeline.Int, Default: 0, Min: pipeline.Bound(0), Max: pipeline.Bound(256), Doc: "JPEG decoding workers (0: one per core, at most 4)"},
+	}
+}
+
+type trainingDefaults struct {
+	resolution, batch, steps, warmup, every int
+	lr, weightDecay                         float64
+	batchDoc                                string
+}
+
+// commonOptions binds the shared params.
+func commonOptions(r *pipeline.StageRun, shardsDir string) trainer.Common {
+	p := r.Params
+	if p.String("device") == "auto" {
+		r.Log.Warn("device auto: no GPU backend yet, training on the CPU")
+	}
+	prog := r.Progress("steps", 0)
+	return trainer.Common{
+		Shards: shardsDir, OutDir: r.OutDir, Resume: r.Resume,
+		Resolution: p.Int("resolution"), Batch: p.Int("batch"), Steps: p.Int("steps"), Epochs: p.Int("epochs"),
+		LR: p.Float("lr"), WarmupSteps: p.Int("warmup_steps"), Cosine: p.String("schedule") == "cosine",
+		WeightDecay: p.Float("weight_decay"), GradClip: p.Float("grad_clip"), Seed: int64(p.Int("seed")),
+		CheckpointEvery: p.Int("checkpoint_every"), ValidateEvery: p.Int("validate_every"),
+		ValBatches: p.Int("val_batches"), LogEvery: p.Int("log_every"), Workers: p.Int("workers"),
+		Log: r.Log,
+		OnStep: func(step, total int) {
+			prog.SetTotal(total)
+			prog.Add(1)
+			if step == total {
+				prog.Done()
+			}
+		},
+	}
+}
+
+// needOfKind returns the output folder of the one needed stage of kind, or
+// "" when there is none; two are an error.
+func needOfKind(r *pipeline.StageRun, kind string) (string, error) {
+	var found []string
+	for _, n := range r.Needs {
+		if r.InputKind(n) == kind {
+			found = append(found, n)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return "", nil
+	case 1:
+		return r.Input(found[0]), nil
+	}
+	return "", fmt.Errorf("%s: needs %d stages of kind %s (%v), want one", r.Kind, len(found), kind, found)
+}
+
+func logResult(log *slog.Logger, kind string, res *trainer.Result) {
+	log.Info(kind+" done", "steps", res.Steps, "resumed_from", res.ResumedFrom, "loss", res.Loss,
+		"val_loss", res.ValLoss, "s_per_step", res.SecondsPerStep)
+}
