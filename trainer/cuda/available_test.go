@@ -89,7 +89,7 @@ func TestLaunchedKernelsExist(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(files) == 0 {
+	if _, err := os.Stat("ops_conv.go"); err != nil {
 		t.Skip("not run from the package folder (a test binary elsewhere)")
 	}
 	re := regexp.MustCompile(`\.(?:elementwise|perRow|launch)\("(\w+)"`)

@@ -187,9 +187,9 @@ func (st *dnnState) plan(g convGeom) (*convPlan, error) {
 	return p, nil
 }
 
-func (st *dnnState) build(g convGeom) (p *convPlan, err error) {
+func (st *dnnState) build(g convGeom) (_ *convPlan, err error) {
 	a := st.api
-	p = &convPlan{}
+	p := &convPlan{}
 	defer func() {
 		if err != nil {
 			a.destroyPlan(p)
