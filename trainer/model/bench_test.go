@@ -6,6 +6,15 @@ import (
 	"testing"
 )
 
+// maxRSSMB is the peak resident memory of the process so far.
+func maxRSSMB() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return float64(ru.Maxrss) / 1024
+}
+
 // cpuSeconds is the user+system CPU time of the process: on a shared
 // machine it is steadier than wall time.
 func cpuSeconds() float64 {
@@ -75,6 +84,7 @@ func BenchmarkTrainStep(b *testing.B) {
 			b.ReportMetric(flops/sec/1e9, "GFLOP/s")
 			b.ReportMetric(sec, "s/step")
 			b.ReportMetric(cpu/float64(b.N), "CPU-s/step")
+			b.ReportMetric(maxRSSMB(), "maxRSS-MB")
 			b.Logf("%s: params %d (temporal %d), trainable %d, fwd %.2f GFLOP + bwd %.2f GFLOP, %.3f s/step, %.3f CPU-s/step",
 				c.name, total, temporal, trainable, float64(tg.FLOPs)/1e9, float64(tg.BackwardFLOPs)/1e9, sec, cpu/float64(b.N))
 		})
