@@ -88,3 +88,28 @@ func TestBatchIndex(t *testing.T) {
 		t.Error("a repeated id was accepted")
 	}
 }
+
+func TestVerifyDir(t *testing.T) {
+	dir := t.TempDir()
+	jpg := []byte{0xFF, 0xD8, 1, 2, 0xFF, 0xD9}
+	os.MkdirAll(filepath.Join(dir, "v1"), 0o755)
+	for i := 1; i <= 2; i++ {
+		os.WriteFile(FramePath(dir, "v1", i), jpg, 0o644)
+	}
+	rows := []Video{{ID: "v1", Frames: 2, Status: StatusOK}}
+	if err := WriteIndex(dir, rows, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := VerifyDir(dir); err != nil {
+		t.Fatalf("intact folder: %v", err)
+	}
+	os.WriteFile(FramePath(dir, "v1", 2), jpg[:4], 0o644)
+	if err := VerifyDir(dir); err == nil {
+		t.Error("a truncated JPEG passed")
+	}
+	os.WriteFile(FramePath(dir, "v1", 2), jpg, 0o644)
+	os.Remove(FramePath(dir, "v1", 1))
+	if err := VerifyDir(dir); err == nil {
+		t.Error("a missing frame passed")
+	}
+}

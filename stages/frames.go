@@ -35,6 +35,9 @@ func FramesKind() pipeline.Kind {
 		},
 		Tools: []pipeline.Tool{{Name: "ffmpeg", VersionArgs: []string{"-version"}}},
 		Run:   runFrames,
+		Verify: func(_ context.Context, dir string, _ pipeline.Params) error {
+			return frames.VerifyDir(dir)
+		},
 	}
 }
 

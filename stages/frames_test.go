@@ -219,8 +219,10 @@ func TestFramesKillAndResume(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled run: err = %v, want context.Canceled", err)
 	}
-	if left := processesMentioning(t, p.Workdir); len(left) > 0 {
-		t.Errorf("processes left after the cancelled run: %v", left)
+	for _, s := range []string{p.Workdir, src} {
+		if left := processesMentioning(t, s); len(left) > 0 {
+			t.Errorf("processes left after the cancelled run: %v", left)
+		}
 	}
 	ents, _ := os.ReadDir(out)
 	done := 0
