@@ -23,7 +23,7 @@ fi
 
 out="${OUT:-gpu-out}"
 mkdir -p "$out"
-export PIPELINE_CUDA_CACHE="$out/kernel-cache"
+export PIPELINE_CUDA_CACHE="${TMPDIR:-/tmp}/pipeline-kernel-cache"
 BATCH="${BATCH:-4}" FRAMES="${FRAMES:-25}" RES="${RES:-64}" STEPS="${STEPS:-50}" WARMUP="${WARMUP:-10}"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv | tee "$out/gpu.txt"
 date -u +"date: %Y-%m-%dT%H:%MZ" | tee -a "$out/gpu.txt"
@@ -40,12 +40,21 @@ spec="$out/net.json"
 res="$out/results.jsonl"
 : > "$res"
 common=(-batch "$BATCH" -frames "$FRAMES" -res "$RES" -steps "$STEPS" -warmup "$WARMUP")
+err="$out/errors.log"
+: > "$err"
+run() { # name, command...: append the JSON line to $res, stderr to $err
+	local name=$1
+	shift
+	echo "== $name" >> "$err"
+	timeout 200 "$@" >> "$res" 2>> "$err" || { echo "$name failed:"; tail -5 "$err"; }
+}
 for prec in fp32 tf32; do
 	tf=false
 	[[ $prec == tf32 ]] && tf=true
-	timeout 150 ./.gpu/gpubench "${common[@]}" -tf32=$tf >> "$res" 2> "$out/go_$prec.err" || { echo "gpubench $prec failed:"; tail -5 "$out/go_$prec.err"; }
-	timeout 150 ./.gpu/gpubench "${common[@]}" -tf32=$tf -optimizer device >> "$res" 2> "$out/go_dev_$prec.err" || { echo "gpubench device-opt $prec failed:"; tail -5 "$out/go_dev_$prec.err"; }
-	PYTHONUNBUFFERED=1 timeout 200 python3 bench/torch_reference.py "$spec" --precision $prec --steps "$STEPS" --warmup "$WARMUP" >> "$res" 2> "$out/torch_$prec.err" || { echo "torch $prec failed:"; tail -5 "$out/torch_$prec.err"; }
+	run "go $prec" ./.gpu/gpubench "${common[@]}" -tf32=$tf
+	[[ $prec == fp32 ]] && run "go $prec im2col" ./.gpu/gpubench "${common[@]}" -tf32=$tf -nocudnn
+	run "go $prec device AdamW" ./.gpu/gpubench "${common[@]}" -tf32=$tf -optimizer device
+	PYTHONUNBUFFERED=1 run "torch $prec" python3 bench/torch_reference.py "$spec" --precision $prec --steps "$STEPS" --warmup "$WARMUP"
 done
 python3 - "$res" <<'PY'
 import json, sys
@@ -55,14 +64,16 @@ if not rows:
 r0 = rows[0]
 print(f"\n{r0['device']}: batch {r0['batch']} x {r0['frames']} frames, {r0['res']}x{r0['res']}, "
       f"{r0['params']/1e6:.2f}M params, {r0['trainable']/1e6:.2f}M trainable; median of steps after warm-up")
-print("| impl | precision | optimizer | step ms (median) | samples/s | peak alloc MiB | optimizer bytes on GPU MiB | host AdamW ms (fraction) | loss |")
-print("|---|---|---|---|---|---|---|---|---|")
+print("| impl | precision | convs | optimizer | step ms (median) | GPU ms | samples/s | peak alloc MiB | optimizer MiB on GPU | host AdamW ms (fraction) | loss |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 for r in rows:
     opt = f"{r['optim_ms_median']:.1f} ({100*r['optim_fraction']:.0f}%)" if r["impl"] == "go" and r["optimizer"] == "host" else "-"
-    print(f"| {r['impl']} | {r['precision']} | {r['optimizer']} | {r['step_ms_median']:.1f} | {r['samples_per_s']:.1f} | "
+    convs = "cuDNN" if r["impl"] == "torch" or r.get("cudnn") else "im2col+cuBLAS"
+    gms = f"{r['gpu_ms_median']:.1f}" if "gpu_ms_median" in r else "-"
+    print(f"| {r['impl']} | {r['precision']} | {convs} | {r['optimizer']} | {r['step_ms_median']:.1f} | {gms} | {r['samples_per_s']:.1f} | "
           f"{r['peak_alloc_mib']:.0f} | {r.get('optimizer_device_mib', 0):.0f} | {opt} | {r['final_loss']:.4f} |")
 for prec in ("fp32", "tf32"):
-    go = [r for r in rows if r["impl"] == "go" and r["optimizer"] == "host" and r["precision"] == prec]
+    go = [r for r in rows if r["impl"] == "go" and r["optimizer"] == "host" and r["precision"] == prec and r.get("cudnn", True)]
     th = [r for r in rows if r["impl"] == "torch" and r["precision"] == prec]
     if go and th:
         print(f"{prec}: go/torch step time {go[0]['step_ms_median']/th[0]['step_ms_median']:.2f}x, "

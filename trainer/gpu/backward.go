@@ -80,17 +80,21 @@ func (s *Step) backwardLayer(i int) error {
 		err = dataGrad(0, func(dx *cuda.Tensor) error { return d.SiLUBackward(dx, dy, x(0)) })
 	case model.Conv2D:
 		cs := s.conv2dShape(l)
-		err = dataGrad(0, func(dx *cuda.Tensor) error { return d.Conv2DBackwardData(dx, dy, s.param(l, 0), cs) })
+		err = dataGrad(0, func(dx *cuda.Tensor) error {
+			return s.convOp(i, "data", func() error { return d.Conv2DBackwardData(dx, dy, s.param(l, 0), cs) })
+		})
 		if dw, db := s.wgrad(l, 0), s.wgrad(l, 1); err == nil && dw != nil {
-			err = d.Conv2DBackwardFilter(dw, db, dy, x(0), cs)
+			err = s.convOp(i, "filter", func() error { return d.Conv2DBackwardFilter(dw, db, dy, x(0), cs) })
 		} else if err == nil && db != nil {
 			err = d.SumChannels(db, dy, s.chanShape(l.Out))
 		}
 	case model.TemporalConv:
 		ts := s.tconvShape(l)
-		err = dataGrad(0, func(dx *cuda.Tensor) error { return d.TemporalConvBackwardData(dx, dy, s.param(l, 0), ts) })
+		err = dataGrad(0, func(dx *cuda.Tensor) error {
+			return s.convOp(i, "data", func() error { return d.TemporalConvBackwardData(dx, dy, s.param(l, 0), ts) })
+		})
 		if dw, db := s.wgrad(l, 0), s.wgrad(l, 1); err == nil && dw != nil {
-			err = d.TemporalConvBackwardFilter(dw, db, dy, x(0), ts)
+			err = s.convOp(i, "filter", func() error { return d.TemporalConvBackwardFilter(dw, db, dy, x(0), ts) })
 		} else if err == nil && db != nil {
 			err = d.SumChannels(db, dy, s.chanShape(l.Out))
 		}

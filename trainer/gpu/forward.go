@@ -79,9 +79,13 @@ func (s *Step) forward(i int) error {
 	case model.SiLU:
 		err = d.SiLUForward(y, in[0])
 	case model.Conv2D:
-		err = d.Conv2DForward(y, in[0], s.param(l, 0), s.param(l, 1), s.conv2dShape(l))
+		err = s.convOp(i, "fwd", func() error {
+			return d.Conv2DForward(y, in[0], s.param(l, 0), s.param(l, 1), s.conv2dShape(l))
+		})
 	case model.TemporalConv:
-		err = d.TemporalConvForward(y, in[0], s.param(l, 0), s.param(l, 1), s.tconvShape(l))
+		err = s.convOp(i, "fwd", func() error {
+			return d.TemporalConvForward(y, in[0], s.param(l, 0), s.param(l, 1), s.tconvShape(l))
+		})
 	case model.GroupNorm:
 		gs := s.gnShape(l)
 		var st *cuda.GroupNormStats

@@ -19,6 +19,9 @@ type Options struct {
 	TF32 bool
 	// CacheDir is trainer/cuda's compiled-kernel cache ("" its default).
 	CacheDir string
+	// NoCUDNN keeps convolutions on trainer/cuda's im2col kernels and cuBLAS
+	// even when cuDNN loads.
+	NoCUDNN bool
 }
 
 // Step is the training step of one network on one GPU for a fixed batch
@@ -43,6 +46,9 @@ type Step struct {
 
 	copyStream *cuda.Stream
 	gradReady  []*cuda.Event
+	evStart    *cuda.Event
+	evEnd      *cuda.Event
+	lossHost   []float32
 	hostGrads  bool // copy trainable gradients to the pinned buffers
 
 	// per-step state
@@ -51,12 +57,16 @@ type Step struct {
 	gn     map[int]*cuda.GroupNormStats
 	attn   map[int]*attnSaved
 	timing Timing
+	noDNN  map[string]bool // convolutions cuDNN failed on (dnnguard.go)
 }
 
 // Timing is the wall-clock split of the last Run (host clock, after the
 // device finished).
 type Timing struct {
 	Upload, Compute, Total time.Duration
+	// GPU is the device time from the batch upload to the last gradient
+	// kernel (CUDA events).
+	GPU time.Duration
 }
 
 // NewStep opens GPU opts.Ordinal and prepares the training step of the
@@ -95,9 +105,14 @@ func newStep(dev *cuda.Device, p *model.Params, video bool, B, T, H, W int, opts
 		return nil, err
 	}
 	s := &Step{dev: dev, p: pl, video: video, params: p, weights: map[string]*cuda.Tensor{},
-		wgrads: map[string]*cuda.Tensor{}, gradIndex: map[string]int{}, hostGrads: true}
+		wgrads: map[string]*cuda.Tensor{}, gradIndex: map[string]int{}, hostGrads: true, noDNN: map[string]bool{}}
 	if video {
 		s.skip = 1
+	}
+	if on, _ := dev.CUDNN(); on && opts.NoCUDNN {
+		if err := dev.SetCUDNN(false); err != nil {
+			return nil, err
+		}
 	}
 	if s.k, err = openKernels(opts.Ordinal, dev.Arch(), dev.Multiprocessors()); err != nil {
 		s.Close()
@@ -172,6 +187,15 @@ func newStep(dev *cuda.Device, p *model.Params, video bool, B, T, H, W int, opts
 		s.Close()
 		return nil, err
 	}
+	if s.evStart, err = dev.NewEvent(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if s.evEnd, err = dev.NewEvent(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	s.lossHost = make([]float32, 1)
 	return s, nil
 }
 
@@ -238,6 +262,9 @@ func (s *Step) Run(input, timesteps, target []float32) (float32, error) {
 	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	if err := s.evStart.Record(nil); err != nil {
+		return 0, err
+	}
 	for _, u := range []struct {
 		t *cuda.Tensor
 		p *cuda.Pinned
@@ -254,6 +281,9 @@ func (s *Step) Run(input, timesteps, target []float32) (float32, error) {
 	}
 	t2 := time.Now()
 	s.timing = Timing{Upload: t1.Sub(t0), Compute: t2.Sub(t1), Total: t2.Sub(t0)}
+	if ms, err := cuda.Elapsed(s.evStart, s.evEnd); err == nil {
+		s.timing.GPU = time.Duration(float64(ms) * float64(time.Millisecond))
+	}
 	return loss, nil
 }
 
@@ -297,14 +327,16 @@ func (s *Step) run() (float32, error) {
 			return 0, fmt.Errorf("gpu: backward layer %d (%s %s): %w", i, l.Kind, l.Name, err)
 		}
 	}
-	var lossHost [1]float32
-	if err := s.loss.Download(lossHost[:]); err != nil {
+	if err := s.evEnd.Record(nil); err != nil {
+		return 0, err
+	}
+	if err := s.loss.Download(s.lossHost); err != nil {
 		return 0, fmt.Errorf("gpu: step: %w", err)
 	}
 	if err := s.copyStream.Sync(); err != nil {
 		return 0, fmt.Errorf("gpu: gradient copies: %w", err)
 	}
-	return lossHost[0], nil
+	return s.lossHost[0], nil
 }
 
 // release frees whatever a failed or finished step still holds.
@@ -368,6 +400,11 @@ func (s *Step) Close() error {
 	}
 	if s.copyStream != nil {
 		s.copyStream.Destroy()
+	}
+	for _, e := range []*cuda.Event{s.evStart, s.evEnd} {
+		if e != nil {
+			e.Destroy()
+		}
 	}
 	for _, t := range []*cuda.Tensor{s.input, s.timesteps, s.target, s.loss} {
 		t.Free()

@@ -114,11 +114,13 @@ func TestStepMatchesCPU(t *testing.T) {
 		B, T, H, W int
 		tf32       bool
 		tol        float64
+		noDNN      bool
 	}{
-		{"tiny-video", model.Tiny(), true, 2, 4, 16, 16, false, 1e-3},
-		{"tiny-backbone", model.Tiny(), false, 2, 2, 16, 16, false, 1e-3},
-		{"timelapse-video", model.Timelapse(), true, 1, 5, 16, 16, false, 1e-3},
-		{"tiny-video-tf32", model.Tiny(), true, 2, 4, 16, 16, true, 3e-2},
+		{"tiny-video", model.Tiny(), true, 2, 4, 16, 16, false, 1e-3, false},
+		{"tiny-backbone", model.Tiny(), false, 2, 2, 16, 16, false, 1e-3, false},
+		{"timelapse-video", model.Timelapse(), true, 1, 5, 16, 16, false, 1e-3, false},
+		{"tiny-video-tf32", model.Tiny(), true, 2, 4, 16, 16, true, 3e-2, false},
+		{"tiny-video-im2col", model.Tiny(), true, 2, 4, 16, 16, false, 1e-3, true},
 	}
 	for ci, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -128,7 +130,7 @@ func TestStepMatchesCPU(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer cpu.Close()
-			s, err := NewStep(p, c.video, c.B, c.T, c.H, c.W, Options{TF32: c.tf32})
+			s, err := NewStep(p, c.video, c.B, c.T, c.H, c.W, Options{TF32: c.tf32, NoCUDNN: c.noDNN})
 			if err != nil {
 				t.Fatal(err)
 			}

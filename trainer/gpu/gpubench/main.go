@@ -36,6 +36,9 @@ type result struct {
 	OptimMS        float64 `json:"optim_ms_median"`
 	OptimFrac      float64 `json:"optim_fraction"`
 	UploadMS       float64 `json:"weight_upload_ms_median"`
+	GPUMS          float64 `json:"gpu_ms_median"`
+	CUDNN          bool    `json:"cudnn"`
+	CUDNNCalls     int64   `json:"cudnn_calls"`
 	PeakMiB        float64 `json:"peak_alloc_mib"`
 	ReservedMiB    float64 `json:"reserved_mib"`
 	DeviceUsedMiB  float64 `json:"device_used_mib"`
@@ -59,6 +62,7 @@ func main() {
 	tf32 := flag.Bool("tf32", false, "TF32 matrix products")
 	optState := flag.String("optimizer", "host", "optimizer state: host or device")
 	spec := flag.String("spec", "", "write the network description JSON here and exit")
+	noDNN := flag.Bool("nocudnn", false, "convolutions on trainer/cuda's im2col kernels, not cuDNN")
 	flag.Parse()
 	log.SetFlags(0)
 
@@ -91,7 +95,7 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	step, err := gpu.NewStep(params, true, *B, *T, *res, *res, gpu.Options{TF32: *tf32})
+	step, err := gpu.NewStep(params, true, *B, *T, *res, *res, gpu.Options{TF32: *tf32, NoCUDNN: *noDNN})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -134,7 +138,7 @@ func main() {
 		}
 		batches[i] = b
 	}
-	var stepT, optT, upT []time.Duration
+	var stepT, optT, upT, gpuT []time.Duration
 	var loss float32
 	for i := 0; i < *warm+*steps; i++ {
 		b := batches[i%len(batches)]
@@ -166,6 +170,7 @@ func main() {
 			stepT = append(stepT, t3.Sub(t0))
 			optT = append(optT, t2.Sub(t1))
 			upT = append(upT, t3.Sub(t2))
+			gpuT = append(gpuT, step.Timing().GPU)
 		}
 	}
 	ms := step.MemStats()
@@ -177,6 +182,8 @@ func main() {
 		PeakMiB: float64(ms.Peak) / (1 << 20), ReservedMiB: float64(ms.Reserved) / (1 << 20),
 		DeviceUsedMiB: float64(total-free) / (1 << 20), FinalLoss: float64(loss)}
 	r.SamplesPerS = float64(*B) / (r.StepMS / 1e3)
+	r.GPUMS = median(gpuT)
+	r.CUDNN, r.CUDNNCalls = step.Device().CUDNN()
 	r.OptimFrac = r.OptimMS / r.StepMS
 	if devOpt != nil {
 		r.OptimDeviceMiB = float64(devOpt.Bytes()) / (1 << 20)
