@@ -38,7 +38,8 @@ const (
 )
 
 // Value describes one activation of the network, per frame: a frame tensor
-// (N, Channels, H/Scale, W/Scale), or with Vector a (N, Channels) matrix;
+// (N, Channels, H/Scale, W/Scale), or with Vector a (N, Channels) matrix
+// (Scale 0);
 // N = B*T. Value 0 is the input, value 1 the timesteps (N).
 type Value struct {
 	Channels int

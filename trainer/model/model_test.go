@@ -459,3 +459,44 @@ func TestModelGradients(t *testing.T) {
 		t.Errorf("model gradient relative error %.3g > 1e-3", rel)
 	}
 }
+
+// Walking the description with the plain nn functions gives exactly the
+// Gorgonia graph's output: the description is complete for executors.
+func TestInterpretMatchesGraph(t *testing.T) {
+	cfg := small()
+	p, err := NewParams(cfg, 21)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(21, 1))
+	for _, q := range p.TemporalParams() {
+		for i := range q.Data {
+			q.Data[i] += 0.1 * float32(rng.NormFloat64())
+		}
+	}
+	const B, T, H, W = 2, 3, 8, 8
+	in := randSlice(rng, B*T*cfg.InChannels*H*W)
+	ts := diffusion.FrameTimesteps([]int{5, 900}, T)
+	for _, video := range []bool{false, true} {
+		net, err := Describe(cfg, video)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := Interpret(net, p, B, T, H, W, in, ts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fg, err := BuildForward(p, video, B, T, H, W)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := fg.Predict(in, ts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := maxAbsDiff(got, want); d != 0 {
+			t.Errorf("video=%v: graph and interpreter differ by %g", video, d)
+		}
+		fg.Close()
+	}
+}
