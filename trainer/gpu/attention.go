@@ -77,7 +77,7 @@ func (s *Step) attentionForward(i int, l model.Layer, y, qkv *cuda.Tensor) error
 		return err
 	}
 	saved := &attnSaved{probs: probs}
-	keep := s.p.backward[i]
+	keep := s.keeps(i)
 	defer func() {
 		if keep {
 			s.attn[i] = saved

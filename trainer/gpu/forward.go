@@ -89,7 +89,7 @@ func (s *Step) forward(i int) error {
 	case model.GroupNorm:
 		gs := s.gnShape(l)
 		var st *cuda.GroupNormStats
-		if s.p.backward[i] {
+		if s.keeps(i) {
 			if st, err = d.NewGroupNormStats(gs); err != nil {
 				return err
 			}
@@ -112,11 +112,18 @@ func (s *Step) forward(i int) error {
 	if err != nil {
 		return err
 	}
-	for _, v := range s.p.freeAfterFwd[i] {
+	free := s.p.freeAfterFwd[i]
+	if s.eval {
+		free = s.p.freeAfterEval[i]
+	}
+	for _, v := range free {
 		s.freeValue(v)
 	}
 	return nil
 }
+
+// keeps reports whether layer i's forward keeps state for its backward.
+func (s *Step) keeps(i int) bool { return !s.eval && s.p.backward[i] }
 
 func (s *Step) freeValue(v int) {
 	if t := s.vals[v]; t != nil {

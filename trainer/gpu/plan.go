@@ -27,6 +27,9 @@ type plan struct {
 	// last backward reader is layer l.
 	freeAfterFwd [][]int
 	freeAfterBwd [][]int
+	// freeAfterEval[l] lists the values whose last forward reader is layer l
+	// (a forward-only pass keeps nothing for a backward pass).
+	freeAfterEval [][]int
 	// persistent values live outside the per-step allocation (step inputs).
 	persistent []bool
 }
@@ -117,9 +120,13 @@ func newPlan(net *model.Net, B, T, H, W int, trainable func(model.ParamSpec) boo
 	}
 	p.freeAfterFwd = make([][]int, nl)
 	p.freeAfterBwd = make([][]int, nl)
+	p.freeAfterEval = make([][]int, nl)
 	for v := range net.Values {
 		if p.persistent[v] {
 			continue
+		}
+		if lastFwd[v] >= 0 {
+			p.freeAfterEval[lastFwd[v]] = append(p.freeAfterEval[lastFwd[v]], v)
 		}
 		switch {
 		case lastBwd[v] < nl:

@@ -85,6 +85,22 @@ func TestPlanKeepsWhatIsRead(t *testing.T) {
 			if c.video && frozenConvs == 0 {
 				t.Error("the video model has no frozen conv on the gradient path")
 			}
+			// A forward-only pass frees every value after its last reader.
+			alive = map[int]bool{net.Input: true, net.Timesteps: true}
+			for i, l := range net.Layers {
+				for _, v := range l.In {
+					if !alive[v] {
+						t.Fatalf("eval layer %d (%s %s) reads freed value %d", i, l.Kind, l.Name, v)
+					}
+				}
+				alive[l.Out] = true
+				for _, v := range p.freeAfterEval[i] {
+					free(v)
+				}
+			}
+			if len(alive) != 3 || !alive[net.Output] {
+				t.Errorf("after a forward-only pass %d values are alive, want input, timesteps and output", len(alive))
+			}
 			t.Logf("%d layers, %d with backward, %d frozen convs on the gradient path, %.1f M floats saved for backward",
 				len(net.Layers), backwards, frozenConvs, float64(p.savedFloats())/1e6)
 		})

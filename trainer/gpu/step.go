@@ -58,6 +58,8 @@ type Step struct {
 	attn   map[int]*attnSaved
 	timing Timing
 	noDNN  map[string]bool // convolutions cuDNN failed on (dnnguard.go)
+	eval   bool            // the pass in progress is forward-only (Predict)
+	pred   []float32       // Predict's result
 }
 
 // Timing is the wall-clock split of the last Run (host clock, after the
@@ -287,9 +289,9 @@ func (s *Step) Run(input, timesteps, target []float32) (float32, error) {
 	return loss, nil
 }
 
-func (s *Step) run() (float32, error) {
-	pl := s.p
-	net := pl.net
+// forwardAll runs every layer's forward pass on the uploaded batch.
+func (s *Step) forwardAll() error {
+	net := s.p.net
 	s.vals = make([]*cuda.Tensor, len(net.Values))
 	s.grads = make([]*gbuf, len(net.Values))
 	s.gn = map[int]*cuda.GroupNormStats{}
@@ -299,8 +301,53 @@ func (s *Step) run() (float32, error) {
 	for i := range net.Layers {
 		if err := s.forward(i); err != nil {
 			l := net.Layers[i]
-			return 0, fmt.Errorf("gpu: forward layer %d (%s %s): %w", i, l.Kind, l.Name, err)
+			return fmt.Errorf("gpu: forward layer %d (%s %s): %w", i, l.Kind, l.Name, err)
 		}
+	}
+	return nil
+}
+
+// Predict runs the network forward on input (B*T, InChannels, H, W) and
+// timesteps (B*T) with the current weights and returns the predicted noise
+// (B*T, OutChannels, H, W), owned by the step and valid until the next
+// call (model.ForwardGraph.Predict's contract). Nothing is kept for a
+// backward pass.
+func (s *Step) Predict(input, timesteps []float32) ([]float32, error) {
+	if err := stage(s.pinInput, input, "input"); err != nil {
+		return nil, err
+	}
+	if err := stage(s.pinTimesteps, timesteps, "timesteps"); err != nil {
+		return nil, err
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	s.eval = true
+	defer func() { s.eval = false }()
+	defer s.release()
+	if err := s.input.UploadAsync(s.pinInput, nil); err != nil {
+		return nil, err
+	}
+	if err := s.timesteps.UploadAsync(s.pinTimesteps, nil); err != nil {
+		return nil, err
+	}
+	if err := s.forwardAll(); err != nil {
+		return nil, err
+	}
+	out := s.vals[s.p.net.Output]
+	if len(s.pred) != out.Len() {
+		s.pred = make([]float32, out.Len())
+	}
+	if err := out.Download(s.pred); err != nil {
+		return nil, fmt.Errorf("gpu: predict: %w", err)
+	}
+	return s.pred, nil
+}
+
+func (s *Step) run() (float32, error) {
+	pl := s.p
+	net := pl.net
+	if err := s.forwardAll(); err != nil {
+		return 0, err
 	}
 	pred := s.vals[net.Output]
 	fs := nn.FrameMSEShape{B: pl.B, T: pl.T, E: numel(pl.shapes[net.Output][1:]), Skip: s.skip}

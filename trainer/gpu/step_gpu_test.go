@@ -157,6 +157,27 @@ func TestStepMatchesCPU(t *testing.T) {
 				t.Errorf("steady-state step called cuMemAlloc %d times", after.DriverOps-before.DriverOps)
 			}
 			t.Logf("memory: peak %.1f MiB, reserved %.1f MiB", float64(after.Peak)/(1<<20), float64(after.Reserved)/(1<<20))
+
+			// Forward only (the validator's Predict) against the CPU graph.
+			fg, err := model.BuildForward(p, c.video, c.B, c.T, c.H, c.W)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer fg.Close()
+			bt := randomBatch(rng, c.cfg, c.B, c.T, c.H, c.W)
+			want, err := fg.Predict(bt.input, bt.timesteps)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := s.Predict(bt.input, bt.timesteps)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e := relErr(got, want); !(e < c.tol) {
+				t.Errorf("predict: rel err %.3g", e)
+			} else {
+				t.Logf("predict: rel err %.3g", e)
+			}
 		})
 	}
 }
