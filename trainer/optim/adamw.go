@@ -185,12 +185,14 @@ func (o *AdamW) Step(grads [][]float32) (Stats, error) {
 		if p.NoDecay {
 			d = 1
 		}
-		for j := range w {
-			gj := g[j] * scale
-			m[j] = b1*m[j] + (1-b1)*gj
-			v[j] = b2*v[j] + (1-b2)*gj*gj
-			denom := float32(math.Sqrt(float64(v[j])))/sqrtC2 + eps
-			w[j] = w[j]*d - stepSize*m[j]/denom
+		g, m, v = g[:len(w)], m[:len(w)], v[:len(w)]
+		for j, gj := range g {
+			gj *= scale
+			mj := b1*m[j] + (1-b1)*gj
+			vj := b2*v[j] + (1-b2)*gj*gj
+			m[j], v[j] = mj, vj
+			denom := float32(math.Sqrt(float64(vj)))/sqrtC2 + eps
+			w[j] = w[j]*d - stepSize*mj/denom
 		}
 	})
 	return st, nil
