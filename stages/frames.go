@@ -75,10 +75,17 @@ func runFrames(ctx context.Context, r *pipeline.StageRun) error {
 			srcs = append(srcs, frames.SourceOf(v))
 		}
 	}
+	expected := 0
+	for _, s := range srcs {
+		expected += b.Params.ExpectedFrames(s.Duration)
+	}
 	prog := r.Progress("videos", len(srcs))
 	defer prog.Done()
+	fprog := r.Progress("frames", expected) // its rate is the frames/s
+	defer fprog.Done()
 	b.Done = func(v frames.Video, cached bool) {
 		prog.Add(1)
+		fprog.Add(v.Frames)
 		r.Log.Debug("video done", "id", v.ID, "frames", v.Frames, "cached", cached, "status", v.Status)
 	}
 	rows, st, err := b.Run(ctx, r.OutDir, srcs)
