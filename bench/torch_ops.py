@@ -168,9 +168,9 @@ def main():
     print(f"card: {props.name}, {props.multi_processor_count} SMs; torch {torch.__version__}, "
           f"cuDNN {torch.backends.cudnn.version()}")
     print()
-    print("| op | pass | prec | ours: impl | shape | ours ms | torch ms | ours/torch | ours TFLOP/s |")
-    print("|---|---|---|---|---|---:|---:|---:|---:|")
-    torch_ms = {}
+    print("| op | pass | prec | ours: impl | shape | ours ms | torch ms | ours/torch | ours TFLOP/s | torch ms, cudnn.benchmark |")
+    print("|---|---|---|---|---|---:|---:|---:|---:|---:|")
+    torch_ms, bench_ms = {}, {}
     rows = []
     for c in ours:
         set_prec(c["prec"])
@@ -182,10 +182,20 @@ def main():
                 del fn
             torch.cuda.empty_cache()
         tms = torch_ms[key]
+        if c["op"] in ("conv2d", "tconv") and key not in bench_ms:
+            # PyTorch with cudnn.benchmark (times cuDNN's algorithms, as our cuDNN path does)
+            torch.backends.cudnn.benchmark = True
+            with torch.no_grad() if c["pass"] == "fwd" else torch.enable_grad():
+                fn = CASES[c["op"]](c["shape"], c["pass"])
+                bench_ms[key] = median_ms(fn)
+                del fn
+            torch.backends.cudnn.benchmark = False
+            torch.cuda.empty_cache()
+        bms = f"{bench_ms[key]:.3f}" if key in bench_ms else ""
         tf = f"{c['flops'] / c['ms'] / 1e9:.1f}" if c["flops"] else ""
         rows.append((c, tms))
         print(f"| {c['op']} | {c['pass']} | {c['prec']} | {c.get('impl', '')} | {fmt_shape(c['shape'])} | {c['ms']:.3f} | "
-              f"{tms:.3f} | {c['ms'] / tms:.2f} | {tf} |", flush=True)
+              f"{tms:.3f} | {c['ms'] / tms:.2f} | {tf} | {bms} |", flush=True)
     # Measured peak: the best matrix product the card does through PyTorch at each precision.
     print()
     print("| GEMM 8192³ | ours TFLOP/s | torch TFLOP/s (measured peak) | ours / peak |")

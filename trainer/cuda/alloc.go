@@ -105,6 +105,21 @@ func (a *Allocator) put(b *Buffer) {
 	a.stats.InUse -= b.cls
 }
 
+// drop gives a buffer straight back to the driver instead of caching it (for large,
+// one-off scratch such as cuDNN's algorithm search); the context must be current.
+func (a *Allocator) drop(d *Device, b *Buffer) {
+	if err := d.syncLocked(); err != nil {
+		b.Free() // keep it cached rather than free memory that may still be in use
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	d.drv.raw(d.drv.cuMemFree, b.Ptr)
+	a.stats.InUse -= b.cls
+	a.stats.Reserved -= b.cls
+	b.a = nil
+}
+
 // releaseCacheLocked frees every cached block; a.mu is held and the context current.
 func (a *Allocator) releaseCacheLocked() {
 	for cls, l := range a.free {

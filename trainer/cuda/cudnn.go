@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"log/slog"
+	"os"
 	"sort"
 	"sync"
 
@@ -34,6 +35,7 @@ type dnnAPI struct {
 	createConv, setConv2d, setConvMath, destroyConv      uintptr
 	fwdAlgo, fwdWS, fwd, bwdDataAlgo, bwdDataWS, bwdData uintptr
 	bwdFilterAlgo, bwdFilterWS, bwdFilter                uintptr
+	findFwd, findBwdData, findBwdFilter                  uintptr // optional
 }
 
 var dnnLoad loadOnce[dnnAPI]
@@ -71,6 +73,9 @@ func loadDNN() (*dnnAPI, error) {
 			bwdFilterWS:   s.get("cudnnGetConvolutionBackwardFilterWorkspaceSize"),
 			bwdFilter:     s.get("cudnnConvolutionBackwardFilter"),
 		}
+		a.findFwd = s.optional("cudnnFindConvolutionForwardAlgorithmEx")
+		a.findBwdData = s.optional("cudnnFindConvolutionBackwardDataAlgorithmEx")
+		a.findBwdFilter = s.optional("cudnnFindConvolutionBackwardFilterAlgorithmEx")
 		if s.err != nil {
 			return nil, s.err
 		}
@@ -112,7 +117,8 @@ type convPlan struct {
 	x, y, f, conv uintptr
 	algo          int32
 	ws            int64
-	math          int32 // the math type the heuristics listed for algo
+	math          int32 // the math type listed for algo
+	found         bool  // chosen by timing (cudnnFind...Ex), not heuristics
 }
 
 // dnnState is the device's cuDNN handle and plan cache; nil when cuDNN is absent.
@@ -123,6 +129,44 @@ type dnnState struct {
 	plans map[convGeom]*convPlan
 	bad   map[convGeom]error // geometries cuDNN refused: use im2col
 	calls int64
+	// findOn times the algorithms on first use (cudnnFind...AlgorithmEx) instead of
+	// trusting the heuristics; PIPELINE_CUDNN_FIND=0 turns it off.
+	findOn bool
+}
+
+// findWorkspaces are the scratch sizes offered to cudnnFind, largest first.
+var findWorkspaces = []int64{512 << 20, 128 << 20, 0}
+
+// findAlgos times every algorithm for g on the caller's buffers (whose outputs it
+// overwrites) and fills perf, fastest first.
+func (st *dnnState) findAlgos(d *Device, g convGeom, p *convPlan, x, y, f uintptr, perf []byte, n *int32) error {
+	a := st.api
+	var ws *Buffer
+	for _, size := range findWorkspaces {
+		if size == 0 {
+			break
+		}
+		if b, err := d.alloc.get(size); err == nil {
+			ws = b
+			break
+		}
+	}
+	var wsPtr, wsSize uintptr
+	if ws != nil {
+		wsPtr, wsSize = ws.Ptr, uintptr(ws.Size)
+		defer d.alloc.drop(d, ws)
+	}
+	switch g.dir {
+	case convFwd:
+		return a.call("cudnnFindConvolutionForwardAlgorithmEx", a.findFwd, st.h, p.x, x, p.f, f, p.conv, p.y, y,
+			dnnMaxAlgos, ptr(n), ptr(&perf[0]), wsPtr, wsSize)
+	case convBwdData:
+		return a.call("cudnnFindConvolutionBackwardDataAlgorithmEx", a.findBwdData, st.h, p.f, f, p.y, y, p.conv, p.x, x,
+			dnnMaxAlgos, ptr(n), ptr(&perf[0]), wsPtr, wsSize)
+	default:
+		return a.call("cudnnFindConvolutionBackwardFilterAlgorithmEx", a.findBwdFilter, st.h, p.x, x, p.y, y, p.conv, p.f, f,
+			dnnMaxAlgos, ptr(n), ptr(&perf[0]), wsPtr, wsSize)
+	}
 }
 
 func newDNN(d *Device) *dnnState {
@@ -131,7 +175,8 @@ func newDNN(d *Device) *dnnState {
 		slog.Debug("cuda: cuDNN not loaded; convolutions use im2col and cuBLAS", "err", err)
 		return nil
 	}
-	st := &dnnState{api: api, plans: map[convGeom]*convPlan{}, bad: map[convGeom]error{}}
+	st := &dnnState{api: api, plans: map[convGeom]*convPlan{}, bad: map[convGeom]error{},
+		findOn: os.Getenv("PIPELINE_CUDNN_FIND") != "0" && api.findFwd != 0 && api.findBwdData != 0 && api.findBwdFilter != 0}
 	if err := api.call("cudnnCreate", api.create, ptr(&st.h)); err != nil {
 		slog.Warn("cuda: cuDNN handle not created; convolutions use im2col and cuBLAS", "err", err)
 		return nil
@@ -168,7 +213,7 @@ func (a *dnnAPI) destroyPlan(p *convPlan) {
 
 // plan returns the cached plan for g, building it on first use; an error means cuDNN
 // cannot run g and the caller falls back to im2col.
-func (st *dnnState) plan(g convGeom) (*convPlan, error) {
+func (st *dnnState) plan(d *Device, g convGeom, x, y, f uintptr) (*convPlan, error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if p, ok := st.plans[g]; ok {
@@ -177,7 +222,7 @@ func (st *dnnState) plan(g convGeom) (*convPlan, error) {
 	if err, ok := st.bad[g]; ok {
 		return nil, err
 	}
-	p, err := st.build(g)
+	p, err := st.build(d, g, x, y, f)
 	if err != nil {
 		st.bad[g] = err
 		slog.Debug("cuda: cuDNN declined a convolution; using im2col", "geometry", fmt.Sprintf("%+v", g), "err", err)
@@ -187,7 +232,7 @@ func (st *dnnState) plan(g convGeom) (*convPlan, error) {
 	return p, nil
 }
 
-func (st *dnnState) build(g convGeom) (_ *convPlan, err error) {
+func (st *dnnState) build(d *Device, g convGeom, x, y, f uintptr) (_ *convPlan, err error) {
 	a := st.api
 	p := &convPlan{}
 	defer func() {
@@ -233,10 +278,20 @@ func (st *dnnState) build(g convGeom) (_ *convPlan, err error) {
 	}
 	perf := make([]byte, dnnMaxAlgos*dnnPerfBytes)
 	var n int32
-	switch g.dir {
-	case convFwd:
+	if st.findOn && x != 0 {
+		// Time the candidates on the real buffers once, as PyTorch's cudnn.benchmark does.
+		if ferr := st.findAlgos(d, g, p, x, y, f, perf, &n); ferr == nil && n > 0 {
+			p.found = true
+		} else {
+			slog.Debug("cuda: cuDNN find failed; using heuristics", "err", ferr)
+			n = 0
+		}
+	}
+	switch {
+	case p.found:
+	case g.dir == convFwd:
 		err = a.call("cudnnGetConvolutionForwardAlgorithm_v7", a.fwdAlgo, st.h, p.x, p.f, p.conv, p.y, dnnMaxAlgos, ptr(&n), ptr(&perf[0]))
-	case convBwdData:
+	case g.dir == convBwdData:
 		err = a.call("cudnnGetConvolutionBackwardDataAlgorithm_v7", a.bwdDataAlgo, st.h, p.f, p.y, p.conv, p.x, dnnMaxAlgos, ptr(&n), ptr(&perf[0]))
 	default:
 		err = a.call("cudnnGetConvolutionBackwardFilterAlgorithm_v7", a.bwdFilterAlgo, st.h, p.x, p.y, p.conv, p.f, dnnMaxAlgos, ptr(&n), ptr(&perf[0]))
@@ -244,7 +299,7 @@ func (st *dnnState) build(g convGeom) (_ *convPlan, err error) {
 	if err != nil {
 		return nil, err
 	}
-	// The heuristics' list is best first; take the first that works and fits. In strict
+	// The list (timed or heuristic) is best first; take the first that works and fits. In strict
 	// float32 the descriptor stays on FMA math: first look for an algorithm the list
 	// itself marks FMA, then accept any other under the FMA descriptor.
 	for pass := 0; pass < 2; pass++ {
@@ -319,7 +374,7 @@ func (d *Device) tryDNN(g convGeom, x, y, f uintptr) (ran bool, err error) {
 		return false, nil
 	}
 	g.tf32 = d.opts.TF32
-	p, perr := d.dnn.plan(g)
+	p, perr := d.dnn.plan(d, g, x, y, f)
 	if perr != nil {
 		return false, nil
 	}
@@ -358,15 +413,6 @@ func conv2dGeom(s nn.Conv2DShape, dir int) convGeom {
 		xStr: [4]int{s.C * s.H * s.W, s.H * s.W, s.W, 1}, yStr: [4]int{s.K * oh * ow, oh * ow, ow, 1}, dir: dir}
 }
 
-// tconvGeom is the cuDNN geometry of the kernel-3 convolution over frames of
-// (B, T, C, P): N = B, channels C (stride P), height T (stride C*P), width P; the
-// (K, C, 3) weight is a (K, C, 3, 1) filter.
-func tconvGeom(s nn.TemporalConvShape, dir int) convGeom {
-	b, t, c, k, p := s.B, s.T, s.C, s.K, s.P
-	return convGeom{n: b, c: c, h: t, w: p, k: k, kh: 3, kw: 1, oh: t, ow: p, padH: 1, padW: 0, strH: 1, strW: 1,
-		xStr: [4]int{t * c * p, p, c * p, 1}, yStr: [4]int{t * k * p, p, k * p, 1}, dir: dir}
-}
-
 // ConvPlans describes the cached cuDNN convolution plans, one line each: geometry,
 // direction, precision, the chosen algorithm, its math type and workspace.
 func (d *Device) ConvPlans() []string {
@@ -378,8 +424,12 @@ func (d *Device) ConvPlans() []string {
 	dirs := []string{"fwd", "bwd_data", "bwd_filter"}
 	var out []string
 	for g, p := range d.dnn.plans {
-		out = append(out, fmt.Sprintf("%s n=%d c=%d h=%d w=%d k=%d %dx%d s=%d tf32=%v: algo %d math %d workspace %d",
-			dirs[g.dir], g.n, g.c, g.h, g.w, g.k, g.kh, g.kw, g.strH, g.tf32, p.algo, p.math, p.ws))
+		how := "heuristic"
+		if p.found {
+			how = "timed"
+		}
+		out = append(out, fmt.Sprintf("%s n=%d c=%d h=%d w=%d k=%d %dx%d s=%d tf32=%v: algo %d (%s) math %d workspace %d",
+			dirs[g.dir], g.n, g.c, g.h, g.w, g.k, g.kh, g.kw, g.strH, g.tf32, p.algo, how, p.math, p.ws))
 	}
 	for g, err := range d.dnn.bad {
 		out = append(out, fmt.Sprintf("%s n=%d c=%d h=%d w=%d k=%d %dx%d declined: %v", dirs[g.dir], g.n, g.c, g.h, g.w, g.k, g.kh, g.kw, err))

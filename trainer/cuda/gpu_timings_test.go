@@ -86,7 +86,7 @@ func TestTimings(t *testing.T) {
 			precs = append(precs, "tf32")
 		}
 		impls := []string{"ours"}
-		if op == "conv2d" || op == "tconv" {
+		if op == "conv2d" {
 			impls = []string{"im2col"}
 			if on, _ := d.CUDNN(); on {
 				impls = []string{"cudnn", "im2col"}

@@ -11,6 +11,9 @@ func tconvChunk(s nn.TemporalConvShape, extra int) int {
 // TemporalConvForward computes the kernel-3 convolution over frames of a (B, T, C, P)
 // activation (nn.TemporalConvForward): temporal patches (B*T, 3C, P) and one batched
 // GEMM with the (K, C*3) weight. b may be nil.
+//
+// cuDNN is not used here: measured on an H100 (bench/RESULTS.md) it was slower than
+// this path in the forward pass and declined the strided layout in both backward passes.
 func (d *Device) TemporalConvForward(y, x, w, b *Tensor, s nn.TemporalConvShape) error {
 	if err := s.Validate(); err != nil {
 		return err
@@ -23,12 +26,6 @@ func (d *Device) TemporalConvForward(y, x, w, b *Tensor, s nn.TemporalConvShape)
 		return err
 	}
 	defer d.leave()
-	if ran, err := d.tryDNN(tconvGeom(s, convFwd), x.Ptr(), y.Ptr(), w.Ptr()); ran {
-		if err != nil || b == nil {
-			return err
-		}
-		return d.elementwise("add_bias_ncp", s.OutLen(), argT(y), argT(b), argInt(s.B*s.T), argInt(s.K), argInt(s.P))
-	}
 	chunk := tconvChunk(s, 0)
 	rows := 3 * s.C
 	col, err := d.scratch(chunk * s.T * rows * s.P)
@@ -65,9 +62,6 @@ func (d *Device) TemporalConvBackwardData(dx, dy, w *Tensor, s nn.TemporalConvSh
 		return err
 	}
 	defer d.leave()
-	if ran, err := d.tryDNN(tconvGeom(s, convBwdData), dx.Ptr(), dy.Ptr(), w.Ptr()); ran {
-		return err
-	}
 	chunk := tconvChunk(s, 0)
 	rows := 3 * s.C
 	col, err := d.scratch(chunk * s.T * rows * s.P)
@@ -104,12 +98,6 @@ func (d *Device) TemporalConvBackwardFilter(dw, db, dy, x *Tensor, s nn.Temporal
 		return err
 	}
 	defer d.leave()
-	if ran, err := d.tryDNN(tconvGeom(s, convBwdFilter), x.Ptr(), dy.Ptr(), dw.Ptr()); ran {
-		if err != nil || db == nil {
-			return err
-		}
-		return d.sumChannelsLocked(db, dy, nn.ChannelShape{N: s.B * s.T, C: s.K, P: s.P}, false)
-	}
 	rows := 3 * s.C
 	wl := s.WeightLen()
 	chunk := tconvChunk(s, s.K*rows) // patches and a partial dw per frame
