@@ -153,12 +153,5 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// String returns the captured text on one line, lines joined by " | ".
-func (t *tailBuffer) String() string {
-	s := strings.ToValidUTF8(strings.TrimSpace(string(t.b)), "")
-	lines := strings.Split(s, "\n")
-	for i := range lines {
-		lines[i] = strings.TrimSpace(lines[i])
-	}
-	return strings.Join(lines, " | ")
-}
+// String returns the captured text on one line (see ingest.ToolMessage).
+func (t *tailBuffer) String() string { return ingest.ToolMessage(string(t.b), 1000) }

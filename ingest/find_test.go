@@ -101,3 +101,14 @@ func TestManifestRoundTrip(t *testing.T) {
 		t.Error("a bad row was accepted")
 	}
 }
+
+func TestToolMessage(t *testing.T) {
+	in := "[mov,mp4,m4a,3gp,3g2,mj2 @ 0x558dcd99a180] moov atom not found\n\n/x/a.mp4:   Invalid data found when processing input\n"
+	want := "[mov,mp4,m4a,3gp,3g2,mj2] moov atom not found | /x/a.mp4: Invalid data found when processing input"
+	if got := ToolMessage(in, 600); got != want {
+		t.Errorf("ToolMessage:\n got %q\nwant %q", got, want)
+	}
+	if got := ToolMessage("abcdefgh", 3); got != "…fgh" {
+		t.Errorf("ToolMessage cut = %q", got)
+	}
+}

@@ -116,10 +116,11 @@ func Inspect(ctx context.Context, path string, o Options) (Video, error) {
 	case err != nil:
 		return quarantine(ReasonUnsupported, fmt.Sprintf("ffmpeg cannot decode it (%v): %s", err, msg))
 	case n == 0:
-		if msg == "" {
-			msg = "no frame decodes"
+		m := fmt.Sprintf("no frame decodes at %.2fs of %.2fs: the file holds less than its index promises", at, v.Duration)
+		if msg != "" {
+			m += ": " + msg
 		}
-		return quarantine(ReasonTruncated, fmt.Sprintf("no frame at %.2fs of %.2fs: %s", at, v.Duration, msg))
+		return quarantine(ReasonTruncated, m)
 	}
 	return v, nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"os/exec"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -163,13 +164,27 @@ func parseRate(r string) float64 {
 	return n / d
 }
 
-// toolMessage trims a tool's stderr to its last few lines (at most 600
-// bytes) for a manifest message.
-func toolMessage(s string) string {
-	s = strings.TrimSpace(s)
-	if len(s) > 600 {
-		s = "…" + s[len(s)-600:]
+// toolMessage trims a tool's stderr to its last 600 bytes on one line,
+// lines joined by " | ", without the addresses ffmpeg prints in its
+// "[mov,mp4 @ 0x55d...]" prefixes (they differ between runs).
+func toolMessage(s string) string { return ToolMessage(s, 600) }
+
+var ffAddr = regexp.MustCompile(` @ 0x[0-9a-f]+\]`)
+
+// ToolMessage cleans an ffmpeg or ffprobe stderr for a manifest or index
+// message: the last max bytes, on one line, without per-run addresses.
+func ToolMessage(s string, max int) string {
+	s = ffAddr.ReplaceAllString(strings.TrimSpace(s), "]")
+	if len(s) > max {
+		s = "…" + s[len(s)-max:]
 	}
 	s = strings.ToValidUTF8(s, "")
-	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " | ")), " ")
+	lines := strings.Split(s, "\n")
+	out := lines[:0]
+	for _, l := range lines {
+		if l = strings.Join(strings.Fields(l), " "); l != "" {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, " | ")
 }
