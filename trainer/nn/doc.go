@@ -13,7 +13,16 @@
 // Weights follow PyTorch: Conv2D (K, C, KH, KW), Linear (Out, In),
 // TemporalConv (K, C, 3).
 //
-// Gradient nodes are only built for inputs that need them: every graph
-// constructor takes a Need mask (which inputs a gradient must flow to), so a
-// frozen weight never gets a gradient node and no work is spent on it.
+// Gradient nodes are only built for inputs that need them: Graph records
+// which nodes require a gradient (trainable parameters and everything
+// computed from them) and every op it adds differentiates only towards
+// those inputs, so a frozen weight never gets a gradient node and no work
+// is spent on it. Ops keep their output buffers between runs of a graph.
+//
+// Executors that walk a built graph (the GPU backend) read each node's
+// kernel with SpecOf (an OpKind and one of the shape structs) and its
+// inputs with Inputs.
+//
+// Sgemm is the one matrix-multiply entry point: a packed 6x16 AVX2/FMA
+// micro-kernel on amd64, gonum elsewhere.
 package nn
