@@ -73,15 +73,22 @@ func frameError(v *video, frame int, err error) error {
 }
 
 // ToTensor writes img, centre-cropped to a square and resized to res x res,
-// into dst as float32 (C=3, H=res, W=res) in [-1, 1]. dst must hold 3*res*res
-// values.
+// into dst as float32 (C=3, H=res, W=res), RGB in [-1, 1]. dst must hold
+// 3*res*res values. Downscaling is a box filter (the mean of each k x k
+// block). A JPEG's *image.YCbCr whose square side is a multiple of res takes
+// a fast path that averages in YCbCr and converts once per output pixel;
+// other images go through imaging (CropCenter, then Resize with a box
+// filter).
 func ToTensor(dst []float32, img image.Image, res int) {
+	if m, ok := img.(*image.YCbCr); ok && ycbcrBox(dst, m, res) {
+		return
+	}
 	b := img.Bounds()
 	var n *image.NRGBA
-	if b.Dx() == res && b.Dy() == res {
-		n = imaging.Clone(img)
+	if side := min(b.Dx(), b.Dy()); side == res {
+		n = imaging.CropCenter(img, side, side)
 	} else {
-		n = imaging.Fill(img, res, res, imaging.Center, imaging.Box)
+		n = imaging.Resize(imaging.CropCenter(img, side, side), res, res, imaging.Box)
 	}
 	plane := res * res
 	r, g, bl := dst[:plane], dst[plane:2*plane], dst[2*plane:3*plane]
@@ -95,4 +102,112 @@ func ToTensor(dst []float32, img image.Image, res int) {
 			bl[o+x] = float32(p[2])/127.5 - 1
 		}
 	}
+}
+
+// ycbcrBox is ToTensor's fast path: the centre square of m, box-averaged by
+// an integer factor in YCbCr, converted to RGB with the JFIF matrix. It
+// reports false (writing nothing) when the square side is not a multiple of
+// res.
+func ycbcrBox(dst []float32, m *image.YCbCr, res int) bool {
+	b := m.Bounds()
+	side := min(b.Dx(), b.Dy())
+	if res < 1 || side < res || side%res != 0 {
+		return false
+	}
+	k := side / res
+	x0, y0 := b.Min.X+(b.Dx()-side)/2, b.Min.Y+(b.Dy()-side)/2
+	// Chroma subsampling: a luma pixel (x, y) uses chroma (x>>cx, y>>cy).
+	var cx, cy int
+	switch m.SubsampleRatio {
+	case image.YCbCrSubsampleRatio444:
+	case image.YCbCrSubsampleRatio422:
+		cx = 1
+	case image.YCbCrSubsampleRatio420:
+		cx, cy = 1, 1
+	case image.YCbCrSubsampleRatio440:
+		cy = 1
+	default:
+		return false
+	}
+	cminX, cminY := b.Min.X>>cx, b.Min.Y>>cy
+	plane := res * res
+	rp, gp, bp := dst[:plane], dst[plane:2*plane], dst[2*plane:3*plane]
+	ySum := make([]int, res)
+	cbSum := make([]int, res)
+	crSum := make([]int, res)
+	// Each output pixel's chroma is a whole block of chroma samples when
+	// the luma block is aligned to the subsampling; otherwise look chroma
+	// up per luma pixel.
+	blocky := k%(1<<cx) == 0 && k%(1<<cy) == 0 && x0%(1<<cx) == 0 && y0%(1<<cy) == 0
+	kcx, kcy := k>>cx, k>>cy
+	if !blocky {
+		kcx, kcy = k, k
+	}
+	yInv := 1 / float32(k*k)
+	cInv := 1 / float32(kcx*kcy)
+	for oy := 0; oy < res; oy++ {
+		clear(ySum)
+		clear(cbSum)
+		clear(crSum)
+		for dy := 0; dy < k; dy++ {
+			y := y0 + oy*k + dy
+			row := m.Y[(y-b.Min.Y)*m.YStride+x0-b.Min.X:]
+			row = row[:res*k]
+			for ox := range ySum {
+				s := 0
+				for _, v := range row[ox*k : ox*k+k] {
+					s += int(v)
+				}
+				ySum[ox] += s
+			}
+		}
+		if blocky {
+			for dy := 0; dy < kcy; dy++ {
+				cy0 := (y0+oy*k)>>cy + dy - cminY
+				off := cy0*m.CStride + x0>>cx - cminX
+				cb, cr := m.Cb[off:off+res*kcx], m.Cr[off:off+res*kcx]
+				for ox := range cbSum {
+					sb, sr := 0, 0
+					for i := ox * kcx; i < ox*kcx+kcx; i++ {
+						sb += int(cb[i])
+						sr += int(cr[i])
+					}
+					cbSum[ox] += sb
+					crSum[ox] += sr
+				}
+			}
+		} else {
+			for dy := 0; dy < k; dy++ {
+				y := y0 + oy*k + dy
+				crow := (y>>cy - cminY) * m.CStride
+				cb, cr := m.Cb[crow:], m.Cr[crow:]
+				for ox := range cbSum {
+					sb, sr := 0, 0
+					for x := x0 + ox*k; x < x0+ox*k+k; x++ {
+						ci := x>>cx - cminX
+						sb += int(cb[ci])
+						sr += int(cr[ci])
+					}
+					cbSum[ox] += sb
+					crSum[ox] += sr
+				}
+			}
+		}
+		o := oy * res
+		for ox := 0; ox < res; ox++ {
+			yv := float32(ySum[ox]) * yInv
+			cbv := float32(cbSum[ox])*cInv - 128
+			crv := float32(crSum[ox])*cInv - 128
+			rp[o+ox] = unit(yv + 1.402*crv)
+			gp[o+ox] = unit(yv - 0.344136*cbv - 0.714136*crv)
+			bp[o+ox] = unit(yv + 1.772*cbv)
+		}
+	}
+	return true
+}
+
+// unit maps a 0..255 channel value (clamped) to [-1, 1].
+func unit(v float32) float32 {
+	v = min(max(v, 0), 255)
+	return v/127.5 - 1
 }
