@@ -158,19 +158,8 @@ type Gemm struct {
 	Batch                     int
 }
 
-// Gemm queues a strided batched SGEMM on the device's stream.
-func (d *Device) Gemm(g Gemm) error {
-	if err := d.enter(); err != nil {
-		return err
-	}
-	defer d.leave()
-	return d.gemmLocked(g)
-}
-
-func (d *Device) gemmLocked(g Gemm) error {
-	if g.M <= 0 || g.N <= 0 || g.Batch <= 0 {
-		return nil
-	}
+// packed fills in zero leading dimensions with the packed row strides.
+func (g Gemm) packed() Gemm {
 	if g.LDA == 0 {
 		g.LDA = g.K
 		if g.TransA {
@@ -186,6 +175,23 @@ func (d *Device) gemmLocked(g Gemm) error {
 	if g.LDC == 0 {
 		g.LDC = g.N
 	}
+	return g
+}
+
+// Gemm queues a strided batched SGEMM on the device's stream.
+func (d *Device) Gemm(g Gemm) error {
+	if err := d.enter(); err != nil {
+		return err
+	}
+	defer d.leave()
+	return d.gemmLocked(g)
+}
+
+func (d *Device) gemmLocked(g Gemm) error {
+	if g.M <= 0 || g.N <= 0 || g.Batch <= 0 {
+		return nil
+	}
+	g = g.packed()
 	// Row-major C = op(A)op(B) is column-major C^T = op(B)^T op(A)^T: swap the operands.
 	ta, tb := uintptr(blasOpN), uintptr(blasOpN)
 	if g.TransB {

@@ -47,11 +47,13 @@ type Device struct {
 	blas    *blasHandle
 	dnn     *dnnState // nil without cuDNN
 	useDNN  bool
-	mod     *module
-	alloc   *Allocator
-	closed  bool
-	launchM sync.Mutex // guards the launch argument block
-	args    launchArgs
+	// tconvIm2col selects the patch-matrix temporal convolution over the windowed one.
+	tconvIm2col bool
+	mod         *module
+	alloc       *Allocator
+	closed      bool
+	launchM     sync.Mutex // guards the launch argument block
+	args        launchArgs
 }
 
 // Available reports whether a usable CUDA GPU is present: the driver loads, reports at
@@ -265,3 +267,7 @@ type launchArgs struct {
 	vals [24]uint64
 	ptrs [24]unsafe.Pointer
 }
+
+// SetTemporalIm2col selects the patch-matrix (true) or the windowed, in-place (false,
+// the default) temporal convolution for the forward and backward-data passes.
+func (d *Device) SetTemporalIm2col(on bool) { d.tconvIm2col = on }

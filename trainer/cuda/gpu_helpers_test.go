@@ -25,7 +25,7 @@ func record(name string, e, tol float64) {
 		prec = "tf32"
 	}
 	key := strings.SplitN(name, "/", 2)[0]
-	for _, b := range []string{"cudnn", "im2col"} {
+	for _, b := range []string{"cudnn", "im2col", "window"} {
 		if strings.Contains(name, "/"+b+"/") {
 			key += " " + b
 		}

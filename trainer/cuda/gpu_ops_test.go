@@ -56,34 +56,46 @@ func TestOpTemporalConv(t *testing.T) {
 		{B: 2, T: 5, C: 8, K: 8, P: 16},
 		{B: 3, T: 8, C: 16, K: 12, P: 64},
 		{B: 2, T: 25, C: 32, K: 32, P: 256},
+		{B: 3, T: 2, C: 5, K: 7, P: 33},
+		{B: 2, T: 3, C: 4, K: 4, P: 1},
 	}
-	precisions(t, func(t *testing.T, tol float64) {
-		d := device(t)
-		for i, s := range shapes {
-			t.Run(fmt.Sprintf("%d", i), func(t *testing.T) {
-				rng := rand.New(rand.NewPCG(uint64(i), 2))
-				x, w, b := randn(rng, s.InLen()), randn(rng, s.WeightLen()), randn(rng, s.K)
-				dy := randn(rng, s.OutLen())
-				y := make([]float32, s.OutLen())
-				nn.TemporalConvForward(y, x, w, b, s)
-				dx := make([]float32, s.InLen())
-				nn.TemporalConvBackwardData(dx, dy, w, s)
-				dw, db := make([]float32, s.WeightLen()), make([]float32, s.K)
-				nn.TemporalConvBackwardFilter(dw, db, dy, x, s)
-
-				gx, gw, gb, gdy := upload(t, d, x), upload(t, d, w), upload(t, d, b), upload(t, d, dy)
-				gy, gdx, gdw, gdb := poisoned(t, d, s.OutLen()), poisoned(t, d, s.InLen()), poisoned(t, d, s.WeightLen()), poisoned(t, d, s.K)
-				defer freeAll(gx, gw, gb, gdy, gy, gdx, gdw, gdb)
-				must(t, d.TemporalConvForward(gy, gx, gw, gb, s))
-				check(t, "y", gy, y, tol)
-				must(t, d.TemporalConvBackwardData(gdx, gdy, gw, s))
-				check(t, "dx", gdx, dx, tol)
-				must(t, d.TemporalConvBackwardFilter(gdw, gdb, gdy, gx, s))
-				check(t, "dw", gdw, dw, tol)
-				check(t, "db", gdb, db, tolStrict)
-			})
+	for _, im2col := range []bool{false, true} {
+		name := "window"
+		if im2col {
+			name = "im2col"
 		}
-	})
+		t.Run(name, func(t *testing.T) {
+			device(t).SetTemporalIm2col(im2col)
+			defer device(t).SetTemporalIm2col(false)
+			precisions(t, func(t *testing.T, tol float64) {
+				d := device(t)
+				for i, s := range shapes {
+					t.Run(fmt.Sprintf("%d", i), func(t *testing.T) {
+						rng := rand.New(rand.NewPCG(uint64(i), 2))
+						x, w, b := randn(rng, s.InLen()), randn(rng, s.WeightLen()), randn(rng, s.K)
+						dy := randn(rng, s.OutLen())
+						y := make([]float32, s.OutLen())
+						nn.TemporalConvForward(y, x, w, b, s)
+						dx := make([]float32, s.InLen())
+						nn.TemporalConvBackwardData(dx, dy, w, s)
+						dw, db := make([]float32, s.WeightLen()), make([]float32, s.K)
+						nn.TemporalConvBackwardFilter(dw, db, dy, x, s)
+
+						gx, gw, gb, gdy := upload(t, d, x), upload(t, d, w), upload(t, d, b), upload(t, d, dy)
+						gy, gdx, gdw, gdb := poisoned(t, d, s.OutLen()), poisoned(t, d, s.InLen()), poisoned(t, d, s.WeightLen()), poisoned(t, d, s.K)
+						defer freeAll(gx, gw, gb, gdy, gy, gdx, gdw, gdb)
+						must(t, d.TemporalConvForward(gy, gx, gw, gb, s))
+						check(t, "y", gy, y, tol)
+						must(t, d.TemporalConvBackwardData(gdx, gdy, gw, s))
+						check(t, "dx", gdx, dx, tol)
+						must(t, d.TemporalConvBackwardFilter(gdw, gdb, gdy, gx, s))
+						check(t, "dw", gdw, dw, tol)
+						check(t, "db", gdb, db, tolStrict)
+					})
+				}
+			})
+		})
+	}
 }
 
 func TestOpGroupNorm(t *testing.T) {

@@ -92,6 +92,9 @@ func TestTimings(t *testing.T) {
 				impls = []string{"cudnn", "im2col"}
 			}
 		}
+		if op == "tconv" && pass != "bwd_filter" {
+			impls = []string{"window", "im2col"}
+		}
 		for _, p := range precs {
 			for _, im := range impls {
 				cases = append(cases, timing{Op: op, Pass: pass, Prec: p, Impl: im, Shape: shape, Flops: flops, run: run})
@@ -219,9 +222,10 @@ func TestTimings(t *testing.T) {
 	for i := range cases {
 		c := &cases[i]
 		must(t, d.SetTF32(c.Prec == "tf32"))
-		if c.Impl != "ours" {
+		if c.Op == "conv2d" {
 			must(t, d.SetCUDNN(c.Impl == "cudnn"))
 		}
+		d.SetTemporalIm2col(c.Impl == "im2col")
 		_, calls := d.CUDNN()
 		ms, err := medianMS(d, c.run, 3, 15)
 		if err != nil {

@@ -12,8 +12,11 @@ func tconvChunk(s nn.TemporalConvShape, extra int) int {
 // activation (nn.TemporalConvForward): temporal patches (B*T, 3C, P) and one batched
 // GEMM with the (K, C*3) weight. b may be nil.
 //
-// cuDNN is not used here: measured on an H100 (bench/RESULTS.md) it was slower than
-// this path in the forward pass and declined the strided layout in both backward passes.
+// By default the forward and backward-data passes read the input in place
+// (ops_temporal_window.go); SetTemporalIm2col(true) selects the patch-matrix path.
+// cuDNN is not used here: measured on an H100 (bench/RESULTS.md) it was slower than the
+// patch-matrix path in the forward pass and declined the strided layout in both
+// backward passes.
 func (d *Device) TemporalConvForward(y, x, w, b *Tensor, s nn.TemporalConvShape) error {
 	if err := s.Validate(); err != nil {
 		return err
@@ -26,6 +29,9 @@ func (d *Device) TemporalConvForward(y, x, w, b *Tensor, s nn.TemporalConvShape)
 		return err
 	}
 	defer d.leave()
+	if !d.tconvIm2col {
+		return d.tconvForwardWindowed(y, x, w, b, s)
+	}
 	chunk := tconvChunk(s, 0)
 	rows := 3 * s.C
 	col, err := d.scratch(chunk * s.T * rows * s.P)
@@ -62,6 +68,9 @@ func (d *Device) TemporalConvBackwardData(dx, dy, w *Tensor, s nn.TemporalConvSh
 		return err
 	}
 	defer d.leave()
+	if !d.tconvIm2col {
+		return d.tconvBackwardDataWindowed(dx, dy, w, s)
+	}
 	chunk := tconvChunk(s, 0)
 	rows := 3 * s.C
 	col, err := d.scratch(chunk * s.T * rows * s.P)

@@ -84,3 +84,13 @@ extern "C" __global__ void tcol_adj(float* dx, const float* dcol, int b, int t, 
         dx[i] = acc;
     }
 }
+
+// Temporal weights for the windowed backward-data product: v[c][i*k + kk] = w[kk][c][2-i],
+// so that dx[t] = v · [dy[t-1]; dy[t]; dy[t+1]].
+extern "C" __global__ void tconv_wt_bwd(float* v, const float* w, int k, int c) {
+    GRID_STRIDE(idx, c * 3 * k) {
+        int ch = idx / (3 * k), r = idx % (3 * k);
+        int i = r / k, kk = r % k;
+        v[idx] = w[((long long)kk * c + ch) * 3 + (2 - i)];
+    }
+}
