@@ -155,7 +155,7 @@ func (b Batch) extractOne(ctx context.Context, src Source, p Params, tmp string)
 		return Video{}, err
 	}
 	row := Video{ID: src.ID, Source: src.Path, Frames: res.Frames, FPS: p.FPS, TrimHead: p.TrimHead,
-		DropFirst: p.DropFirst, Size: p.Size, Status: StatusOK}
+		DropFirst: p.DropFirst, Size: p.Size, Status: StatusOK, FFmpeg: b.FFmpegVersion}
 	if res.Damaged {
 		row.Status, row.Message = StatusDamaged, res.Message
 		if !b.KeepDamaged {

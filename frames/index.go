@@ -42,6 +42,9 @@ type Video struct {
 	Status string `json:"status"`
 	// Message explains a damaged status (ffmpeg's stderr, frame counts).
 	Message string `json:"message,omitempty"`
+	// FFmpeg is the first line of `ffmpeg -version` of the ffmpeg that made
+	// the frames (which frames -r keeps can change between versions).
+	FFmpeg string `json:"ffmpeg,omitempty"`
 }
 
 // PTS returns the time, in seconds in the source video, of frame i (1-based).

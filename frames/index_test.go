@@ -73,7 +73,7 @@ func TestBatchIndex(t *testing.T) {
 		t.Errorf("stats %+v", st)
 	}
 	for i, v := range rows {
-		if v.ID != srcs[i].ID || v.Status != StatusOK || v.Size != 512 || v.FPS != 5 || !v.DropFirst {
+		if v.ID != srcs[i].ID || v.FFmpeg != ver || v.Status != StatusOK || v.Size != 512 || v.FPS != 5 || !v.DropFirst {
 			t.Errorf("row %+v", v)
 		}
 		jpgs, _ := filepath.Glob(filepath.Join(out, v.ID, "*.jpg"))
