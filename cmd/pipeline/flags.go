@@ -90,6 +90,15 @@ func isTerminal(w io.Writer) bool {
 	return ok && term.IsTerminal(int(f.Fd())) && os.Getenv("TERM") != "dumb"
 }
 
+// parseConfig parses a command's flags and loads the config it names.
+func parseConfig(fs *flag.FlagSet, args []string) (*pipeline.Config, error) {
+	pos, err := parse(fs, args)
+	if err != nil {
+		return nil, err
+	}
+	return loadConfig(pos)
+}
+
 // loadConfig loads the named config, ./pipeline.yaml, or the embedded default.
 func loadConfig(pos []string) (*pipeline.Config, error) {
 	reg := pipeline.NewRegistry(allKinds())

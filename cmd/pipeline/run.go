@@ -29,11 +29,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	dry := fs.Bool("dry-run", false, "print the plan and the reason for each stage; run nothing")
 	explain := fs.Bool("explain", false, "print what went into each stage's cache key; run nothing")
 	strict := fs.Bool("strict", false, "fail when any input is quarantined")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	cfg, err := loadConfig(pos)
+	cfg, err := parseConfig(fs, args)
 	if err != nil {
 		return err
 	}

@@ -13,11 +13,7 @@ import (
 
 func cmdStatus(args []string, stdout, _ io.Writer) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	cfg, err := loadConfig(pos)
+	cfg, err := parseConfig(fs, args)
 	if err != nil {
 		return err
 	}

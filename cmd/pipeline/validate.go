@@ -12,11 +12,7 @@ import (
 
 func cmdValidate(args []string, stdout, _ io.Writer) error {
 	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	cfg, err := loadConfig(pos)
+	cfg, err := parseConfig(fs, args)
 	if err != nil {
 		return err
 	}
@@ -30,11 +26,7 @@ func cmdValidate(args []string, stdout, _ io.Writer) error {
 
 func cmdVerify(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	cfg, err := loadConfig(pos)
+	cfg, err := parseConfig(fs, args)
 	if err != nil {
 		return err
 	}
