@@ -10,11 +10,11 @@ import (
 
 // example is one step's model input, built from a clean batch: the noisy
 // frames assembled with the conditioning frame and mask, one timestep per
-// frame, and the noise to predict.
+// frame, and the target to predict (the velocity v, see Prediction).
 type example struct {
 	layout           diffusion.Layout
 	input, timesteps []float32
-	target           []float32
+	target, noise    []float32
 	clean, noisy     []float32
 	cond             []float32
 	steps            []int
@@ -40,6 +40,7 @@ func newExample(video bool, B, T, R int) *example {
 	l := ex.layout
 	ex.input = make([]float32, l.InputLen())
 	ex.target = make([]float32, l.Len())
+	ex.noise = make([]float32, l.Len())
 	ex.noisy = make([]float32, l.Len())
 	ex.clean = make([]float32, l.Len())
 	ex.cond = make([]float32, l.B*l.FrameLen())
@@ -67,12 +68,13 @@ func (ex *example) fill(b *shards.Batch, s *diffusion.Schedule, rnd *rand.Rand) 
 	for i := range ex.steps {
 		ex.steps[i] = rnd.IntN(s.Steps())
 	}
-	for i := range ex.target {
-		ex.target[i] = float32(rnd.NormFloat64())
+	for i := range ex.noise {
+		ex.noise[i] = float32(rnd.NormFloat64())
 	}
-	if err := s.QSample(ex.noisy, ex.clean, ex.target, ex.steps, l.T*fl); err != nil {
+	if err := s.QSample(ex.noisy, ex.clean, ex.noise, ex.steps, l.T*fl); err != nil {
 		return err
 	}
+	velocity(ex.target, ex.clean, ex.noise, ex.steps, l.T*fl, s)
 	if err := diffusion.AssembleInput(ex.input, ex.noisy, ex.cond, l, ex.known); err != nil {
 		return err
 	}
@@ -86,6 +88,6 @@ func (ex *example) clone() *example {
 	c.input = append([]float32(nil), ex.input...)
 	c.timesteps = append([]float32(nil), ex.timesteps...)
 	c.target = append([]float32(nil), ex.target...)
-	c.clean, c.noisy, c.cond = nil, nil, nil
+	c.clean, c.noisy, c.cond, c.noise = nil, nil, nil, nil
 	return &c
 }

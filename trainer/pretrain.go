@@ -50,7 +50,8 @@ func Pretrain(ctx context.Context, o PretrainOptions) (*Result, error) {
 	}
 	meta := map[string]string{
 		MetaModelConfig: string(cj), MetaConfigHash: cfg.Hash(), MetaNoiseSchedule: NoiseSchedule,
-		MetaSeed: strconv.FormatInt(c.Seed, 10), MetaResolution: strconv.Itoa(c.Resolution),
+		MetaPrediction: Prediction,
+		MetaSeed:       strconv.FormatInt(c.Seed, 10), MetaResolution: strconv.Itoa(c.Resolution),
 	}
 	s := &session{c: c, name: "pretrain", video: false, params: params, clipT: 2, stride: o.CondGap}
 	defer s.close()

@@ -120,7 +120,15 @@ func Sample(ctx context.Context, o SampleOptions) (*SampleResult, error) {
 	defer fg.Close()
 	log := o.Log
 	layout := diffusion.Layout{B: 1, T: o.Frames, C: 3, H: res, W: res}
-	x, err := diffusion.SampleDDIM(ctx, sched, fg.Predict, cond, layout, diffusion.DDIMOptions{
+	eps := fg.Predict
+	switch meta[MetaPrediction] {
+	case "v":
+		eps = epsFromV(fg.Predict, sched, 3, res*res)
+	case "eps", "":
+	default:
+		return nil, fmt.Errorf("sample: %s: unknown prediction %q", o.Temporal, meta[MetaPrediction])
+	}
+	x, err := diffusion.SampleDDIM(ctx, sched, eps, cond, layout, diffusion.DDIMOptions{
 		Steps: o.Steps, Seed: uint64(o.Seed),
 		Progress: func(done, total int) {
 			if log != nil && (done%5 == 0 || done == total) {

@@ -87,6 +87,10 @@ func Train(ctx context.Context, o TrainOptions) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("train: %w", err)
 	}
+	if got := bb.Metadata[MetaPrediction]; got != Prediction || bb.Metadata[MetaNoiseSchedule] != NoiseSchedule {
+		return nil, fmt.Errorf("train: backbone %s was trained with prediction %q and noise schedule %q; this trainer uses %q and %q",
+			o.Backbone, got, bb.Metadata[MetaNoiseSchedule], Prediction, NoiseSchedule)
+	}
 	bbHash, err := checkpoint.FileHash(o.Backbone)
 	if err != nil {
 		return nil, fmt.Errorf("train: %w", err)
@@ -97,7 +101,7 @@ func Train(ctx context.Context, o TrainOptions) (*Result, error) {
 	}
 	meta := map[string]string{
 		MetaModelConfig: bb.Metadata[MetaModelConfig], MetaConfigHash: cfg.Hash(), MetaBackboneHash: bbHash,
-		MetaNoiseSchedule: NoiseSchedule, MetaSeed: strconv.FormatInt(c.Seed, 10),
+		MetaNoiseSchedule: NoiseSchedule, MetaPrediction: Prediction, MetaSeed: strconv.FormatInt(c.Seed, 10),
 		MetaResolution: strconv.Itoa(c.Resolution), MetaFramesLength: strconv.Itoa(o.FramesLength),
 	}
 	s := &session{c: c, name: "train", video: true, params: params, clipT: o.FramesLength, stride: 1}
