@@ -92,7 +92,7 @@ func TestTimings(t *testing.T) {
 				impls = []string{"cudnn", "im2col"}
 			}
 		}
-		if op == "tconv" && pass != "bwd_filter" {
+		if op == "tconv" {
 			impls = []string{"window", "im2col"}
 		}
 		for _, p := range precs {

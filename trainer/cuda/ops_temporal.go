@@ -12,8 +12,9 @@ func tconvChunk(s nn.TemporalConvShape, extra int) int {
 // activation (nn.TemporalConvForward): temporal patches (B*T, 3C, P) and one batched
 // GEMM with the (K, C*3) weight. b may be nil.
 //
-// By default the forward and backward-data passes read the input in place
-// (ops_temporal_window.go); SetTemporalIm2col(true) selects the patch-matrix path.
+// By default all three passes read the input in place (ops_temporal_window.go; the
+// filter gradient for clips of at least 3 frames); SetTemporalIm2col(true) selects the
+// patch-matrix path.
 // cuDNN is not used here: measured on an H100 (bench/RESULTS.md) it was slower than the
 // patch-matrix path in the forward pass and declined the strided layout in both
 // backward passes.
@@ -107,6 +108,9 @@ func (d *Device) TemporalConvBackwardFilter(dw, db, dy, x *Tensor, s nn.Temporal
 		return err
 	}
 	defer d.leave()
+	if !d.tconvIm2col && s.T >= 3 {
+		return d.tconvBackwardFilterWindowed(dw, db, dy, x, s)
+	}
 	rows := 3 * s.C
 	wl := s.WeightLen()
 	chunk := tconvChunk(s, s.K*rows) // patches and a partial dw per frame

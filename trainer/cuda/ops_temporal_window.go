@@ -76,3 +76,71 @@ func (d *Device) tconvBackwardDataWindowed(dx, dy, w *Tensor, s nn.TemporalConvS
 	}
 	return d.tconvWindowLocked(dx.Ptr(), dy.Ptr(), v.Ptr(), s.B, s.T, s.K, s.C, s.P)
 }
+
+// tconvSplits is how many column blocks of P the windowed filter gradient splits its
+// long reductions into, so each GEMM has more, shorter pieces of work.
+func tconvSplits(p int) int {
+	for _, s := range []int{8, 4, 2} {
+		if p%s == 0 && p/s >= 512 {
+			return s
+		}
+	}
+	return 1
+}
+
+// tconvFilterWindowParts issues the GEMMs of the windowed filter gradient into the
+// partial buffers described at tconv_dw_reduce (T >= 3).
+func tconvFilterWindowParts(gemm func(Gemm) error, part, bnd0, bnd1, dy, x uintptr, s nn.TemporalConvShape, splits int) error {
+	b, t, c, k, p := s.B, s.T, s.C, s.K, s.P
+	pc := p / splits
+	cp, kp := int64(c*p), int64(k*p)
+	nf := b*t - 2
+	for sp := 0; sp < splits; sp++ {
+		off := uintptr(sp*pc) * 4
+		if err := gemm(Gemm{TransB: true, M: k, N: 3 * c, K: pc, Alpha: 1,
+			A: dy + uintptr(kp)*4 + off, LDA: p, StrideA: kp,
+			B: x + off, LDB: p, StrideB: cp,
+			C: part + uintptr(sp*nf*k*3*c)*4, StrideC: int64(k * 3 * c), Batch: nf}); err != nil {
+			return err
+		}
+		bnd := uintptr(sp*b*k*2*c) * 4
+		if err := gemm(Gemm{TransB: true, M: k, N: 2 * c, K: pc, Alpha: 1,
+			A: dy + off, LDA: p, StrideA: int64(t) * kp,
+			B: x + off, LDB: p, StrideB: int64(t) * cp,
+			C: bnd0 + bnd, StrideC: int64(k * 2 * c), Batch: b}); err != nil {
+			return err
+		}
+		if err := gemm(Gemm{TransB: true, M: k, N: 2 * c, K: pc, Alpha: 1,
+			A: dy + uintptr(int64(t-1)*kp)*4 + off, LDA: p, StrideA: int64(t) * kp,
+			B: x + uintptr(int64(t-2)*cp)*4 + off, LDB: p, StrideB: int64(t) * cp,
+			C: bnd1 + bnd, StrideC: int64(k * 2 * c), Batch: b}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// tconvBackwardFilterWindowed is TemporalConvBackwardFilter without a patch matrix
+// (T >= 3): GEMMs over in-place windows into partials, one fixed-order reduction.
+func (d *Device) tconvBackwardFilterWindowed(dw, db, dy, x *Tensor, s nn.TemporalConvShape) error {
+	splits := tconvSplits(s.P)
+	nf := s.B*s.T - 2
+	np, nb := splits*nf*s.K*3*s.C, splits*s.B*s.K*2*s.C
+	tmp, err := d.scratch(np + 2*nb)
+	if err != nil {
+		return err
+	}
+	defer tmp.Free()
+	part, bnd0, bnd1 := tmp.Ptr(), tmp.Ptr()+uintptr(np)*4, tmp.Ptr()+uintptr(np+nb)*4
+	if err := tconvFilterWindowParts(d.gemmLocked, part, bnd0, bnd1, dy.Ptr(), x.Ptr(), s, splits); err != nil {
+		return err
+	}
+	if err := d.elementwise("tconv_dw_reduce", s.WeightLen(), argT(dw), argPtr(part), argPtr(bnd0), argPtr(bnd1),
+		argInt(splits), argInt(s.B), argInt(s.T), argInt(s.K), argInt(s.C)); err != nil {
+		return err
+	}
+	if db != nil {
+		return d.sumChannelsLocked(db, dy, nn.ChannelShape{N: s.B * s.T, C: s.K, P: s.P}, false)
+	}
+	return nil
+}

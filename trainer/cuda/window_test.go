@@ -112,3 +112,68 @@ func nanHost(n int) []float32 {
 	}
 	return x
 }
+
+// dwReduceHost mirrors the tconv_dw_reduce kernel line by line.
+func dwReduceHost(dw, part, bnd0, bnd1 []float32, nsplit, b, t, k, c int) {
+	c3, c2 := 3*c, 2*c
+	nf := b*t - 2
+	for idx := 0; idx < k*c3; idx++ {
+		kk, col := idx/c3, idx%c3
+		var acc float32
+		for s := 0; s < nsplit; s++ {
+			for f := 1; f <= nf; f++ {
+				tt := f % t
+				if tt >= 1 && tt <= t-2 {
+					acc += part[(s*nf+(f-1))*k*c3+idx]
+				}
+			}
+			for bb := 0; bb < b; bb++ {
+				base := (s*b+bb)*k*c2 + kk*c2
+				if col >= c {
+					acc += bnd0[base+col-c]
+				}
+				if col < c2 {
+					acc += bnd1[base+col]
+				}
+			}
+		}
+		j, cc := col/c, col%c
+		dw[(kk*c+cc)*3+j] = acc
+	}
+}
+
+func TestTemporalWindowFilterDecomposition(t *testing.T) {
+	for i, c := range []struct {
+		s      nn.TemporalConvShape
+		splits int
+	}{
+		{nn.TemporalConvShape{B: 2, T: 3, C: 2, K: 3, P: 4}, 1},
+		{nn.TemporalConvShape{B: 3, T: 5, C: 3, K: 2, P: 8}, 2},
+		{nn.TemporalConvShape{B: 1, T: 9, C: 4, K: 5, P: 12}, 4},
+	} {
+		s := c.s
+		rng := rand.New(rand.NewPCG(uint64(i), 98))
+		x, dy := randHost(rng, s.InLen()), randHost(rng, s.OutLen())
+		want := make([]float32, s.WeightLen())
+		nn.TemporalConvBackwardFilter(want, nil, dy, x, s)
+		nf := s.B*s.T - 2
+		np, nb := c.splits*nf*s.K*3*s.C, c.splits*s.B*s.K*2*s.C
+		h := &hostMem{}
+		px, pdy := h.alloc(x), h.alloc(dy)
+		part, bnd0, bnd1 := h.alloc(nanHost(np)), h.alloc(nanHost(nb)), h.alloc(nanHost(nb))
+		if err := tconvFilterWindowParts(h.gemm, part, bnd0, bnd1, pdy, px, s, c.splits); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]float32, s.WeightLen())
+		dwReduceHost(got, h.at(part)[:np], h.at(bnd0)[:nb], h.at(bnd1)[:nb], c.splits, s.B, s.T, s.K, s.C)
+		if e := maxRel(got, want); !(e < 1e-5) {
+			t.Errorf("case %d: filter gradient relative error %g", i, e)
+		}
+	}
+	if got := tconvSplits(4096); got != 8 {
+		t.Errorf("tconvSplits(4096) = %d", got)
+	}
+	if got := tconvSplits(1000); got != 1 {
+		t.Errorf("tconvSplits(1000) = %d", got)
+	}
+}

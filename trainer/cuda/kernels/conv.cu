@@ -94,3 +94,30 @@ extern "C" __global__ void tconv_wt_bwd(float* v, const float* w, int k, int c) 
         v[idx] = w[((long long)kk * c + ch) * 3 + (2 - i)];
     }
 }
+
+// Sums the windowed temporal filter-gradient partials into dw (K, C, 3). part holds,
+// per split s, the (K, 3C) products of the interior GEMM over virtual frames 1..B*T-2
+// (only frames with 1 <= t <= T-2 count); bnd0 and bnd1 hold per split and clip the
+// (K, 2C) products of the first frame (taps 1, 2) and last frame (taps 0, 1).
+extern "C" __global__ void tconv_dw_reduce(float* dw, const float* part, const float* bnd0, const float* bnd1,
+                                           int nsplit, int b, int t, int k, int c) {
+    int c3 = 3 * c, c2 = 2 * c;
+    int nf = b * t - 2;
+    GRID_STRIDE(idx, k * c3) {
+        int kk = idx / c3, col = idx % c3;
+        float acc = 0.0f;
+        for (int s = 0; s < nsplit; s++) {
+            for (int f = 1; f <= nf; f++) {
+                int tt = f % t;
+                if (tt >= 1 && tt <= t - 2) acc += part[((long long)s * nf + (f - 1)) * k * c3 + idx];
+            }
+            for (int bb = 0; bb < b; bb++) {
+                long long base = ((long long)s * b + bb) * k * c2 + (long long)kk * c2;
+                if (col >= c) acc += bnd0[base + col - c];
+                if (col < c2) acc += bnd1[base + col];
+            }
+        }
+        int j = col / c, cc = col % c;
+        dw[((long long)kk * c + cc) * 3 + j] = acc;
+    }
+}
