@@ -19,6 +19,8 @@ type Options struct {
 	TF32 bool
 	// CacheDir is trainer/cuda's compiled-kernel cache ("" its default).
 	CacheDir string
+	// Profile records device time per layer kind and pass (see Profile).
+	Profile bool
 	// NoCUDNN keeps convolutions on trainer/cuda's im2col kernels and cuBLAS
 	// even when cuDNN loads.
 	NoCUDNN bool
@@ -33,12 +35,13 @@ type Step struct {
 	video bool
 	skip  int
 
-	params    *model.Params
-	trainable []*model.Param
-	weights   map[string]*cuda.Tensor // every parameter the net uses
-	wgrads    map[string]*cuda.Tensor // trainable parameters only
-	pinGrads  []*cuda.Pinned          // trainable order
-	gradIndex map[string]int
+	params     *model.Params
+	trainable  []*model.Param
+	weights    map[string]*cuda.Tensor // every parameter the net uses
+	wgrads     map[string]*cuda.Tensor // trainable parameters only
+	pinGrads   []*cuda.Pinned          // trainable order
+	pinWeights []*cuda.Pinned          // staging of UploadWeights, trainable order
+	gradIndex  map[string]int
 
 	// step inputs: pinned staging and their device copies
 	pinInput, pinTimesteps, pinTarget *cuda.Pinned
@@ -59,7 +62,11 @@ type Step struct {
 	timing Timing
 	noDNN  map[string]bool // convolutions cuDNN failed on (dnnguard.go)
 	eval   bool            // the pass in progress is forward-only (Predict)
-	pred   []float32       // Predict's result
+	// uploading: UploadWeights queued copies from pinWeights that no sync
+	// has waited for yet.
+	uploading bool
+	prof      *profiler
+	pred      []float32 // Predict's result
 }
 
 // Timing is the wall-clock split of the last Run (host clock, after the
@@ -155,9 +162,15 @@ func newStep(dev *cuda.Device, p *model.Params, video bool, B, T, H, W int, opts
 			s.Close()
 			return nil, err
 		}
+		pw, err := dev.NewPinned(len(q.Data))
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
 		s.gradIndex[q.Name] = len(s.trainable)
 		s.trainable = append(s.trainable, q)
 		s.pinGrads = append(s.pinGrads, pg)
+		s.pinWeights = append(s.pinWeights, pw)
 		s.gradReady = append(s.gradReady, ev)
 	}
 	if len(s.trainable) == 0 {
@@ -198,6 +211,12 @@ func newStep(dev *cuda.Device, p *model.Params, video bool, B, T, H, W int, opts
 		return nil, err
 	}
 	s.lossHost = make([]float32, 1)
+	if opts.Profile {
+		if s.prof, err = newProfiler(dev, 2*len(net.Layers)+8); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
@@ -238,7 +257,7 @@ func stage(p *cuda.Pinned, src []float32, what string) error {
 		return fmt.Errorf("gpu: %s has %d values, want %d", what, len(src), len(dst))
 	}
 	if &src[0] != &dst[0] {
-		copy(dst, src)
+		parallelCopy(dst, src)
 	}
 	return nil
 }
@@ -298,10 +317,15 @@ func (s *Step) forwardAll() error {
 	s.attn = map[int]*attnSaved{}
 	s.vals[net.Input] = s.input
 	s.vals[net.Timesteps] = s.timesteps
-	for i := range net.Layers {
+	if err := s.prof.mark("start"); err != nil {
+		return err
+	}
+	for i, l := range net.Layers {
 		if err := s.forward(i); err != nil {
-			l := net.Layers[i]
 			return fmt.Errorf("gpu: forward layer %d (%s %s): %w", i, l.Kind, l.Name, err)
+		}
+		if err := s.prof.mark(layerLabel(l, "fwd")); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -322,7 +346,12 @@ func (s *Step) Predict(input, timesteps []float32) ([]float32, error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	s.eval = true
-	defer func() { s.eval = false }()
+	defer func() {
+		s.eval = false
+		if s.prof != nil {
+			s.prof.n = 0 // forward-only passes are not profiled
+		}
+	}()
 	defer s.release()
 	if err := s.input.UploadAsync(s.pinInput, nil); err != nil {
 		return nil, err
@@ -340,6 +369,7 @@ func (s *Step) Predict(input, timesteps []float32) ([]float32, error) {
 	if err := out.Download(s.pred); err != nil {
 		return nil, fmt.Errorf("gpu: predict: %w", err)
 	}
+	s.uploading = false
 	return s.pred, nil
 }
 
@@ -365,13 +395,19 @@ func (s *Step) run() (float32, error) {
 	pred.Free()
 	s.vals[net.Output] = nil
 	s.grads[net.Output] = &gbuf{t: dpred, refs: 1}
+	if err := s.prof.mark("loss fwd+bwd"); err != nil {
+		return 0, err
+	}
 	for i := len(net.Layers) - 1; i >= 0; i-- {
 		if !pl.backward[i] {
 			continue
 		}
+		l := net.Layers[i]
 		if err := s.backwardLayer(i); err != nil {
-			l := net.Layers[i]
 			return 0, fmt.Errorf("gpu: backward layer %d (%s %s): %w", i, l.Kind, l.Name, err)
+		}
+		if err := s.prof.mark(layerLabel(l, "bwd")); err != nil {
+			return 0, err
 		}
 	}
 	if err := s.evEnd.Record(nil); err != nil {
@@ -379,6 +415,10 @@ func (s *Step) run() (float32, error) {
 	}
 	if err := s.loss.Download(s.lossHost); err != nil {
 		return 0, fmt.Errorf("gpu: step: %w", err)
+	}
+	s.uploading = false
+	if err := s.prof.collect(); err != nil {
+		return 0, err
 	}
 	if err := s.copyStream.Sync(); err != nil {
 		return 0, fmt.Errorf("gpu: gradient copies: %w", err)
@@ -411,10 +451,21 @@ func (s *Step) release() {
 }
 
 // UploadWeights copies the host values of the trainable parameters to the
-// GPU (after the optimizer updated them).
+// GPU (after the optimizer updated them): into pinned staging on all cores,
+// then asynchronous copies queued before the next step's work.
 func (s *Step) UploadWeights() error {
-	for _, q := range s.trainable {
-		if err := s.weights[q.Name].Upload(q.Data); err != nil {
+	if s.uploading {
+		// the staging buffers still feed the previous upload
+		if err := s.dev.Sync(); err != nil {
+			return err
+		}
+	}
+	s.uploading = true
+	parallelEach(len(s.trainable), func(i int) {
+		copy(s.pinWeights[i].Floats(), s.trainable[i].Data)
+	})
+	for i, q := range s.trainable {
+		if err := s.weights[q.Name].UploadAsync(s.pinWeights[i], nil); err != nil {
 			return fmt.Errorf("gpu: upload %s: %w", q.Name, err)
 		}
 	}
@@ -442,6 +493,9 @@ func (s *Step) Close() error {
 	for _, p := range s.pinGrads {
 		p.Free()
 	}
+	for _, p := range s.pinWeights {
+		p.Free()
+	}
 	for _, e := range s.gradReady {
 		e.Destroy()
 	}
@@ -455,6 +509,9 @@ func (s *Step) Close() error {
 	}
 	for _, t := range []*cuda.Tensor{s.input, s.timesteps, s.target, s.loss} {
 		t.Free()
+	}
+	if s.prof != nil {
+		s.prof.free()
 	}
 	s.k.close()
 	err := s.dev.Close()

@@ -63,6 +63,7 @@ func main() {
 	optState := flag.String("optimizer", "host", "optimizer state: host or device")
 	spec := flag.String("spec", "", "write the network description JSON here and exit")
 	noDNN := flag.Bool("nocudnn", false, "convolutions on trainer/cuda's im2col kernels, not cuDNN")
+	profile := flag.String("profile", "", "write a per-layer-kind GPU time table (markdown) here")
 	flag.Parse()
 	log.SetFlags(0)
 
@@ -95,7 +96,7 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	step, err := gpu.NewStep(params, true, *B, *T, *res, *res, gpu.Options{TF32: *tf32, NoCUDNN: *noDNN})
+	step, err := gpu.NewStep(params, true, *B, *T, *res, *res, gpu.Options{TF32: *tf32, NoCUDNN: *noDNN, Profile: *profile != ""})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -165,6 +166,7 @@ func main() {
 		t3 := time.Now()
 		if i == *warm-1 {
 			step.Device().ResetPeak()
+			step.ResetProfile()
 		}
 		if i >= *warm {
 			stepT = append(stepT, t3.Sub(t0))
@@ -190,4 +192,11 @@ func main() {
 	}
 	out, _ := json.Marshal(r)
 	fmt.Println(string(out))
+	if *profile != "" {
+		tab := fmt.Sprintf("%s, %s, batch %d x %d frames, %dx%d: GPU time per step by layer kind (CUDA events, mean of %d steps)\n\n%s",
+			r.Device, r.Precision, *B, *T, *res, *res, *steps, gpu.FormatProfile(step.Profile()))
+		if err := os.WriteFile(*profile, []byte(tab), 0o644); err != nil {
+			log.Fatal(err)
+		}
+	}
 }
