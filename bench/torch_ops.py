@@ -91,6 +91,17 @@ def case_silu(sh, pas):
     return lambda: torch.ops.aten.silu_backward(dy, x)
 
 
+def case_silu100(sh, pas):
+    # 100 small launches back to back: launch overhead, host time included
+    x = randn(sh["n"])
+
+    def run():
+        for _ in range(sh["calls"]):
+            F.silu(x)
+
+    return run
+
+
 def case_linear(sh, pas):
     x, w, b = randn(sh["n"], sh["in"]), randn(sh["out"], sh["in"]), randn(sh["out"])
     dy = randn(sh["n"], sh["out"])

@@ -105,6 +105,7 @@ func TestOpGroupNorm(t *testing.T) {
 		{N: 2, C: 32, P: 64, Groups: 8, Eps: 1e-5},    // 256 per group
 		{N: 3, C: 64, P: 1024, Groups: 32, Eps: 1e-5}, // 2048 per group
 		{N: 2, C: 16, P: 4096, Groups: 1, Eps: 1e-6},  // one large group
+		{N: 10, C: 64, P: 256, Groups: 32, Eps: 1e-5}, // enough groups for the fused forward
 	}
 	for i, s := range shapes {
 		t.Run(fmt.Sprintf("%d", i), func(t *testing.T) {
@@ -151,7 +152,7 @@ func TestOpGroupNorm(t *testing.T) {
 
 func TestOpSiLU(t *testing.T) {
 	d := device(t)
-	for i, n := range []int{1, 1000, 1 << 20} {
+	for i, n := range []int{1, 1001, 1000, 1 << 20} { // odd sizes take the scalar kernels
 		rng := rand.New(rand.NewPCG(uint64(i), 4))
 		x, dy := randn(rng, n), randn(rng, n)
 		for j := range x {

@@ -147,6 +147,19 @@ func TestTimings(t *testing.T) {
 		})
 	}
 	{
+		// Launch overhead: 100 small element-wise ops back to back, host time included.
+		n := 4096
+		x, y := T(n), T(n)
+		add("silu100", "fwd", false, map[string]int{"n": n, "calls": 100}, 0, func() error {
+			for i := 0; i < 100; i++ {
+				if err := d.SiLUForward(y, x); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	{
 		n := 100 * 64 * 64 * 64
 		x, dy, y, dx := T(n), T(n), T(n), T(n)
 		sh := map[string]int{"n": n}

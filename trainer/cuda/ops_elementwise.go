@@ -6,6 +6,19 @@ import (
 	"github.com/timelapse-ml/pipeline/trainer/nn"
 )
 
+// vec4 reports whether n elements of every tensor can go as float4 (16-byte aligned).
+func vec4(n int, ts ...*Tensor) bool {
+	if n%4 != 0 {
+		return false
+	}
+	for _, t := range ts {
+		if t.Ptr()%16 != 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // SiLUForward computes y = x*sigmoid(x) (nn.SiLUForward). y may alias x.
 func (d *Device) SiLUForward(y, x *Tensor) error {
 	n := x.Len()
@@ -16,6 +29,9 @@ func (d *Device) SiLUForward(y, x *Tensor) error {
 		return err
 	}
 	defer d.leave()
+	if vec4(n, y, x) {
+		return d.elementwise("silu_fwd4", n/4, argT(y), argT(x), argInt(n/4))
+	}
 	return d.elementwise("silu_fwd", n, argT(y), argT(x), argInt(n))
 }
 
@@ -29,6 +45,9 @@ func (d *Device) SiLUBackward(dx, dy, x *Tensor) error {
 		return err
 	}
 	defer d.leave()
+	if vec4(n, dx, dy, x) {
+		return d.elementwise("silu_bwd4", n/4, argT(dx), argT(dy), argT(x), argInt(n/4))
+	}
 	return d.elementwise("silu_bwd", n, argT(dx), argT(dy), argT(x), argInt(n))
 }
 

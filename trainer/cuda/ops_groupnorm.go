@@ -59,6 +59,11 @@ func (d *Device) GroupNormForward(y, x, gamma, beta *Tensor, st *GroupNormStats,
 	} else if err := d.checkOperands("group norm", operand{"mean", st.Mean, s.N * s.Groups}, operand{"rstd", st.Rstd, s.N * s.Groups}); err != nil {
 		return err
 	}
+	if s.N*s.Groups >= 2*d.sms {
+		// enough groups to fill the GPU: statistics and output in one pass
+		return d.perRow("gn_fwd_fused", s.N*s.Groups, argT(y), argT(st.Mean), argT(st.Rstd), argT(x), argT(gamma), argT(beta),
+			argInt(s.N), argInt(s.C), argInt(s.P), argInt(s.Groups), argF32(s.Eps))
+	}
 	if err := d.gnStatsLocked(st, x, s); err != nil {
 		return err
 	}

@@ -15,6 +15,34 @@ extern "C" __global__ void silu_bwd(float* dx, const float* dy, const float* x, 
     }
 }
 
+// Four elements per thread with 16-byte accesses; n4 = n/4, the pointers 16-byte aligned.
+extern "C" __global__ void silu_fwd4(float4* y, const float4* x, int n4) {
+    GRID_STRIDE(i, n4) {
+        float4 v = x[i], o;
+        o.x = v.x / (1.0f + expf(-v.x));
+        o.y = v.y / (1.0f + expf(-v.y));
+        o.z = v.z / (1.0f + expf(-v.z));
+        o.w = v.w / (1.0f + expf(-v.w));
+        y[i] = o;
+    }
+}
+
+__device__ __forceinline__ float silu_grad(float d, float v) {
+    float s = 1.0f / (1.0f + expf(-v));
+    return d * s * (1.0f + v * (1.0f - s));
+}
+
+extern "C" __global__ void silu_bwd4(float4* dx, const float4* dy, const float4* x, int n4) {
+    GRID_STRIDE(i, n4) {
+        float4 v = x[i], d = dy[i], o;
+        o.x = silu_grad(d.x, v.x);
+        o.y = silu_grad(d.y, v.y);
+        o.z = silu_grad(d.z, v.z);
+        o.w = silu_grad(d.w, v.w);
+        dx[i] = o;
+    }
+}
+
 // y = alpha*a + beta*b
 extern "C" __global__ void axpby(float* y, const float* a, float alpha, const float* b, float beta, int n) {
     GRID_STRIDE(i, n) { y[i] = alpha * a[i] + beta * b[i]; }
