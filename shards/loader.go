@@ -70,6 +70,7 @@ type Loader struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	err    error // sticky error returned by Next
+	closed sync.Once
 }
 
 type job struct {
@@ -123,6 +124,7 @@ func NewLoader(ds *Dataset, opt LoaderOptions) (*Loader, error) {
 		return nil, fmt.Errorf("shards: loader: the %s split has no window of %d frames with stride %d (%d videos)",
 			opt.Split, opt.FramesLength, opt.Stride, len(ds.Videos(opt.Split)))
 	}
+	ds.loaders.Add(1)
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &Loader{ds: ds, opt: opt, windows: wins, order: make(chan chan result, opt.Prefetch), cancel: cancel}
 	jobs := make(chan job)
@@ -264,15 +266,19 @@ func (l *Loader) Next(ctx context.Context) (*Batch, error) {
 	}
 }
 
-// Close stops the workers. It is safe to call more than once.
+// Close stops the workers and waits for them. It is safe to call more than
+// once.
 func (l *Loader) Close() {
-	l.cancel()
-	// Drain so that a dispatcher blocked on a full order channel exits.
-	go func() {
-		for range l.order {
-		}
-	}()
-	l.wg.Wait()
+	l.closed.Do(func() {
+		l.cancel()
+		// Drain so that a dispatcher blocked on a full order channel exits.
+		go func() {
+			for range l.order {
+			}
+		}()
+		l.wg.Wait()
+		l.ds.loaders.Add(-1)
+	})
 	if l.err == nil {
 		l.err = errors.New("shards: loader closed")
 	}

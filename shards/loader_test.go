@@ -187,9 +187,15 @@ func TestLoaderErrors(t *testing.T) {
 			t.Fatalf("batch %d: %v", i, err)
 		}
 	}
+	if err := ds.Close(); !errors.Is(err, ErrLoadersOpen) {
+		t.Errorf("dataset Close under an open loader: %v", err)
+	}
 	l.Close()
 	if _, err := l.Next(context.Background()); err == nil {
 		t.Error("Next after Close gave no error")
 	}
 	l.Close()
+	if err := ds.Close(); err != nil {
+		t.Errorf("dataset Close after the loader's: %v", err)
+	}
 }

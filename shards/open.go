@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"sync/atomic"
 
 	"golang.org/x/sync/errgroup"
 )
@@ -30,8 +31,9 @@ type Dataset struct {
 	// Metadata is the schema metadata of the shards (the same in all).
 	Metadata map[string]string
 
-	videos map[string]*video
-	unmaps []func() error
+	videos  map[string]*video
+	unmaps  []func() error
+	loaders atomic.Int32 // open Loaders: Close refuses to unmap under them
 }
 
 // video is one video of the dataset.
@@ -134,9 +136,16 @@ func (d *Dataset) link(parsed []*shardData) error {
 	return nil
 }
 
+// ErrLoadersOpen is returned by Close while Loaders still read the dataset.
+var ErrLoadersOpen = errors.New("shards: dataset closed while loaders are open")
+
 // Close unmaps the shards. No frame bytes obtained from the dataset may be
-// used after.
+// used after. It fails, unmapping nothing, while a Loader on the dataset is
+// open.
 func (d *Dataset) Close() error {
+	if n := d.loaders.Load(); n > 0 {
+		return fmt.Errorf("%w (%d): close them first", ErrLoadersOpen, n)
+	}
 	var first error
 	for _, u := range d.unmaps {
 		if err := u(); err != nil && first == nil {
