@@ -23,7 +23,7 @@ func PretrainKind() pipeline.Kind {
 	})...)
 	return pipeline.Kind{
 		Name:    "pretrain",
-		Version: "1",
+		Version: "2",
 		Doc: "Trains the spatial backbone (a 2D UNet) as an image denoiser on single frames of the training " +
 			"split, each conditioned on an earlier frame of the same video (DDPM, epsilon prediction, MSE). " +
 			"Writes backbone.safetensors (model config and hash in its metadata), its optimizer and RNG state, " +

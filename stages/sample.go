@@ -16,7 +16,7 @@ import (
 func SampleKind() pipeline.Kind {
 	return pipeline.Kind{
 		Name:    "sample",
-		Version: "1",
+		Version: "2",
 		Doc: "Generates a timelapse from a still image (any size; centre-cropped and resized to the training " +
 			"resolution) or, without one, from the first frame of a validation clip, with the train stage's " +
 			"video model and DDIM. Writes sample.gif, sample.mp4 (H.264 via ffmpeg), sample.png (contact " +

@@ -23,7 +23,7 @@ func TrainKind() pipeline.Kind {
 	})...)
 	return pipeline.Kind{
 		Name:    "train",
-		Version: "1",
+		Version: "2",
 		Doc: "Loads the backbone, builds the video model (temporal convs at identity, temporal attention " +
 			"with zero output projections) and trains only the temporal parameters on clips of frames_length " +
 			"frames conditioned on their first frame; the backbone file is only read. Writes " +
