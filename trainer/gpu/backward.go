@@ -91,10 +91,19 @@ func (s *Step) backwardLayer(i int) error {
 	case model.TemporalConv:
 		ts := s.tconvShape(l)
 		err = dataGrad(0, func(dx *cuda.Tensor) error {
+			if !s.opts.CUDATemporalConv {
+				return tconvBackwardData(gpuTconv{s}, dx.Ptr(), dy.Ptr(), s.param(l, 0).Ptr(), ts)
+			}
 			return s.convOp(i, "data", func() error { return d.TemporalConvBackwardData(dx, dy, s.param(l, 0), ts) })
 		})
 		if dw, db := s.wgrad(l, 0), s.wgrad(l, 1); err == nil && dw != nil {
-			err = s.convOp(i, "filter", func() error { return d.TemporalConvBackwardFilter(dw, db, dy, x(0), ts) })
+			if !s.opts.CUDATemporalConv {
+				if err = tconvBackwardFilter(gpuTconv{s}, dw.Ptr(), dy.Ptr(), x(0).Ptr(), ts); err == nil && db != nil {
+					err = d.SumChannels(db, dy, s.chanShape(l.Out))
+				}
+			} else {
+				err = s.convOp(i, "filter", func() error { return d.TemporalConvBackwardFilter(dw, db, dy, x(0), ts) })
+			}
 		} else if err == nil && db != nil {
 			err = d.SumChannels(db, dy, s.chanShape(l.Out))
 		}

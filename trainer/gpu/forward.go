@@ -83,9 +83,13 @@ func (s *Step) forward(i int) error {
 			return d.Conv2DForward(y, in[0], s.param(l, 0), s.param(l, 1), s.conv2dShape(l))
 		})
 	case model.TemporalConv:
-		err = s.convOp(i, "fwd", func() error {
-			return d.TemporalConvForward(y, in[0], s.param(l, 0), s.param(l, 1), s.tconvShape(l))
-		})
+		if s.opts.CUDATemporalConv {
+			err = s.convOp(i, "fwd", func() error {
+				return d.TemporalConvForward(y, in[0], s.param(l, 0), s.param(l, 1), s.tconvShape(l))
+			})
+		} else {
+			err = tconvForward(gpuTconv{s}, y.Ptr(), in[0].Ptr(), s.param(l, 0).Ptr(), tptr(s.param(l, 1)), s.tconvShape(l))
+		}
 	case model.GroupNorm:
 		gs := s.gnShape(l)
 		var st *cuda.GroupNormStats

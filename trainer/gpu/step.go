@@ -21,6 +21,9 @@ type Options struct {
 	CacheDir string
 	// Profile records device time per layer kind and pass (see Profile).
 	Profile bool
+	// CUDATemporalConv runs temporal convolutions through trainer/cuda's ops
+	// (a 3x patch matrix) instead of this package's direct GEMMs (tconv.go).
+	CUDATemporalConv bool
 	// NoCUDNN keeps convolutions on trainer/cuda's im2col kernels and cuBLAS
 	// even when cuDNN loads.
 	NoCUDNN bool
@@ -66,6 +69,7 @@ type Step struct {
 	// has waited for yet.
 	uploading bool
 	prof      *profiler
+	opts      Options
 	pred      []float32 // Predict's result
 }
 
@@ -114,7 +118,7 @@ func newStep(dev *cuda.Device, p *model.Params, video bool, B, T, H, W int, opts
 		return nil, err
 	}
 	s := &Step{dev: dev, p: pl, video: video, params: p, weights: map[string]*cuda.Tensor{},
-		wgrads: map[string]*cuda.Tensor{}, gradIndex: map[string]int{}, hostGrads: true, noDNN: map[string]bool{}}
+		wgrads: map[string]*cuda.Tensor{}, gradIndex: map[string]int{}, hostGrads: true, noDNN: map[string]bool{}, opts: opts}
 	if video {
 		s.skip = 1
 	}

@@ -115,12 +115,15 @@ func TestStepMatchesCPU(t *testing.T) {
 		tf32       bool
 		tol        float64
 		noDNN      bool
+		cudaTconv  bool
 	}{
-		{"tiny-video", model.Tiny(), true, 2, 4, 16, 16, false, 1e-3, false},
-		{"tiny-backbone", model.Tiny(), false, 2, 2, 16, 16, false, 1e-3, false},
-		{"timelapse-video", model.Timelapse(), true, 1, 5, 16, 16, false, 1e-3, false},
-		{"tiny-video-tf32", model.Tiny(), true, 2, 4, 16, 16, true, 3e-2, false},
-		{"tiny-video-im2col", model.Tiny(), true, 2, 4, 16, 16, false, 1e-3, true},
+		{"tiny-video", model.Tiny(), true, 2, 4, 16, 16, false, 1e-3, false, false},
+		{"tiny-backbone", model.Tiny(), false, 2, 2, 16, 16, false, 1e-3, false, false},
+		{"timelapse-video", model.Timelapse(), true, 1, 5, 16, 16, false, 1e-3, false, false},
+		{"tiny-video-tf32", model.Tiny(), true, 2, 4, 16, 16, true, 3e-2, false, false},
+		{"tiny-video-im2col", model.Tiny(), true, 2, 4, 16, 16, false, 1e-3, true, false},
+		{"tiny-video-cuda-tconv", model.Tiny(), true, 2, 4, 16, 16, false, 1e-3, false, true},
+		{"timelapse-video-T2", model.Timelapse(), true, 2, 2, 16, 16, false, 1e-3, false, false},
 	}
 	for ci, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -130,7 +133,7 @@ func TestStepMatchesCPU(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer cpu.Close()
-			s, err := NewStep(p, c.video, c.B, c.T, c.H, c.W, Options{TF32: c.tf32, NoCUDNN: c.noDNN})
+			s, err := NewStep(p, c.video, c.B, c.T, c.H, c.W, Options{TF32: c.tf32, NoCUDNN: c.noDNN, CUDATemporalConv: c.cudaTconv})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -39,6 +39,7 @@ type result struct {
 	GPUMS          float64 `json:"gpu_ms_median"`
 	CUDNN          bool    `json:"cudnn"`
 	CUDNNCalls     int64   `json:"cudnn_calls"`
+	Variant        string  `json:"variant"`
 	PeakMiB        float64 `json:"peak_alloc_mib"`
 	ReservedMiB    float64 `json:"reserved_mib"`
 	DeviceUsedMiB  float64 `json:"device_used_mib"`
@@ -63,6 +64,7 @@ func main() {
 	optState := flag.String("optimizer", "host", "optimizer state: host or device")
 	spec := flag.String("spec", "", "write the network description JSON here and exit")
 	noDNN := flag.Bool("nocudnn", false, "convolutions on trainer/cuda's im2col kernels, not cuDNN")
+	cudaTconv := flag.Bool("cudatconv", false, "temporal convolutions through trainer/cuda (patch matrix), not trainer/gpu's direct GEMMs")
 	profile := flag.String("profile", "", "write a per-layer-kind GPU time table (markdown) here")
 	flag.Parse()
 	log.SetFlags(0)
@@ -96,7 +98,7 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	step, err := gpu.NewStep(params, true, *B, *T, *res, *res, gpu.Options{TF32: *tf32, NoCUDNN: *noDNN, Profile: *profile != ""})
+	step, err := gpu.NewStep(params, true, *B, *T, *res, *res, gpu.Options{TF32: *tf32, NoCUDNN: *noDNN, CUDATemporalConv: *cudaTconv, Profile: *profile != ""})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -185,6 +187,12 @@ func main() {
 		DeviceUsedMiB: float64(total-free) / (1 << 20), FinalLoss: float64(loss)}
 	r.SamplesPerS = float64(*B) / (r.StepMS / 1e3)
 	r.GPUMS = median(gpuT)
+	switch {
+	case *cudaTconv:
+		r.Variant = "tconv via trainer/cuda"
+	case *noDNN:
+		r.Variant = "no cuDNN"
+	}
 	r.CUDNN, r.CUDNNCalls = step.Device().CUDNN()
 	r.OptimFrac = r.OptimMS / r.StepMS
 	if devOpt != nil {
