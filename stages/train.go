@@ -16,6 +16,7 @@ func TrainKind() pipeline.Kind {
 	params := []pipeline.ParamSpec{
 		{Name: "backbone", Type: pipeline.Path, Doc: "an existing backbone.safetensors to use instead of a needed pretrain stage's (only read)"},
 		{Name: "frames_length", Type: pipeline.Int, Default: 25, Min: pipeline.Bound(2), Max: pipeline.Bound(1000), Doc: "frames per training clip; the first is the condition"},
+		{Name: "sample_every", Type: pipeline.Int, Default: 0, Min: pipeline.Bound(0), Max: pipeline.Bound(1e9), Doc: "steps between preview GIFs in previews/ (the first validation frame animated with the current weights; 0: none)"},
 	}
 	params = append(params, trainingParams(trainingDefaults{
 		resolution: 32, batch: 2, steps: 300, warmup: 20, every: 50, lr: 1e-3, weightDecay: 0.01,
@@ -61,6 +62,7 @@ func runTrain(ctx context.Context, r *pipeline.StageRun) error {
 	}
 	res, err := trainer.Train(ctx, trainer.TrainOptions{
 		Common: commonOptions(r, shardsDir), Backbone: backbone, FramesLength: r.Params.Int("frames_length"),
+		SampleEvery: r.Params.Int("sample_every"),
 	})
 	if err != nil {
 		return err

@@ -98,6 +98,10 @@ type TrainOptions struct {
 	Backbone string
 	// FramesLength is the number of frames per training clip (0 means 25).
 	FramesLength int
+	// SampleEvery, when > 0, writes previews/step-NNNNNN.gif every that
+	// many steps: the first validation frame animated with the current
+	// weights (10 DDIM steps, FramesLength frames).
+	SampleEvery int
 }
 
 // SampleOptions configures Sample.

@@ -62,6 +62,9 @@ type session struct {
 	clipT, stride int
 	steps, start  int
 	res           Result
+	// extraHooks run after the built-in ones; closers at close.
+	extraHooks []Hook
+	closers    []func()
 }
 
 // setup builds the graph, optimizer, checkpointer and metrics log, and
@@ -144,6 +147,9 @@ func (s *session) openData(ctx context.Context) error {
 }
 
 func (s *session) close() {
+	for _, f := range s.closers {
+		f()
+	}
 	if s.loader != nil {
 		s.loader.Close()
 	}
@@ -237,7 +243,7 @@ func (s *session) run(ctx context.Context) (*Result, error) {
 	ckptHook := Hook{Name: "checkpoint", Every: c.CheckpointEvery, AtEnd: true, Fn: func(_ context.Context, st *Status) error {
 		return s.checkpoint(st.Step)
 	}}
-	loop := &Loop{Start: s.start, Steps: s.steps, Step: s.step, Hooks: []Hook{logHook, valHook, ckptHook}, Log: c.Log,
+	loop := &Loop{Start: s.start, Steps: s.steps, Step: s.step, Hooks: append([]Hook{logHook, valHook, ckptHook}, s.extraHooks...), Log: c.Log,
 		OnInterrupt: func(_ context.Context, st *Status) error { return s.checkpoint(st.Step) }}
 	st, err := loop.Run(ctx)
 	s.res.Steps = st.Step

@@ -112,6 +112,13 @@ func Train(ctx context.Context, o TrainOptions) (*Result, error) {
 	if err := s.openData(ctx); err != nil {
 		return nil, fmt.Errorf("train: %w", err)
 	}
+	if o.SampleEvery > 0 {
+		h, err := s.previewHook(o.SampleEvery)
+		if err != nil {
+			return nil, fmt.Errorf("train: %w", err)
+		}
+		s.extraHooks = append(s.extraHooks, h)
+	}
 	if err := s.baseline(ctx); err != nil {
 		return nil, fmt.Errorf("train: baseline validation: %w", err)
 	}

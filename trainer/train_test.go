@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -152,6 +153,7 @@ func TestTrainResumeIsExact(t *testing.T) {
 
 func TestTrainLeavesBackboneIdentical(t *testing.T) {
 	o := trainOpts(t, 3)
+	o.SampleEvery = 2
 	before, err := checkpoint.FileHash(o.Backbone)
 	if err != nil {
 		t.Fatal(err)
@@ -162,6 +164,9 @@ func TestTrainLeavesBackboneIdentical(t *testing.T) {
 	after, _ := checkpoint.FileHash(o.Backbone)
 	if before != after {
 		t.Fatalf("backbone hash changed: %s -> %s", before, after)
+	}
+	if _, err := os.Stat(filepath.Join(o.OutDir, PreviewDir, "step-000002.gif")); err != nil {
+		t.Errorf("sample hook: %v", err)
 	}
 	f := readTensors(t, filepath.Join(o.OutDir, TemporalFile))
 	if f.Metadata[MetaBackboneHash] != before {
