@@ -130,8 +130,11 @@ type dnnState struct {
 	bad   map[convGeom]error // geometries cuDNN refused: use im2col
 	calls int64
 	// findOn times the algorithms on first use (cudnnFind...AlgorithmEx) instead of
-	// trusting the heuristics; PIPELINE_CUDNN_FIND=0 turns it off.
-	findOn bool
+	// trusting the heuristics, in strict float32 (where the timed choice, Winograd,
+	// beat the heuristics' and PyTorch's by up to 3.6x on an H100) and, with
+	// findTF32, also in TF32 (where the heuristics' choice was as fast or faster, up to
+	// 1.7x; bench/RESULTS.md). PIPELINE_CUDNN_FIND=0 turns timing off, =all on for both.
+	findOn, findTF32 bool
 }
 
 // findWorkspaces are the scratch sizes offered to cudnnFind, largest first.
@@ -176,7 +179,8 @@ func newDNN(d *Device) *dnnState {
 		return nil
 	}
 	st := &dnnState{api: api, plans: map[convGeom]*convPlan{}, bad: map[convGeom]error{},
-		findOn: os.Getenv("PIPELINE_CUDNN_FIND") != "0" && api.findFwd != 0 && api.findBwdData != 0 && api.findBwdFilter != 0}
+		findOn:   os.Getenv("PIPELINE_CUDNN_FIND") != "0" && api.findFwd != 0 && api.findBwdData != 0 && api.findBwdFilter != 0,
+		findTF32: os.Getenv("PIPELINE_CUDNN_FIND") == "all"}
 	if err := api.call("cudnnCreate", api.create, ptr(&st.h)); err != nil {
 		slog.Warn("cuda: cuDNN handle not created; convolutions use im2col and cuBLAS", "err", err)
 		return nil
@@ -278,7 +282,7 @@ func (st *dnnState) build(d *Device, g convGeom, x, y, f uintptr) (_ *convPlan, 
 	}
 	perf := make([]byte, dnnMaxAlgos*dnnPerfBytes)
 	var n int32
-	if st.findOn && x != 0 {
+	if st.findOn && x != 0 && (!g.tf32 || st.findTF32) {
 		// Time the candidates on the real buffers once, as PyTorch's cudnn.benchmark does.
 		if ferr := st.findAlgos(d, g, p, x, y, f, perf, &n); ferr == nil && n > 0 {
 			p.found = true
