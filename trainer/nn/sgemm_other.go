@@ -2,7 +2,7 @@
 
 package nn
 
-const haveFMA = false
+var haveFMA = false
 
 func sgemmKernel6x16(k int, a, b, c *float32) { panic("nn: no FMA kernel on this architecture") }
 
