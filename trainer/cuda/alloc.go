@@ -96,8 +96,9 @@ func (a *Allocator) use(cls int64) {
 	}
 }
 
-// put returns a buffer to the cache. Work already queued on the device's single stream
-// that reads the buffer runs before any later work that reuses it, so no sync is needed.
+// put returns a buffer to the cache. Work already queued on the device's stream that
+// reads the buffer runs before any later work that reuses it, so no sync is needed. Work
+// on other streams (NewStream) must be ordered before the Free with an event.
 func (a *Allocator) put(b *Buffer) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -148,7 +149,10 @@ func (d *Device) Alloc(n int64) (*Buffer, error) {
 	return d.alloc.get(n)
 }
 
-// Free returns the buffer to its allocator's cache. Freeing twice is a no-op.
+// Free returns the buffer to its allocator's cache for reuse by later allocations.
+// Work queued on the device's stream is safe; work on another stream that uses the
+// buffer must be done, or ordered before later users with an event, first. Freeing twice
+// is a no-op.
 func (b *Buffer) Free() {
 	if b == nil || b.a == nil {
 		return

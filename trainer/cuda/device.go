@@ -23,6 +23,10 @@ type Options struct {
 	// NoCUDNN keeps convolutions on the package's own im2col kernels and cuBLAS even
 	// when cuDNN loads.
 	NoCUDNN bool
+	// Deterministic restricts cuDNN to algorithms it marks deterministic and turns off
+	// its timed algorithm search (whose choice can differ between runs); a convolution
+	// with no such algorithm uses the package's own kernels, which are deterministic.
+	Deterministic bool
 	// CacheDir holds compiled kernels. Empty: $PIPELINE_CUDA_CACHE, else
 	// os.UserCacheDir()/pipeline/cuda. "-" disables the disk cache.
 	CacheDir string

@@ -242,3 +242,36 @@ func TestOperandChecks(t *testing.T) {
 		t.Error("Conv2D accepted an invalid shape")
 	}
 }
+
+// With Options.Deterministic, repeating a convolution step gives bit-identical results
+// (and still nn's).
+func TestDeterministicConv(t *testing.T) {
+	d, err := Open(0, Options{Deterministic: true, CacheDir: t.TempDir()})
+	must(t, err)
+	defer d.Close()
+	s := nn.Conv2DShape{N: 8, C: 32, H: 32, W: 32, K: 32, KH: 3, KW: 3, Stride: 1, Pad: 1}
+	rng := rand.New(rand.NewPCG(3, 15))
+	x, w, dy := randn(rng, s.InLen()), randn(rng, s.WeightLen()), randn(rng, s.OutLen())
+	want := make([]float32, s.WeightLen())
+	nn.Conv2DBackwardFilter(want, nil, dy, x, s)
+	var first []float32
+	for r := 0; r < 3; r++ {
+		gx, gw, gdy, gdw := upload(t, d, x), upload(t, d, w), upload(t, d, dy), poisoned(t, d, s.WeightLen())
+		must(t, d.Conv2DBackwardFilter(gdw, nil, gdy, gx, s))
+		got, err := gdw.ToHost()
+		must(t, err)
+		if e := relErr(got, want); e > tolStrict {
+			t.Fatalf("round %d: relative error %g", r, e)
+		}
+		if first == nil {
+			first = got
+		} else {
+			for i := range got {
+				if got[i] != first[i] {
+					t.Fatalf("round %d differs from round 0 at %d: %v vs %v", r, i, got[i], first[i])
+				}
+			}
+		}
+		freeAll(gx, gw, gdy, gdw)
+	}
+}
