@@ -46,6 +46,15 @@ func (s *Step) gradsDone(l model.Layer) error {
 func (s *Step) backwardLayer(i int) error {
 	l := s.p.net.Layers[i]
 	d := s.dev
+	if s.p.fusedSiLU[i] {
+		// the fused group norm before it takes d loss / d silu output
+		s.grads[l.In[0]] = s.grads[l.Out]
+		s.grads[l.Out] = nil
+		for _, v := range s.p.freeAfterBwd[i] {
+			s.freeValue(v)
+		}
+		return nil
+	}
 	gy := s.grads[l.Out]
 	if gy == nil {
 		return fmt.Errorf("no gradient reached value %d", l.Out)
@@ -112,7 +121,15 @@ func (s *Step) backwardLayer(i int) error {
 		gs := s.gnShape(l)
 		st := s.gn[i]
 		dg, db := s.wgrad(l, 0), s.wgrad(l, 1)
-		if need(0) {
+		if s.p.fusedGN[i] {
+			gamma, beta := s.param(l, 0), s.param(l, 1)
+			err = dataGrad(0, func(dx *cuda.Tensor) error {
+				return s.gnSiLUBackwardData(dx, dy, x(0), gamma, beta, st, gs)
+			})
+			if err == nil && (dg != nil || db != nil) {
+				err = s.gnSiLUBackwardParams(dg, db, dy, x(0), gamma, beta, st, gs)
+			}
+		} else if need(0) {
 			err = dataGrad(0, func(dx *cuda.Tensor) error {
 				return d.GroupNormBackward(dx, dg, db, dy, x(0), s.param(l, 0), st, gs)
 			})

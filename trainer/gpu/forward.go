@@ -60,11 +60,20 @@ func (s *Step) param(l model.Layer, i int) *cuda.Tensor {
 func (s *Step) forward(i int) error {
 	l := s.p.net.Layers[i]
 	d := s.dev
-	y, err := d.NewTensor(s.p.shapes[l.Out]...)
+	if s.p.fusedSiLU[i] {
+		// computed by the fused group norm before it
+		s.freeAfter(i)
+		return nil
+	}
+	out := l.Out
+	if s.p.fusedGN[i] {
+		out = s.p.net.Layers[i+1].Out // the GN output is never materialised
+	}
+	y, err := d.NewTensor(s.p.shapes[out]...)
 	if err != nil {
 		return err
 	}
-	s.vals[l.Out] = y
+	s.vals[out] = y
 	in := make([]*cuda.Tensor, len(l.In))
 	for j, v := range l.In {
 		if in[j] = s.vals[v]; in[j] == nil {
@@ -99,7 +108,17 @@ func (s *Step) forward(i int) error {
 			}
 			s.gn[i] = st
 		}
-		err = d.GroupNormForward(y, in[0], s.param(l, 0), s.param(l, 1), st, gs)
+		if s.p.fusedGN[i] {
+			if st == nil {
+				if st, err = d.NewGroupNormStats(gs); err != nil {
+					return err
+				}
+				defer st.Free()
+			}
+			err = s.gnSiLUForward(y, in[0], s.param(l, 0), s.param(l, 1), st, gs)
+		} else {
+			err = d.GroupNormForward(y, in[0], s.param(l, 0), s.param(l, 1), st, gs)
+		}
 	case model.Attention:
 		err = s.attentionForward(i, l, y, in[0])
 	case model.Upsample:
@@ -116,6 +135,12 @@ func (s *Step) forward(i int) error {
 	if err != nil {
 		return err
 	}
+	s.freeAfter(i)
+	return nil
+}
+
+// freeAfter frees the values no later step reads once layer i's forward ran.
+func (s *Step) freeAfter(i int) {
 	free := s.p.freeAfterFwd[i]
 	if s.eval {
 		free = s.p.freeAfterEval[i]
@@ -123,7 +148,6 @@ func (s *Step) forward(i int) error {
 	for _, v := range free {
 		s.freeValue(v)
 	}
-	return nil
 }
 
 // keeps reports whether layer i's forward keeps state for its backward.

@@ -32,6 +32,9 @@ type plan struct {
 	freeAfterEval [][]int
 	// persistent values live outside the per-step allocation (step inputs).
 	persistent []bool
+	// fusedGN[i]: layer i is a GroupNorm fused with the SiLU at i+1
+	// (gnsilu.go); fusedSiLU[i]: layer i is that SiLU.
+	fusedGN, fusedSiLU []bool
 }
 
 func (p *plan) paramTrainable(names []string) bool {
@@ -56,7 +59,7 @@ func shapeOf(net *model.Net, v, N, H, W int) []int {
 	}
 }
 
-func newPlan(net *model.Net, B, T, H, W int, trainable func(model.ParamSpec) bool) (*plan, error) {
+func newPlan(net *model.Net, B, T, H, W int, trainable func(model.ParamSpec) bool, fuse bool) (*plan, error) {
 	if err := net.Config.CheckSize(H, W); err != nil {
 		return nil, err
 	}
@@ -98,6 +101,14 @@ func newPlan(net *model.Net, B, T, H, W int, trainable func(model.ParamSpec) boo
 			// spatial attention reads qkv; temporal attention keeps its own
 			// frame-major copy of it (attention.go)
 			p.saves[i][0] = !l.Temporal
+		}
+	}
+	p.fusedGN = make([]bool, nl)
+	p.fusedSiLU = make([]bool, nl)
+	for i := range net.Layers {
+		if fuse && fusable(net, i) {
+			p.fusedGN[i], p.fusedSiLU[i+1] = true, true
+			p.saves[i+1][0] = false // the fused backward recomputes the SiLU input
 		}
 	}
 	p.persistent = make([]bool, nv)

@@ -18,13 +18,15 @@ func TestPlanKeepsWhatIsRead(t *testing.T) {
 		name  string
 		cfg   model.Config
 		video bool
-	}{{"tiny-video", model.Tiny(), true}, {"timelapse-video", model.Timelapse(), true}, {"tiny-backbone", model.Tiny(), false}} {
+		fuse  bool
+	}{{"tiny-video", model.Tiny(), true, true}, {"timelapse-video", model.Timelapse(), true, true},
+		{"tiny-backbone", model.Tiny(), false, true}, {"timelapse-video-unfused", model.Timelapse(), true, false}} {
 		t.Run(c.name, func(t *testing.T) {
 			net, err := model.Describe(c.cfg, c.video)
 			if err != nil {
 				t.Fatal(err)
 			}
-			p, err := newPlan(net, 2, 3, 16, 16, func(s model.ParamSpec) bool { return s.Temporal == c.video })
+			p, err := newPlan(net, 2, 3, 16, 16, func(s model.ParamSpec) bool { return s.Temporal == c.video }, c.fuse)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -112,7 +114,7 @@ func TestPlanRequiresGrad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := newPlan(net, 1, 2, 16, 16, func(s model.ParamSpec) bool { return s.Temporal })
+	p, err := newPlan(net, 1, 2, 16, 16, func(s model.ParamSpec) bool { return s.Temporal }, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +133,19 @@ func TestPlanRequiresGrad(t *testing.T) {
 	if !p.reqGrad[net.Output] {
 		t.Error("no gradient reaches the output")
 	}
-	if _, err := newPlan(net, 1, 2, 15, 16, func(model.ParamSpec) bool { return true }); err == nil {
+	fused := 0
+	for i := range net.Layers {
+		if p.fusedGN[i] {
+			fused++
+			if net.Layers[i+1].Kind != model.SiLU {
+				t.Errorf("fused group norm %s is not followed by a SiLU", net.Layers[i].Name)
+			}
+		}
+	}
+	if fused == 0 {
+		t.Error("no group norm fused with its SiLU")
+	}
+	if _, err := newPlan(net, 1, 2, 15, 16, func(model.ParamSpec) bool { return true }, true); err == nil {
 		t.Error("a frame size the UNet cannot halve was accepted")
 	}
 }

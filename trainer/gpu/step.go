@@ -21,6 +21,9 @@ type Options struct {
 	CacheDir string
 	// Profile records device time per layer kind and pass (see Profile).
 	Profile bool
+	// NoFusion runs each GroupNorm and the SiLU after it as two ops
+	// (trainer/cuda's group norm) instead of one fused op (gnsilu.go).
+	NoFusion bool
 	// CUDATemporalConv runs temporal convolutions through trainer/cuda's ops
 	// (a 3x patch matrix) instead of this package's direct GEMMs (tconv.go).
 	CUDATemporalConv bool
@@ -113,7 +116,7 @@ func newStep(dev *cuda.Device, p *model.Params, video bool, B, T, H, W int, opts
 	if video && T < 2 {
 		return nil, fmt.Errorf("gpu: video training needs at least 2 frames, got %d", T)
 	}
-	pl, err := newPlan(net, B, T, H, W, func(s model.ParamSpec) bool { return s.Temporal == video })
+	pl, err := newPlan(net, B, T, H, W, func(s model.ParamSpec) bool { return s.Temporal == video }, !opts.NoFusion)
 	if err != nil {
 		return nil, err
 	}
