@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 
 	"github.com/timelapse-ml/pipeline/trainer/diffusion"
@@ -498,5 +499,51 @@ func TestInterpretMatchesGraph(t *testing.T) {
 			t.Errorf("video=%v: graph and interpreter differ by %g", video, d)
 		}
 		fg.Close()
+	}
+}
+
+// Gradients are bit-identical whatever the number of cores, so a resumed
+// or repeated run reproduces exactly.
+func TestGradientsIndependentOfCores(t *testing.T) {
+	cfg := small()
+	for _, video := range []bool{true, false} {
+		var ref [][]float32
+		for _, procs := range []int{1, 3} {
+			prev := runtime.GOMAXPROCS(procs)
+			p, err := NewParams(cfg, 4)
+			if err != nil {
+				t.Fatal(err)
+			}
+			T := 4
+			if !video {
+				T = 1
+			}
+			tg, err := BuildTrain(p, video, 2, T, 8, 8)
+			if err != nil {
+				t.Fatal(err)
+			}
+			in, ts, target := batch(t, cfg, 2, T, 8, 8, 6)
+			if _, err := tg.Step(in, ts, target); err != nil {
+				t.Fatal(err)
+			}
+			var gs [][]float32
+			for i := range tg.Trainable {
+				gs = append(gs, append([]float32(nil), tg.Grad(i)...))
+			}
+			tg.Close()
+			runtime.GOMAXPROCS(prev)
+			if ref == nil {
+				ref = gs
+				continue
+			}
+			for i := range gs {
+				for j := range gs[i] {
+					if math.Float32bits(gs[i][j]) != math.Float32bits(ref[i][j]) {
+						t.Fatalf("video=%v: gradient of %s[%d] differs between 1 and %d cores: %g vs %g",
+							video, tg.Trainable[i].Name, j, procs, gs[i][j], ref[i][j])
+					}
+				}
+			}
+		}
 	}
 }

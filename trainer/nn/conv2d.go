@@ -194,41 +194,42 @@ func Conv2DBackwardData(dx, dy, w []float32, s Conv2DShape) {
 	})
 }
 
+// filterChunks is the fixed number of frame chunks the filter gradient is
+// split into: partial sums per chunk, added in chunk order, so the result is
+// bit-identical whatever the number of cores.
+const filterChunks = 8
+
 // Conv2DBackwardFilter computes dw (and db when not nil) from dy and x.
-// dw and db are overwritten.
+// dw and db are overwritten. The result does not depend on GOMAXPROCS.
 func Conv2DBackwardFilter(dw, db, dy, x []float32, s Conv2DShape) {
 	oh, ow := s.OutH(), s.OutW()
 	ohw := oh * ow
 	ckk := s.C * s.KH * s.KW
-	nw := workers()
-	if nw > s.N {
-		nw = s.N
-	}
-	// per-worker partial sums, reduced at the end
-	parts := make([][]float32, nw)
-	parallelFor(s.N, func(wk, n int) {
-		if parts[wk] == nil {
-			parts[wk] = make([]float32, len(dw))
-		}
-		xn := x[n*s.C*s.H*s.W : (n+1)*s.C*s.H*s.W]
-		dyn := dy[n*s.K*ohw : (n+1)*s.K*ohw]
-		col := xn
+	chunks := min(filterChunks, s.N)
+	parts := make([][]float32, chunks)
+	parallelFor(chunks, func(_, ch int) {
+		part := make([]float32, len(dw))
 		var bp *[]float32
-		if !s.pointwise() {
-			bp = colPool.Get().(*[]float32)
-			col = scratch(bp, ckk*ohw)
-			im2col(col, xn, s)
+		for n := ch * s.N / chunks; n < (ch+1)*s.N/chunks; n++ {
+			xn := x[n*s.C*s.H*s.W : (n+1)*s.C*s.H*s.W]
+			dyn := dy[n*s.K*ohw : (n+1)*s.K*ohw]
+			col := xn
+			if !s.pointwise() {
+				if bp == nil {
+					bp = colPool.Get().(*[]float32)
+				}
+				col = scratch(bp, ckk*ohw)
+				im2col(col, xn, s)
+			}
+			Sgemm(false, true, s.K, ckk, ohw, 1, dyn, ohw, col, ohw, 1, part, ckk)
 		}
-		Sgemm(false, true, s.K, ckk, ohw, 1, dyn, ohw, col, ohw, 1, parts[wk], ckk)
 		if bp != nil {
 			colPool.Put(bp)
 		}
+		parts[ch] = part
 	})
-	zero(dw)
-	for _, p := range parts {
-		if p == nil {
-			continue
-		}
+	copy(dw, parts[0])
+	for _, p := range parts[1:] {
 		for i, v := range p {
 			dw[i] += v
 		}
