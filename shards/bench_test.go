@@ -122,7 +122,9 @@ func BenchmarkLoader(b *testing.B) {
 		for _, workers := range []int{1, 2} {
 			b.Run(fmt.Sprintf("res=%d/workers=%d", res, workers), func(b *testing.B) {
 				const batch = 2
-				l, err := NewLoader(ds, LoaderOptions{FramesLength: benchT, Resolution: res, Batch: batch, Workers: workers, Seed: 1})
+				// No frame cache: every frame decoded, as in a first epoch
+				// (BenchmarkLoaderCached measures later epochs).
+				l, err := NewLoader(ds, LoaderOptions{FramesLength: benchT, Resolution: res, Batch: batch, Workers: workers, Seed: 1, CacheBytes: -1})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -133,9 +135,49 @@ func BenchmarkLoader(b *testing.B) {
 				b.ResetTimer()
 				cpu0 := cpuSeconds()
 				for i := 0; i < b.N; i++ {
+					bt, err := l.Next(context.Background())
+					if err != nil {
+						b.Fatal(err)
+					}
+					l.Recycle(bt)
+				}
+				reportClips(b, b.N*batch, cpu0)
+			})
+		}
+	}
+}
+
+// BenchmarkLoaderCached: clips/s once the frame cache holds every frame (the
+// fixture is 160 frames; an epoch visits each about 25 times).
+func BenchmarkLoaderCached(b *testing.B) {
+	_, sdir := benchFixture(b)
+	ds, err := Open(sdir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ds.Close()
+	for _, res := range []int{64, 256} {
+		for _, workers := range []int{1, 2} {
+			b.Run(fmt.Sprintf("res=%d/workers=%d", res, workers), func(b *testing.B) {
+				const batch = 4
+				l, err := NewLoader(ds, LoaderOptions{FramesLength: benchT, Resolution: res, Batch: batch, Workers: workers, Seed: 1, CacheBytes: 1 << 30})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer l.Close()
+				for i := 0; i < l.BatchesPerEpoch(); i++ { // one epoch fills the cache
 					if _, err := l.Next(context.Background()); err != nil {
 						b.Fatal(err)
 					}
+				}
+				b.ResetTimer()
+				cpu0 := cpuSeconds()
+				for i := 0; i < b.N; i++ {
+					bt, err := l.Next(context.Background())
+					if err != nil {
+						b.Fatal(err)
+					}
+					l.Recycle(bt)
 				}
 				reportClips(b, b.N*batch, cpu0)
 			})
@@ -285,5 +327,34 @@ func reportClips(b *testing.B, clips int, cpu0 float64) {
 	b.ReportMetric(float64(clips)/b.Elapsed().Seconds(), "clips/s")
 	if cpu := cpuSeconds() - cpu0; cpu > 0 {
 		b.ReportMetric(float64(clips)/cpu, "clips/cpu-s")
+	}
+}
+
+// BenchmarkDecodeFrame: one 512x512 frame, JPEG decode plus ToTensor, on
+// one goroutine: the loader's unit of work.
+func BenchmarkDecodeFrame(b *testing.B) {
+	data := benchJPEG(1, 1)
+	for _, res := range []int{0, 64, 256} {
+		name := fmt.Sprintf("res=%d", res)
+		if res == 0 {
+			name = "decode-only"
+		}
+		b.Run(name, func(b *testing.B) {
+			dst := make([]float32, 3*res*res)
+			cpu0 := cpuSeconds()
+			for i := 0; i < b.N; i++ {
+				img, err := jpeg.Decode(bytes.NewReader(data))
+				if err != nil {
+					b.Fatal(err)
+				}
+				if res > 0 {
+					ToTensor(dst, img, res)
+				}
+			}
+			if cpu := cpuSeconds() - cpu0; cpu > 0 {
+				b.ReportMetric(float64(b.N)/cpu, "frames/cpu-s")
+			}
+			b.ReportMetric(float64(len(data)), "jpeg-bytes")
+		})
 	}
 }

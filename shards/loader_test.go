@@ -79,6 +79,9 @@ func TestLoaderClipsHoldTheRightFrames(t *testing.T) {
 					t.Fatalf("clip %s@%d frame %d: %v", b.Videos[i], b.Starts[i], k, err)
 				}
 				ToTensor(want, img, R)
+				q := make([]uint8, len(want))
+				quantize(q, want)
+				dequantize(want, q)
 				got := b.Data[(i*T+k)*frame : (i*T+k+1)*frame]
 				if !slices.Equal(got, want) {
 					t.Fatalf("clip %s@%d: frame %d is not frame %d of the video", b.Videos[i], b.Starts[i], k, b.Starts[i]+k*stride)
@@ -197,5 +200,45 @@ func TestLoaderErrors(t *testing.T) {
 	l.Close()
 	if err := ds.Close(); err != nil {
 		t.Errorf("dataset Close after the loader's: %v", err)
+	}
+}
+
+// The frame cache changes speed, never values: no cache, a cache too small
+// for the set, and the default give the same batches.
+func TestLoaderCacheChangesNoValue(t *testing.T) {
+	src := makeFramesDir(t, 16, fiveVideos[:5]...)
+	ds := open(t, pack1(t, src))
+	var runs [][]*Batch
+	for _, cache := range []int64{-1, 3 * 8 * 8 * 10, 0} {
+		runs = append(runs, collect(t, ds, LoaderOptions{FramesLength: 3, Resolution: 8, Batch: 3, Workers: 2, Seed: 5, Epochs: 2, CacheBytes: cache}))
+	}
+	// Recycled buffers: every value is rewritten.
+	l, err := NewLoader(ds, LoaderOptions{FramesLength: 3, Resolution: 8, Batch: 3, Workers: 2, Seed: 5, Epochs: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range runs[0] {
+		b, err := l.Next(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(b.Data, runs[0][i].Data) {
+			t.Fatalf("recycling: batch %d differs", i)
+		}
+		for j := range b.Data {
+			b.Data[j] = 42 // poison before handing it back
+		}
+		l.Recycle(b)
+	}
+	l.Close()
+	for r := 1; r < len(runs); r++ {
+		if len(runs[r]) != len(runs[0]) {
+			t.Fatalf("run %d: %d batches, want %d", r, len(runs[r]), len(runs[0]))
+		}
+		for i := range runs[0] {
+			if !slices.Equal(runs[r][i].Data, runs[0][i].Data) {
+				t.Fatalf("run %d batch %d: values differ from the uncached run", r, i)
+			}
+		}
 	}
 }
