@@ -52,10 +52,20 @@ for prec in fp32 tf32; do
 	tf=false
 	[[ $prec == tf32 ]] && tf=true
 	run "go $prec" ./.gpu/gpubench "${common[@]}" -tf32=$tf
-	[[ $prec == fp32 ]] && run "go $prec im2col" ./.gpu/gpubench "${common[@]}" -tf32=$tf -nocudnn
+	# run 1's executor: trainer/cuda temporal conv (patch matrix), group norm and SiLU unfused
+	run "go $prec baseline" ./.gpu/gpubench "${common[@]}" -tf32=$tf -cudatconv -nofusion
 	run "go $prec device AdamW" ./.gpu/gpubench "${common[@]}" -tf32=$tf -optimizer device
 	PYTHONUNBUFFERED=1 run "torch $prec" python3 bench/torch_reference.py "$spec" --precision $prec --steps "$STEPS" --warmup "$WARMUP"
 done
+if [[ "${PROFILE:-1}" == 1 ]]; then
+	for prec in tf32 fp32; do
+		tf=false
+		[[ $prec == tf32 ]] && tf=true
+		timeout 100 ./.gpu/gpubench -batch "$BATCH" -frames "$FRAMES" -res "$RES" -steps 10 -warmup 3 -tf32=$tf \
+			-profile "$out/profile_$prec.md" > /dev/null 2>> "$err" || echo "profile $prec failed"
+	done
+	head -30 "$out/profile_tf32.md" 2>/dev/null
+fi
 python3 - "$res" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip().startswith("{")]
@@ -64,16 +74,16 @@ if not rows:
 r0 = rows[0]
 print(f"\n{r0['device']}: batch {r0['batch']} x {r0['frames']} frames, {r0['res']}x{r0['res']}, "
       f"{r0['params']/1e6:.2f}M params, {r0['trainable']/1e6:.2f}M trainable; median of steps after warm-up")
-print("| impl | precision | convs | optimizer | step ms (median) | GPU ms | samples/s | peak alloc MiB | optimizer MiB on GPU | host AdamW ms (fraction) | loss |")
-print("|---|---|---|---|---|---|---|---|---|---|---|")
+print("| impl | precision | variant | optimizer | step ms (median) | GPU ms | samples/s | peak alloc MiB | reserved MiB | optimizer MiB on GPU | host AdamW ms (fraction) | loss |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 for r in rows:
     opt = f"{r['optim_ms_median']:.1f} ({100*r['optim_fraction']:.0f}%)" if r["impl"] == "go" and r["optimizer"] == "host" else "-"
-    convs = "cuDNN" if r["impl"] == "torch" or r.get("cudnn") else "im2col+cuBLAS"
+    variant = r.get("variant") or ("eager" if r["impl"] == "torch" else "default")
     gms = f"{r['gpu_ms_median']:.1f}" if "gpu_ms_median" in r else "-"
-    print(f"| {r['impl']} | {r['precision']} | {convs} | {r['optimizer']} | {r['step_ms_median']:.1f} | {gms} | {r['samples_per_s']:.1f} | "
-          f"{r['peak_alloc_mib']:.0f} | {r.get('optimizer_device_mib', 0):.0f} | {opt} | {r['final_loss']:.4f} |")
+    print(f"| {r['impl']} | {r['precision']} | {variant} | {r['optimizer']} | {r['step_ms_median']:.1f} | {gms} | {r['samples_per_s']:.1f} | "
+          f"{r['peak_alloc_mib']:.0f} | {r['reserved_mib']:.0f} | {r.get('optimizer_device_mib', 0):.0f} | {opt} | {r['final_loss']:.4f} |")
 for prec in ("fp32", "tf32"):
-    go = [r for r in rows if r["impl"] == "go" and r["optimizer"] == "host" and r["precision"] == prec and r.get("cudnn", True)]
+    go = [r for r in rows if r["impl"] == "go" and r["optimizer"] == "host" and r["precision"] == prec and not r.get("variant")]
     th = [r for r in rows if r["impl"] == "torch" and r["precision"] == prec]
     if go and th:
         print(f"{prec}: go/torch step time {go[0]['step_ms_median']/th[0]['step_ms_median']:.2f}x, "

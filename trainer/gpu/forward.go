@@ -97,7 +97,11 @@ func (s *Step) forward(i int) error {
 				return d.TemporalConvForward(y, in[0], s.param(l, 0), s.param(l, 1), s.tconvShape(l))
 			})
 		} else {
-			err = tconvForward(gpuTconv{s}, y.Ptr(), in[0].Ptr(), s.param(l, 0).Ptr(), tptr(s.param(l, 1)), s.tconvShape(l))
+			b := tptr(s.param(l, 1))
+			if s.p.fusedTconv[i] {
+				b = 0 // added with the embedding by the AddChannel that reads y
+			}
+			err = tconvForward(gpuTconv{s}, y.Ptr(), in[0].Ptr(), s.param(l, 0).Ptr(), b, s.tconvShape(l))
 		}
 	case model.GroupNorm:
 		gs := s.gnShape(l)
@@ -126,7 +130,16 @@ func (s *Step) forward(i int) error {
 	case model.Add:
 		err = d.Add(y, in[0], in[1])
 	case model.AddChannel:
-		err = d.AddChannelForward(y, in[0], in[1], s.chanShape(l.In[0]))
+		if c := s.p.addBiasOf[i]; c >= 0 && !s.opts.CUDATemporalConv {
+			// in place on the temporal conv's output: + its bias + e
+			y.Free()
+			cs := s.chanShape(l.In[0])
+			cl := s.p.net.Layers[c]
+			err = gpuTconv{s}.biasEmb(in[0].Ptr(), s.param(cl, 1).Ptr(), in[1].Ptr(), int64(cs.N), cs.C, cs.P)
+			s.vals[l.Out], s.vals[l.In[0]] = in[0], nil
+		} else {
+			err = d.AddChannelForward(y, in[0], in[1], s.chanShape(l.In[0]))
+		}
 	case model.Concat:
 		err = d.ConcatForward(y, in[0], in[1], s.concatShape(l))
 	default:

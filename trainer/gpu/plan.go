@@ -35,6 +35,12 @@ type plan struct {
 	// fusedGN[i]: layer i is a GroupNorm fused with the SiLU at i+1
 	// (gnsilu.go); fusedSiLU[i]: layer i is that SiLU.
 	fusedGN, fusedSiLU []bool
+	// fusedTconv[i]: layer i is a temporal conv whose output only feeds an
+	// AddChannel, which adds the conv's bias with the embedding in one
+	// in-place pass; addBiasOf[j] is that conv's index for AddChannel j
+	// (-1 for every other layer).
+	fusedTconv []bool
+	addBiasOf  []int
 }
 
 func (p *plan) paramTrainable(names []string) bool {
@@ -105,10 +111,18 @@ func newPlan(net *model.Net, B, T, H, W int, trainable func(model.ParamSpec) boo
 	}
 	p.fusedGN = make([]bool, nl)
 	p.fusedSiLU = make([]bool, nl)
+	p.fusedTconv = make([]bool, nl)
+	p.addBiasOf = make([]int, nl)
+	for i := range p.addBiasOf {
+		p.addBiasOf[i] = -1
+	}
 	for i := range net.Layers {
 		if fuse && fusable(net, i) {
 			p.fusedGN[i], p.fusedSiLU[i+1] = true, true
 			p.saves[i+1][0] = false // the fused backward recomputes the SiLU input
+		}
+		if j := fusableTconv(net, i); fuse && j >= 0 {
+			p.fusedTconv[i], p.addBiasOf[j] = true, i
 		}
 	}
 	p.persistent = make([]bool, nv)

@@ -117,14 +117,16 @@ func TestStepMatchesCPU(t *testing.T) {
 		tol        float64
 		noDNN      bool
 		cudaTconv  bool
+		noFusion   bool
 	}{
-		{"tiny-video", model.Tiny(), true, 2, 4, 16, 16, false, 1e-3, false, false},
-		{"tiny-backbone", model.Tiny(), false, 2, 2, 16, 16, false, 1e-3, false, false},
-		{"timelapse-video", model.Timelapse(), true, 1, 5, 16, 16, false, 1e-3, false, false},
-		{"tiny-video-tf32", model.Tiny(), true, 2, 4, 16, 16, true, 3e-2, false, false},
-		{"tiny-video-im2col", model.Tiny(), true, 2, 4, 16, 16, false, 1e-3, true, false},
-		{"tiny-video-cuda-tconv", model.Tiny(), true, 2, 4, 16, 16, false, 1e-3, false, true},
-		{"timelapse-video-T2", model.Timelapse(), true, 2, 2, 16, 16, false, 1e-3, false, false},
+		{"tiny-video", model.Tiny(), true, 2, 4, 16, 16, false, 1e-3, false, false, false},
+		{"tiny-backbone", model.Tiny(), false, 2, 2, 16, 16, false, 1e-3, false, false, false},
+		{"timelapse-video", model.Timelapse(), true, 1, 5, 16, 16, false, 1e-3, false, false, false},
+		{"tiny-video-tf32", model.Tiny(), true, 2, 4, 16, 16, true, 3e-2, false, false, false},
+		{"tiny-video-im2col", model.Tiny(), true, 2, 4, 16, 16, false, 1e-3, true, false, false},
+		{"tiny-video-cuda-tconv-unfused", model.Tiny(), true, 2, 4, 16, 16, false, 1e-3, false, true, true},
+		{"tiny-backbone-unfused", model.Tiny(), false, 2, 2, 16, 16, false, 1e-3, false, false, true},
+		{"timelapse-video-T2", model.Timelapse(), true, 2, 2, 16, 16, false, 1e-3, false, false, false},
 	}
 	for ci, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -134,7 +136,7 @@ func TestStepMatchesCPU(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer cpu.Close()
-			s, err := NewStep(p, c.video, c.B, c.T, c.H, c.W, Options{TF32: c.tf32, NoCUDNN: c.noDNN, CUDATemporalConv: c.cudaTconv})
+			s, err := NewStep(p, c.video, c.B, c.T, c.H, c.W, Options{TF32: c.tf32, NoCUDNN: c.noDNN, CUDATemporalConv: c.cudaTconv, NoFusion: c.noFusion})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -29,6 +29,8 @@ type tconvDev interface {
 	wgrad(dw, dwp uintptr, k, c int) error
 	zeroBlock(a uintptr, rows, cols, ld, batch int, bstride int64) error
 	bias(y, b uintptr, n int64, c, p int) error
+	// biasEmb adds b[c] + e[n][c] (e is (n, c)).
+	biasEmb(y, b, e uintptr, n int64, c, p int) error
 	ones(y uintptr, n int) error
 }
 
@@ -57,6 +59,9 @@ func (g gpuTconv) zeroBlock(a uintptr, rows, cols, ld, batch int, bstride int64)
 }
 func (g gpuTconv) bias(y, b uintptr, n int64, c, p int) error {
 	return g.s.k.launch("bias_ncp", g.s.k.gridFor(n*int64(c*p)), aPtr(y), aPtr(b), aI64(n), aInt(c), aInt(p))
+}
+func (g gpuTconv) biasEmb(y, b, e uintptr, n int64, c, p int) error {
+	return g.s.k.launch("bias_emb_ncp", g.s.k.gridFor(n*int64(c*p)), aPtr(y), aPtr(b), aPtr(e), aI64(n), aInt(c), aInt(p))
 }
 func (g gpuTconv) ones(y uintptr, n int) error {
 	return g.s.k.launch("fill_ones", g.s.k.gridFor(int64(n)), aPtr(y), aInt(n))
@@ -91,7 +96,7 @@ func tconvGemm3(d tconvDev, out, in, a3 uintptr, M, R, B, T, P int) error {
 		B: off(in, (T-2)*R*P), StrideB: int64(T * R * P), C: off(out, (T-1)*M*P), StrideC: int64(T * M * P), Batch: B})
 }
 
-// tconvForward computes y = tconv(x, w) + b (b may be 0).
+// tconvForward computes y = tconv(x, w) + b (no bias when b is 0).
 func tconvForward(d tconvDev, y, x, w, b uintptr, ts nn.TemporalConvShape) error {
 	wf, free, err := d.alloc(ts.K * 3 * ts.C)
 	if err != nil {

@@ -132,6 +132,14 @@ func (c *cpuTconv) bias(y, b uintptr, n int64, ch, p int) error {
 	return nil
 }
 
+func (c *cpuTconv) biasEmb(y, b, e uintptr, n int64, ch, p int) error {
+	for i := int64(0); i < n*int64(ch*p); i++ {
+		nc := i / int64(p)
+		*fl(y, i) += *fl(b, nc%int64(ch)) + *fl(e, nc)
+	}
+	return nil
+}
+
 func (c *cpuTconv) ones(y uintptr, n int) error {
 	for i := 0; i < n; i++ {
 		*fl(y, int64(i)) = 1
@@ -181,6 +189,19 @@ func TestDirectTemporalConvMatchesNN(t *testing.T) {
 			}
 			if e := maxRelErr(got, want); e > 1e-5 {
 				t.Errorf("forward: rel err %.3g", e)
+			}
+			// without bias, then bias and the timestep-embedding add in one pass
+			emb := rnd(s.B * s.T * s.K)
+			nn.AddChannelForward(want, want, emb, nn.ChannelShape{N: s.B * s.T, C: s.K, P: s.P})
+			got = poisoned(s.OutLen())
+			if err := tconvForward(dev, addr(got), addr(x), addr(w), 0, s); err != nil {
+				t.Fatal(err)
+			}
+			if err := dev.biasEmb(addr(got), addr(b), addr(emb), int64(s.B*s.T), s.K, s.P); err != nil {
+				t.Fatal(err)
+			}
+			if e := maxRelErr(got, want); e > 1e-5 {
+				t.Errorf("forward + embedding: rel err %.3g", e)
 			}
 
 			wantDx := make([]float32, s.InLen())

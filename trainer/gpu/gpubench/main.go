@@ -13,6 +13,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/timelapse-ml/pipeline/trainer/gpu"
@@ -65,6 +66,7 @@ func main() {
 	spec := flag.String("spec", "", "write the network description JSON here and exit")
 	noDNN := flag.Bool("nocudnn", false, "convolutions on trainer/cuda's im2col kernels, not cuDNN")
 	cudaTconv := flag.Bool("cudatconv", false, "temporal convolutions through trainer/cuda (patch matrix), not trainer/gpu's direct GEMMs")
+	noFusion := flag.Bool("nofusion", false, "group norm and SiLU as two ops")
 	profile := flag.String("profile", "", "write a per-layer-kind GPU time table (markdown) here")
 	flag.Parse()
 	log.SetFlags(0)
@@ -98,7 +100,7 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	step, err := gpu.NewStep(params, true, *B, *T, *res, *res, gpu.Options{TF32: *tf32, NoCUDNN: *noDNN, CUDATemporalConv: *cudaTconv, Profile: *profile != ""})
+	step, err := gpu.NewStep(params, true, *B, *T, *res, *res, gpu.Options{TF32: *tf32, NoCUDNN: *noDNN, CUDATemporalConv: *cudaTconv, NoFusion: *noFusion, Profile: *profile != ""})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -187,12 +189,17 @@ func main() {
 		DeviceUsedMiB: float64(total-free) / (1 << 20), FinalLoss: float64(loss)}
 	r.SamplesPerS = float64(*B) / (r.StepMS / 1e3)
 	r.GPUMS = median(gpuT)
-	switch {
-	case *cudaTconv:
-		r.Variant = "tconv via trainer/cuda"
-	case *noDNN:
-		r.Variant = "no cuDNN"
+	var v []string
+	if *noFusion {
+		v = append(v, "unfused GN+SiLU")
 	}
+	if *cudaTconv {
+		v = append(v, "tconv via trainer/cuda")
+	}
+	if *noDNN {
+		v = append(v, "no cuDNN")
+	}
+	r.Variant = strings.Join(v, ", ")
 	r.CUDNN, r.CUDNNCalls = step.Device().CUDNN()
 	r.OptimFrac = r.OptimMS / r.StepMS
 	if devOpt != nil {

@@ -53,3 +53,13 @@ extern "C" __global__ void bias_ncp(float* y, const float* bias, long long n, in
 extern "C" __global__ void fill_ones(float* y, int n) {
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += blockDim.x * gridDim.x) y[i] = 1.0f;
 }
+
+// y[n][c][p] += bias[c] + e[n][c] (a temporal conv's bias and the ResBlock's
+// timestep-embedding add in one pass).
+extern "C" __global__ void bias_emb_ncp(float* y, const float* bias, const float* e, long long n, int c, int p) {
+    long long total = n * c * p;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total; i += (long long)blockDim.x * gridDim.x) {
+        long long nc = i / p;
+        y[i] += bias[nc % c] + e[nc];
+    }
+}
