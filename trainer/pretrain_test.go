@@ -3,7 +3,11 @@ package trainer
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/timelapse-ml/pipeline/trainer/metrics"
+	"github.com/timelapse-ml/pipeline/trainer/model"
 )
 
 func tinyCommon(t testing.TB, shardsDir string, steps int) Common {
@@ -14,15 +18,41 @@ func tinyCommon(t testing.TB, shardsDir string, steps int) Common {
 	}
 }
 
-func TestPretrainSpeed(t *testing.T) {
+func TestPretrainWritesBackbone(t *testing.T) {
 	dir := makeShards(t, 4, 10, 16)
 	c := tinyCommon(t, dir, 3)
 	res, err := Pretrain(context.Background(), PretrainOptions{Common: c, CondGap: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("%+v", res)
+	if res.Steps != 3 || res.ValLoss <= 0 {
+		t.Errorf("result %+v", res)
+	}
+	f := readTensors(t, filepath.Join(c.OutDir, BackboneFile))
+	want := model.Tiny()
+	if f.Metadata[MetaConfigHash] != want.Hash() || f.Metadata[MetaStep] != "3" || f.Metadata[MetaPrediction] != Prediction {
+		t.Errorf("metadata %v", f.Metadata)
+	}
+	p, err := model.NewParams(want, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.Tensors) != len(p.Backbone()) {
+		t.Errorf("backbone file holds %d tensors, the backbone has %d", len(f.Tensors), len(p.Backbone()))
+	}
+	for name := range f.Tensors {
+		if strings.Contains(name, "temporal") {
+			t.Errorf("backbone file holds temporal tensor %s", name)
+		}
+	}
 	if _, _, err := LoadBackbone(filepath.Join(c.OutDir, BackboneFile), 1); err != nil {
 		t.Fatal(err)
+	}
+	recs, err := metrics.ReadFile(filepath.Join(c.OutDir, MetricsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 3 || recs[2].ValLoss == nil || recs[0].LR <= 0 || recs[0].StepSeconds <= 0 {
+		t.Errorf("metrics %+v", recs)
 	}
 }
