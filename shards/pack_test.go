@@ -2,7 +2,9 @@ package shards
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -155,5 +157,26 @@ func TestPackErrors(t *testing.T) {
 	_, err = Pack(t.Context(), PackOptions{FramesDir: src}, DirOutput(t.TempDir()))
 	if err == nil || !strings.Contains(err.Error(), "video a frame 2") {
 		t.Errorf("bad frame: %v", err)
+	}
+}
+
+func TestPackCancelledLeavesNoFiles(t *testing.T) {
+	src := makeFramesDir(t, 16, fiveVideos[:5]...)
+	out := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	n := 0
+	_, err := Pack(ctx, PackOptions{FramesDir: src, ShardBytes: 1, Workers: 1, OnVideo: func(string) {
+		if n++; n == 2 {
+			cancel()
+		}
+	}}, DirOutput(out))
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err %v, want canceled", err)
+	}
+	ents, _ := os.ReadDir(out)
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), ".tmp-") || e.Name() == IndexFile {
+			t.Errorf("cancelled pack left %s", e.Name())
+		}
 	}
 }
