@@ -45,8 +45,8 @@ type frameState struct {
 	sunX, sunY      float64 // sun centre in pixels
 	sunR            float64 // disc radius in pixels
 	glowR2          float64 // inverse glow radius squared
-	offU, offV      float32 // big field offset
-	off2U, off2V    float32 // small field offset
+	offU, offV      float64 // big field offset
+	off2U, off2V    float64 // small field offset
 	cloudLit        rgb     // sunlit cloud top
 	cloudDark       rgb     // cloud base
 	land            []rgb   // lit land layer colours
@@ -56,28 +56,30 @@ type frameState struct {
 }
 
 func (sc *scene) frameState(fp frameParams) *frameState {
-	elev := sc.elev0 + (sc.elev1-sc.elev0)*fp.progress
+	elev := lerp(sc.elev0, sc.elev1, fp.progress)
 	l := lightAt(elev)
 	fr := &frameState{zenith: l.zenith, horizon: l.horizon, sunCol: l.sun, strength: l.strength}
-	fr.sunX = (sc.sunX0 + (sc.sunX1-sc.sunX0)*fp.progress) * float64(sc.w)
-	fr.sunY = sc.horizon - math.Tan(elev*math.Pi/180)*sc.focal
+	fr.sunX = lerp(sc.sunX0, sc.sunX1, fp.progress) * float64(sc.w)
+	// Height above the horizon in view-plane units: elevation in radians
+	// (a small-angle tangent, which needs no math.Tan).
+	fr.sunY = sc.horizon - float64(elev*math.Pi/180*sc.focal)
 	fr.sunR = 0.018 * float64(max(sc.w, sc.h))
 	gr := 0.22 * float64(max(sc.w, sc.h))
 	fr.glowR2 = 1 / (gr * gr)
 	fr.glowX = make([]float64, sc.w)
 	for x := range fr.glowX {
 		dx := float64(x) + 0.5 - fr.sunX
-		fr.glowX[x] = math.Exp(-dx * dx * fr.glowR2)
+		fr.glowX[x] = expDet(-dx * dx * fr.glowR2)
 	}
-	fr.offU = float32(math.Mod(sc.windU*fp.t, texSize*64))
-	fr.offV = float32(math.Mod(sc.windV*fp.t, texSize*64))
-	fr.off2U = float32(math.Mod(sc.wind2U*fp.t, texSize*64))
-	fr.off2V = float32(math.Mod(sc.wind2V*fp.t, texSize*64))
+	fr.offU = math.Mod(sc.windU*fp.t, texSize*64)
+	fr.offV = math.Mod(sc.windV*fp.t, texSize*64)
+	fr.off2U = math.Mod(sc.wind2U*fp.t, texSize*64)
+	fr.off2V = math.Mod(sc.wind2V*fp.t, texSize*64)
 	ambient := l.zenith.mix(l.horizon, 0.5)
-	fr.cloudLit = l.sun.scale(0.55+0.45*l.strength).mix(rgb{1, 1, 1}, 0.25*l.strength)
-	fr.cloudDark = ambient.scale(0.55 + 0.2*l.strength)
+	fr.cloudLit = l.sun.scale(lerp(0.55, 1, l.strength)).mix(rgb{1, 1, 1}, 0.25*l.strength)
+	fr.cloudDark = ambient.scale(lerp(0.55, 0.75, l.strength))
 	for i, a := range sc.albedo {
-		lit := a.mul(l.sun.scale(0.25 + 0.9*l.strength).add(ambient.scale(0.35)))
+		lit := a.mul(l.sun.scale(lerp(0.25, 1.15, l.strength)).add(ambient.scale(0.35)))
 		fr.land = append(fr.land, lit.mix(l.horizon.scale(0.85), sc.haze[i]))
 	}
 	return fr
@@ -88,9 +90,9 @@ func (sc *scene) renderRows(dst []byte, fr *frameState, y0, y1 int) {
 	for y := y0; y < y1; y++ {
 		// Sky gradient: horizon colour low, zenith high.
 		v := clamp01((sc.horizon - float64(y)) / sc.horizon)
-		sky := fr.horizon.mix(fr.zenith, math.Pow(v, 0.6))
+		sky := fr.horizon.mix(fr.zenith, math.Sqrt(v))
 		dy := float64(y) + 0.5 - fr.sunY
-		glowY := math.Exp(-dy*dy*fr.glowR2) * 0.55 * fr.strength
+		glowY := expDet(-dy*dy*fr.glowR2) * 0.55 * fr.strength
 		row := dst[y*w*3 : (y+1)*w*3]
 		for x := 0; x < w; x++ {
 			i := y*w + x
@@ -99,7 +101,7 @@ func (sc *scene) renderRows(dst []byte, fr *frameState, y0, y1 int) {
 				c = fr.land[l-1].scale(float64(sc.shade[i]))
 			} else {
 				dx := float64(x) + 0.5 - fr.sunX
-				d2 := dx*dx + dy*dy
+				d2 := float64(dx*dx) + float64(dy*dy)
 				glow := fr.glowX[x] * glowY
 				c = sky.mix(fr.sunCol, glow)
 				if d2 < fr.sunR*fr.sunR {
@@ -107,15 +109,16 @@ func (sc *scene) renderRows(dst []byte, fr *frameState, y0, y1 int) {
 				}
 				// Clouds: two drifting fields; their relative motion
 				// makes shapes grow and dissolve as they travel.
-				u, vv := sc.pu[i], sc.pv[i]
-				n := 0.68*sc.big.at(u-fr.offU, vv-fr.offV) + 0.32*sc.small.at(2*u-fr.off2U, 2*vv-fr.off2V)
-				dens := smoothstep32(sc.coverage, sc.coverage+sc.softness, n)
+				u, vv := float64(sc.pu[i]), float64(sc.pv[i])
+				n := float64(0.68*sc.big.at(u-fr.offU, vv-fr.offV)) +
+					float64(0.32*sc.small.at(float64(2*u)-fr.off2U, float64(2*vv)-fr.off2V))
+				dens := smoothstep(sc.coverage, sc.coverage+sc.softness, n)
 				if dens > 0 {
 					f := float64(sc.fade[i])
-					thick := float64(smoothstep32(sc.coverage, sc.coverage+3*sc.softness, n))
+					thick := smoothstep(sc.coverage, sc.coverage+float64(3*sc.softness), n)
 					cc := fr.cloudLit.mix(fr.cloudDark, thick)
 					cc = cc.add(fr.sunCol.scale(glow * 1.2 * (1 - thick))) // silver lining near the sun
-					a := float64(dens) * (0.35 + 0.65*f)
+					a := dens * lerp(0.35, 1, f)
 					c = c.mix(cc.mix(sky, 1-f), a)
 				}
 			}
@@ -133,5 +136,5 @@ func toByte(v float64) byte {
 	if v >= 1 {
 		return 255
 	}
-	return byte(v*255 + 0.5)
+	return byte(float64(v*255) + 0.5)
 }

@@ -1,17 +1,18 @@
 package synth
 
-// rgb is a linear-ish colour with components in [0, 1].
+// rgb is a colour with components nominally in [0, 1]. Products are
+// rounded explicitly (see the note in noise.go).
 type rgb struct{ r, g, b float64 }
 
 func (c rgb) mix(d rgb, t float64) rgb {
-	return rgb{c.r + (d.r-c.r)*t, c.g + (d.g-c.g)*t, c.b + (d.b-c.b)*t}
+	return rgb{lerp(c.r, d.r, t), lerp(c.g, d.g, t), lerp(c.b, d.b, t)}
 }
 
-func (c rgb) scale(k float64) rgb { return rgb{c.r * k, c.g * k, c.b * k} }
+func (c rgb) scale(k float64) rgb { return rgb{float64(c.r * k), float64(c.g * k), float64(c.b * k)} }
 
 func (c rgb) add(d rgb) rgb { return rgb{c.r + d.r, c.g + d.g, c.b + d.b} }
 
-func (c rgb) mul(d rgb) rgb { return rgb{c.r * d.r, c.g * d.g, c.b * d.b} }
+func (c rgb) mul(d rgb) rgb { return rgb{float64(c.r * d.r), float64(c.g * d.g), float64(c.b * d.b)} }
 
 func hexRGB(v uint32) rgb {
 	return rgb{float64(v>>16&255) / 255, float64(v>>8&255) / 255, float64(v&255) / 255}
@@ -52,7 +53,7 @@ func lightAt(elev float64) lighting {
 				zenith:   a.zenith.mix(b.zenith, t),
 				horizon:  a.horizon.mix(b.horizon, t),
 				sun:      a.sun.mix(b.sun, t),
-				strength: a.strength + (b.strength-a.strength)*t,
+				strength: lerp(a.strength, b.strength, t),
 			}
 		}
 	}

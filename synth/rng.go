@@ -27,7 +27,7 @@ func (r *rng) next() uint64 {
 func (r *rng) float() float64 { return float64(r.next()>>11) / (1 << 53) }
 
 // between returns a uniform value in [lo, hi).
-func (r *rng) between(lo, hi float64) float64 { return lo + (hi-lo)*r.float() }
+func (r *rng) between(lo, hi float64) float64 { return lerp(lo, hi, r.float()) }
 
 // intn returns a uniform value in [0, n).
 func (r *rng) intn(n int) int { return int(r.next() % uint64(n)) }

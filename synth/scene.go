@@ -26,8 +26,8 @@ type scene struct {
 	haze   []float64
 
 	big, small texture // two cloud fields drifting at different speeds
-	coverage   float32 // density threshold where clouds begin
-	softness   float32
+	coverage   float64 // density threshold where clouds begin
+	softness   float64
 
 	// Motion: wind in texels per second on the cloud plane for the big
 	// field; the small one drifts faster and slightly off-axis, so cloud
@@ -65,14 +65,14 @@ func newScene(s Spec) *scene {
 	for i := 0; i < nl; i++ {
 		depth := float64(i) / float64(nl-1) // 0 far, 1 near
 		prof := ridge(lr, w, 3+lr.intn(4), 5, lr.between(0.4, 0.6))
-		amp := float64(h) * (0.08 + 0.14*lr.float()) * (1 - 0.4*depth)
-		base := sc.horizon + float64(h)*0.04*depth
+		amp := float64(h) * lerp(0.08, 0.22, lr.float()) * lerp(1, 0.6, depth)
+		base := sc.horizon + float64(float64(h)*0.06*depth)
 		top := make([]float64, w)
 		for x := range top {
-			top[x] = base - amp*prof[x] + float64(h)*0.02*depth
+			top[x] = base - float64(amp*prof[x])
 		}
 		tops[i] = top
-		sc.albedo = append(sc.albedo, palettes[lr.intn(len(palettes))].scale(0.7+0.5*depth))
+		sc.albedo = append(sc.albedo, palettes[lr.intn(len(palettes))].scale(lerp(0.7, 1.2, depth)))
 		sc.haze = append(sc.haze, 0.55*(1-depth))
 	}
 	grain := fbmTexture(lr, 32, 4, 0.55)
@@ -80,17 +80,19 @@ func newScene(s Spec) *scene {
 	cr := newRNG(s.Seed, streamClouds)
 	sc.big = fbmTexture(cr, 4, 6, 0.5)
 	sc.small = fbmTexture(cr, 8, 5, 0.55)
-	sc.coverage = float32(cr.between(0.38, 0.6))
-	sc.softness = float32(cr.between(0.12, 0.25))
+	sc.coverage = cr.between(0.38, 0.6)
+	sc.softness = cr.between(0.12, 0.25)
 	planeScale := cr.between(60, 100) // texels per unit on the cloud plane
 
 	wr := newRNG(s.Seed, streamWind)
 	dir := wr.between(0, 2*math.Pi)
 	speed := wr.between(12, 28) // texels per second
-	sc.windU, sc.windV = speed*math.Cos(dir), speed*math.Sin(dir)
+	cos, sin := unitDet(dir)
+	sc.windU, sc.windV = speed*cos, speed*sin
 	d2 := dir + wr.between(-0.5, 0.5)
 	s2 := speed * wr.between(1.4, 2.0)
-	sc.wind2U, sc.wind2V = s2*math.Cos(d2), s2*math.Sin(d2)
+	cos, sin = unitDet(d2)
+	sc.wind2U, sc.wind2V = s2*cos, s2*sin
 
 	gr := newRNG(s.Seed, streamLight)
 	switch gr.intn(3) {
@@ -128,8 +130,8 @@ func newScene(s Spec) *scene {
 			sc.layer[i] = uint8(l)
 			if l > 0 {
 				below := (fy - tops[l-1][x]) / float64(h)
-				g := float64(grain.at(float32(x)*0.7, float32(y)*0.7))
-				sc.shade[i] = float32(clamp01(0.75 + 0.35*g - 0.8*below))
+				g := grain.at(float64(x)*0.7, float64(y)*0.7)
+				sc.shade[i] = float32(clamp01(0.75 + float64(0.35*g) - float64(0.8*below)))
 				continue
 			}
 			// Sky: intersect the view ray with a horizontal cloud plane.
@@ -137,11 +139,11 @@ func newScene(s Spec) *scene {
 			if up < 0.004 {
 				up = 0.004
 			}
-			side := (float64(x) + 0.5 - float64(w)/2) / sc.focal
+			side := (float64(x) + 0.5 - float64(float64(w)/2)) / sc.focal
 			dist := cloudHeight / up
 			sc.pu[i] = float32(side * dist * planeScale)
 			sc.pv[i] = float32(dist * planeScale)
-			sc.fade[i] = smoothstep32(0.01, 0.12, float32(up))
+			sc.fade[i] = float32(smoothstep(0.01, 0.12, up))
 		}
 	}
 	return sc
