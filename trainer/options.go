@@ -39,6 +39,11 @@ type Common struct {
 	ValBatches int
 	// Workers decode batches (0: one per core, at most 4).
 	Workers int
+	// Device is "cpu" (or "") for the Gorgonia CPU graph, or "cuda" for
+	// the GPU step of trainer/gpu; TF32 lets the GPU's matrix products use
+	// TF32 (strict float32 otherwise).
+	Device string
+	TF32   bool
 	// Log receives progress lines (nil: discarded).
 	Log *slog.Logger
 

@@ -62,6 +62,6 @@ func Pretrain(ctx context.Context, o PretrainOptions) (*Result, error) {
 		return nil, fmt.Errorf("pretrain: %w", err)
 	}
 	total, _ := params.Count()
-	c.Log.Info("pretrain", "model", o.Model, "backbone_params", len(s.graph.Trainable), "values", total, "steps", s.steps, "from", s.start)
+	c.Log.Info("pretrain", "model", o.Model, "backbone_params", len(s.be.trainable()), "values", total, "steps", s.steps, "from", s.start)
 	return s.run(ctx)
 }

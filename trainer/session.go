@@ -47,7 +47,7 @@ type session struct {
 	name   string
 	video  bool
 	params *model.Params
-	graph  *model.TrainGraph
+	be     *backend
 	opt    *optim.AdamW
 	rng    *rand.PCG
 	rnd    *rand.Rand
@@ -80,11 +80,11 @@ func (s *session) setup(weightsFile, stateFile, format string, meta map[string]s
 	if !s.video {
 		T = 1
 	}
-	if s.graph, err = model.BuildTrain(s.params, s.video, c.Batch, T, c.Resolution, c.Resolution); err != nil {
+	if s.be, err = newBackend(c, s.params, s.video, c.Batch, T, c.Resolution); err != nil {
 		return fmt.Errorf("%s: %w", s.name, err)
 	}
 	var ops []*optim.Param
-	for _, q := range s.graph.Trainable {
+	for _, q := range s.be.trainable() {
 		ops = append(ops, &optim.Param{Name: q.Name, Shape: q.Shape, Data: q.Data, NoDecay: len(q.Shape) == 1})
 	}
 	ocfg := optim.DefaultConfig()
@@ -110,6 +110,9 @@ func (s *session) setup(weightsFile, stateFile, format string, meta map[string]s
 			s.start = step
 			s.res.ResumedFrom = step
 			c.Log.Info("resuming", "step", step)
+			if err := s.be.weightsChanged(); err != nil {
+				return err
+			}
 		}
 	}
 	if s.mlog, err = metrics.Open(filepath.Join(c.OutDir, MetricsFile), s.start > 0, s.start); err != nil {
@@ -159,9 +162,7 @@ func (s *session) close() {
 	if s.ds != nil {
 		s.ds.Close()
 	}
-	if s.graph != nil {
-		s.graph.Close()
-	}
+	s.be.close()
 }
 
 // step runs one training step.
@@ -173,22 +174,22 @@ func (s *session) step(ctx context.Context, step int) (StepResult, error) {
 	if err := s.ex.fill(b, s.sched, s.rnd); err != nil {
 		return StepResult{}, err
 	}
-	loss, err := s.graph.Step(s.ex.input, s.ex.timesteps, s.ex.target)
+	loss, err := s.be.step(s.ex.input, s.ex.timesteps, s.ex.target)
 	if err != nil {
 		return StepResult{}, err
 	}
 	if math.IsNaN(float64(loss)) || math.IsInf(float64(loss), 0) {
 		return StepResult{Loss: float64(loss)}, fmt.Errorf("loss %v: %w", loss, ErrNonFinite)
 	}
-	grads := make([][]float32, len(s.graph.Grads))
-	for i := range grads {
-		grads[i] = s.graph.Grad(i)
-	}
+	grads := s.be.grads()
 	st, err := s.opt.Step(grads)
 	if errors.Is(err, optim.ErrNonFinite) {
 		return StepResult{Loss: float64(loss), GradNorm: st.GradNorm}, fmt.Errorf("%v: %w", err, ErrNonFinite)
 	}
 	if err != nil {
+		return StepResult{}, err
+	}
+	if err := s.be.weightsChanged(); err != nil {
 		return StepResult{}, err
 	}
 	return StepResult{Loss: float64(loss), GradNorm: st.GradNorm, LR: st.LR, Samples: s.c.Batch}, nil

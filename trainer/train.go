@@ -123,7 +123,7 @@ func Train(ctx context.Context, o TrainOptions) (*Result, error) {
 		return nil, fmt.Errorf("train: baseline validation: %w", err)
 	}
 	_, temporal := params.Count()
-	c.Log.Info("train", "temporal_params", temporal, "trainable_tensors", len(s.graph.Trainable),
+	c.Log.Info("train", "temporal_params", temporal, "trainable_tensors", len(s.be.trainable()),
 		"frames", o.FramesLength, "steps", s.steps, "from", s.start)
 	res, err := s.run(ctx)
 	if err != nil {
@@ -166,9 +166,14 @@ func (s *session) baseline(ctx context.Context) error {
 		// layers at initialisation, then restore the trained values.
 		saved := s.params.Clone()
 		s.params.InitTemporal(uint64(s.c.Seed) + 1)
-		v, err = s.val.loss(ctx)
+		if err = s.be.weightsChanged(); err == nil {
+			v, err = s.val.loss(ctx)
+		}
 		for _, q := range s.params.TemporalParams() {
 			copy(q.Data, saved.Get(q.Name).Data)
+		}
+		if uerr := s.be.weightsChanged(); err == nil {
+			err = uerr
 		}
 	} else {
 		v, err = s.val.loss(ctx)

@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 
 	"github.com/timelapse-ml/pipeline/shards"
-	"github.com/timelapse-ml/pipeline/trainer/model"
 	"github.com/timelapse-ml/pipeline/trainer/nn"
 )
 
@@ -15,7 +14,7 @@ import (
 // noise and timesteps drawn once from their own seeded stream, so every
 // evaluation (and the baseline) sees exactly the same inputs.
 type validator struct {
-	graph    *model.ForwardGraph
+	graph    predictor
 	examples []*example
 	shape    nn.FrameMSEShape
 }
@@ -51,8 +50,8 @@ func newValidator(s *session, ctx context.Context) (*validator, error) {
 		v.examples = append(v.examples, ex.clone())
 	}
 	l := ex.layout
-	v.shape = nn.FrameMSEShape{B: l.B, T: l.T, E: l.FrameLen(), Skip: s.graph.Skip}
-	if v.graph, err = model.BuildForward(s.params, s.video, l.B, l.T, l.H, l.W); err != nil {
+	v.shape = nn.FrameMSEShape{B: l.B, T: l.T, E: l.FrameLen(), Skip: s.be.skip(s.video)}
+	if v.graph, err = s.be.predictor(s.params, s.video, l.B, l.T, l.H, l.W); err != nil {
 		return nil, fmt.Errorf("validation graph: %w", err)
 	}
 	return v, nil

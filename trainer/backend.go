@@ -1,0 +1,119 @@
+package trainer
+
+import (
+	"fmt"
+
+	"github.com/timelapse-ml/pipeline/trainer/gpu"
+	"github.com/timelapse-ml/pipeline/trainer/model"
+)
+
+// backend is what a session trains through: the Gorgonia CPU graph
+// (model.BuildTrain), or with Common.Device "cuda" the GPU step of
+// trainer/gpu, which has the same contract on the same batch shape: the
+// same trainable parameters in the same order, Step/Grad, and a forward-only
+// Predict for validation. With the GPU, weights written on the host (the
+// optimizer's update, a restored checkpoint, the baseline's temporary
+// re-initialisation) are copied to the device by weightsChanged.
+type backend struct {
+	cpu *model.TrainGraph
+	gpu *gpu.Step
+}
+
+func newBackend(c *Common, p *model.Params, video bool, B, T, R int) (*backend, error) {
+	switch c.Device {
+	case "", string(gpu.CPU):
+		g, err := model.BuildTrain(p, video, B, T, R, R)
+		if err != nil {
+			return nil, err
+		}
+		return &backend{cpu: g}, nil
+	case string(gpu.CUDA):
+		s, err := gpu.NewStep(p, video, B, T, R, R, gpu.Options{TF32: c.TF32})
+		if err != nil {
+			return nil, err
+		}
+		c.Log.Info("training on the GPU", "device", s.Device().String(), "tf32", c.TF32)
+		return &backend{gpu: s}, nil
+	}
+	return nil, fmt.Errorf("device %q: want cpu or cuda", c.Device)
+}
+
+// trainable lists the parameters gradients are taken for, in Params order.
+func (b *backend) trainable() []*model.Param {
+	if b.gpu != nil {
+		return b.gpu.Trainable()
+	}
+	return b.cpu.Trainable
+}
+
+// skip is the number of leading frames per clip the loss ignores.
+func (b *backend) skip(video bool) int {
+	if b.gpu != nil {
+		if video {
+			return 1
+		}
+		return 0
+	}
+	return b.cpu.Skip
+}
+
+func (b *backend) step(input, timesteps, target []float32) (float32, error) {
+	if b.gpu != nil {
+		return b.gpu.Step(input, timesteps, target)
+	}
+	return b.cpu.Step(input, timesteps, target)
+}
+
+// grads returns the gradients of the last step, in trainable order.
+func (b *backend) grads() [][]float32 {
+	if b.gpu != nil {
+		return b.gpu.Grads()
+	}
+	out := make([][]float32, len(b.cpu.Grads))
+	for i := range out {
+		out[i] = b.cpu.Grad(i)
+	}
+	return out
+}
+
+// weightsChanged copies host weights to the device (GPU only).
+func (b *backend) weightsChanged() error {
+	if b.gpu != nil {
+		return b.gpu.UploadWeights()
+	}
+	return nil
+}
+
+// predictor runs the net forward on a batch of the training shape.
+type predictor interface {
+	Predict(input, timesteps []float32) ([]float32, error)
+	Close()
+}
+
+type gpuPredictor struct{ s *gpu.Step }
+
+func (g gpuPredictor) Predict(input, timesteps []float32) ([]float32, error) {
+	return g.s.Predict(input, timesteps)
+}
+func (gpuPredictor) Close() {}
+
+// predictor returns a forward pass for validation batches of shape
+// (B, T, H, W): the GPU step itself (same shape as training), or a CPU graph.
+func (b *backend) predictor(p *model.Params, video bool, B, T, H, W int) (predictor, error) {
+	if b.gpu != nil {
+		return gpuPredictor{b.gpu}, nil
+	}
+	return model.BuildForward(p, video, B, T, H, W)
+}
+
+func (b *backend) close() {
+	if b == nil {
+		return
+	}
+	if b.gpu != nil {
+		b.gpu.Close()
+	}
+	if b.cpu != nil {
+		b.cpu.Close()
+	}
+}
