@@ -82,12 +82,14 @@ func encode(ctx context.Context, spec Spec, out string) error {
 	}
 	full := make(chan []byte, nbuf)
 	werr := make(chan error, 1)
+	stop := make(chan struct{}) // closed when ffmpeg stops reading
 	go func() {
 		var err error
 		for buf := range full {
 			if err == nil {
 				if _, err = enc.stdin.Write(buf); err != nil {
 					err = fmt.Errorf("%w: %v", errEncoderGone, err)
+					close(stop)
 				}
 			}
 			free <- buf
@@ -99,10 +101,16 @@ func encode(ctx context.Context, spec Spec, out string) error {
 	var lastT frameParams
 	n := spec.Frames()
 	var rerr error
+frames:
 	for i := 0; i < n; i++ {
 		if err := ctx.Err(); err != nil {
 			rerr = err
 			break
+		}
+		select {
+		case <-stop:
+			break frames // ffmpeg failed; its error is reported below
+		default:
 		}
 		fp := clock(spec, i)
 		buf := <-free

@@ -165,3 +165,21 @@ func TestCheck(t *testing.T) {
 		t.Errorf("Check of a truncated faststart video = %v, want a frame-count error", err)
 	}
 }
+
+// When ffmpeg dies, Render stops rendering, reports the failure and leaves
+// nothing behind. (Not parallel: it swaps the package's FFmpeg.)
+func TestRenderEncoderFails(t *testing.T) {
+	old := FFmpeg
+	FFmpeg = "false" // exits 1 without reading stdin
+	defer func() { FFmpeg = old }()
+	dir := t.TempDir()
+	sp := tiny
+	sp.Width, sp.Height, sp.Seconds = 640, 360, 600 // long enough to notice if rendering went on
+	err := Render(context.Background(), sp, filepath.Join(dir, "x.mp4"))
+	if err == nil || !strings.Contains(err.Error(), "ffmpeg") {
+		t.Fatalf("Render with a failing ffmpeg = %v", err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("failed render left %v", ents)
+	}
+}
