@@ -28,7 +28,7 @@ func TestSampleFromValidationFrame(t *testing.T) {
 	out := t.TempDir()
 	res, err := Sample(context.Background(), SampleOptions{
 		Temporal: filepath.Join(o.OutDir, TemporalFile), Backbone: o.Backbone, Shards: o.Shards,
-		Frames: 30, Steps: 3, Seed: 1, Scale: 2, OutDir: out,
+		Frames: 120, Steps: 1, Seed: 1, Scale: 2, OutDir: out,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -44,8 +44,8 @@ func TestSampleFromValidationFrame(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(g.Image) != 30 || g.Config.Width != 32 {
-		t.Errorf("gif has %d frames of width %d, want 30 of 32", len(g.Image), g.Config.Width)
+	if len(g.Image) != 120 || g.Config.Width != 32 {
+		t.Errorf("gif has %d frames of width %d, want 120 of 32", len(g.Image), g.Config.Width)
 	}
 	for _, f := range []string{SampleMP4, SampleSheet, SampleStill} {
 		if st, err := os.Stat(filepath.Join(out, f)); err != nil || st.Size() == 0 {
