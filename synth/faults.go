@@ -15,7 +15,7 @@ type FaultKind string
 // The fault files. All but FaultOddName must be quarantined by ingest.
 const (
 	FaultEmpty         FaultKind = "empty"          // zero bytes
-	FaultTruncated     FaultKind = "truncated"      // a video cut short; an MP4 loses its index (moov at the end)
+	FaultTruncated     FaultKind = "truncated"      // a video cut short: an MP4 loses its index; a WebM keeps its header, loses frames
 	FaultTruncatedFast FaultKind = "truncated_fast" // faststart MP4 cut short: index intact, most frames missing
 	FaultTooShort      FaultKind = "too_short"      // a valid clip shorter than the two 2 s trims together
 	FaultAudioOnly     FaultKind = "audio_only"     // a valid file with no video stream
@@ -49,9 +49,13 @@ const OddName = "good clip – été 日本"
 // audio-only file are always MP4.
 func Faults(spec Spec) []Fault {
 	ext := spec.Ext()
+	truncWhat := "MP4 truncated to 40% of its bytes: the index (moov, at the end) is lost"
+	if spec.WithDefaults().Codec == VP9 {
+		truncWhat = "WebM truncated to 40% of its bytes: the header claims the full duration, most frames are missing"
+	}
 	return []Fault{
 		{Name: "fault-empty" + ext, Kind: FaultEmpty, What: "zero-byte file"},
-		{Name: "fault-truncated" + ext, Kind: FaultTruncated, What: "video truncated to 40% of its bytes"},
+		{Name: "fault-truncated" + ext, Kind: FaultTruncated, What: truncWhat},
 		{Name: "fault-truncated-faststart.mp4", Kind: FaultTruncatedFast, What: "faststart H.264 MP4 truncated to 40%: index intact, frames missing"},
 		{Name: "fault-too-short" + ext, Kind: FaultTooShort, What: fmt.Sprintf("valid %g s clip, shorter than both trims", TooShortSeconds)},
 		{Name: "fault-audio-only.mp4", Kind: FaultAudioOnly, What: "AAC audio in MP4, no video stream"},

@@ -116,3 +116,30 @@ func isASCII(s string) bool {
 	}
 	return true
 }
+
+// With VP9 the truncated fault is a WebM whose header still claims the full
+// clip while most frames are gone (ffmpeg reads it and exits 0).
+func TestTruncatedWebM(t *testing.T) {
+	sp := tiny
+	sp.Codec = VP9
+	var f Fault
+	for _, x := range Faults(sp) {
+		if x.Kind == FaultTruncated {
+			f = x
+		}
+	}
+	if !strings.HasSuffix(f.Name, ".webm") {
+		t.Fatalf("truncated fault of a VP9 set is %q, want .webm", f.Name)
+	}
+	path := filepath.Join(t.TempDir(), f.Name)
+	if err := WriteFault(context.Background(), f, sp, path); err != nil {
+		t.Fatal(err)
+	}
+	pr := mustProbe(t, path)
+	if d := pr.duration(t); math.Abs(d-sp.Seconds) > 0.01 {
+		t.Errorf("duration %g, want the claimed %g", d, sp.Seconds)
+	}
+	if n := len(frameMD5s(t, path)); n >= sp.Frames()*3/4 {
+		t.Errorf("decoded %d of %d frames, want well under", n, sp.Frames())
+	}
+}
