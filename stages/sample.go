@@ -9,6 +9,7 @@ import (
 
 	"github.com/timelapse-ml/pipeline/pipeline"
 	"github.com/timelapse-ml/pipeline/trainer"
+	"github.com/timelapse-ml/pipeline/trainer/gpu"
 )
 
 // SampleKind turns a still image into a timelapse with the video model of
@@ -28,6 +29,9 @@ func SampleKind() pipeline.Kind {
 			{Name: "seed", Type: pipeline.Int, Default: 0, Doc: "seed of the initial noise"},
 			{Name: "resolution", Type: pipeline.Int, Default: 0, Min: pipeline.Bound(0), Max: pipeline.Bound(1024), Doc: "frame size (0: the training resolution)"},
 			{Name: "fps", Type: pipeline.Float, Default: 8.0, Min: pipeline.Bound(0.1), Max: pipeline.Bound(120), Doc: "playback rate of the GIF and MP4"},
+			{Name: "device", Type: pipeline.String, Default: "cpu", Enum: []string{"cpu", "cuda", "auto"},
+				Doc: "cpu; cuda runs the denoiser on the GPU; auto picks the GPU when one is usable, else the CPU with a warning"},
+			{Name: "tf32", Type: pipeline.Bool, Default: false, Doc: "on the GPU, let matrix products use TF32 tensor cores"},
 			{Name: "scale", Type: pipeline.Int, Default: 0, Min: pipeline.Bound(0), Max: pipeline.Bound(64), Doc: "pixel enlargement of the GIF and MP4 (0: to at least 256 px)"},
 		},
 		Tools: []pipeline.Tool{{Name: "ffmpeg", VersionArgs: []string{"-version"}}},
@@ -56,6 +60,14 @@ func runSample(ctx context.Context, r *pipeline.StageRun) error {
 		Temporal: filepath.Join(trainDir, trainer.TemporalFile), Backbone: sum.Backbone, Shards: sum.Shards,
 		Resolution: p.Int("resolution"), Frames: p.Int("frames"), Steps: p.Int("steps"), Seed: int64(p.Int("seed")),
 		FPS: p.Float("fps"), Scale: p.Int("scale"), OutDir: r.OutDir, Log: r.Log,
+		Device: p.String("device"), TF32: p.Bool("tf32"),
+	}
+	if o.Device == "auto" {
+		b, warn, _ := gpu.Device("auto")
+		if warn != "" {
+			r.Log.Warn("device auto: " + warn)
+		}
+		o.Device = string(b)
 	}
 	if p.Has("image") {
 		o.Image = p.String("image")

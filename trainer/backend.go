@@ -117,3 +117,24 @@ func (b *backend) close() {
 		b.cpu.Close()
 	}
 }
+
+// gpuOwnedPredictor is a forward pass on a GPU step it closes.
+type gpuOwnedPredictor struct{ gpuPredictor }
+
+func (g gpuOwnedPredictor) Close() { g.s.Close() }
+
+// samplePredictor returns the video model's forward pass for one clip of
+// o.Frames frames of res x res, on the device o.Device names.
+func samplePredictor(p *model.Params, o SampleOptions, res int) (predictor, error) {
+	switch o.Device {
+	case "", string(gpu.CPU):
+		return model.BuildForward(p, true, 1, o.Frames, res, res)
+	case string(gpu.CUDA):
+		s, err := gpu.NewStep(p, true, 1, o.Frames, res, res, gpu.Options{TF32: o.TF32})
+		if err != nil {
+			return nil, err
+		}
+		return gpuOwnedPredictor{gpuPredictor{s}}, nil
+	}
+	return nil, fmt.Errorf("device %q: want cpu or cuda", o.Device)
+}

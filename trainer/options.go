@@ -113,6 +113,10 @@ type TrainOptions struct {
 type SampleOptions struct {
 	// Temporal and Backbone are the checkpoints of Train and Pretrain.
 	Temporal, Backbone string
+	// Device "cuda" runs the network on the GPU (trainer/gpu), "" or
+	// "cpu" on the Gorgonia CPU graph; TF32 as in Common.
+	Device string
+	TF32   bool
 	// Image is a still image (any size, centre-cropped and resized); when
 	// empty, the first frame of the first validation clip in Shards is used.
 	Image, Shards string

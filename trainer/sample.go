@@ -113,7 +113,7 @@ func Sample(ctx context.Context, o SampleOptions) (*SampleResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sample: %w", err)
 	}
-	fg, err := model.BuildForward(p, true, 1, o.Frames, res, res)
+	fg, err := samplePredictor(p, o, res)
 	if err != nil {
 		return nil, fmt.Errorf("sample: %w", err)
 	}
