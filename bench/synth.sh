@@ -4,7 +4,7 @@
 # parts, printed as a markdown table for bench/RESULTS.md.
 #
 #   bash bench/synth.sh            # the table (about a minute on 2 idle cores)
-#   BENCHTIME=3x bash bench/synth.sh
+#   BENCHTIME=3x bash bench/synth.sh   # more runs of the whole-video benchmarks
 #
 # frames/s is wall clock (other load on the machine lowers it); cpu-ms/frame
 # is CPU time of this process and its ffmpeg children per frame, which load
@@ -12,7 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-raw=$(go test ./synth -run '^$' -bench 'RenderFrames|Render$|RenderSet' -benchtime "${BENCHTIME:-1x}" -timeout 30m)
+raw=$(go test ./synth -run '^$' -bench 'RenderFrames' -benchtime 3s -timeout 30m
+	go test ./synth -run '^$' -bench 'Render$|RenderSet' -benchtime "${BENCHTIME:-1x}" -timeout 30m)
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "ffmpeg: $(ffmpeg -version | head -1 | cut -d' ' -f1-3); load average before/after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "date: $(date -u +%Y-%m-%dT%H:%MZ)"
