@@ -12,6 +12,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -110,6 +112,21 @@ func benchJPEG(v, f int) []byte {
 	return buf.Bytes()
 }
 
+// benchWorkers lists the worker counts to measure: SHARDS_BENCH_WORKERS
+// ("1,2,8"), or 1 and 2.
+func benchWorkers() []int {
+	var out []int
+	for _, f := range strings.Split(os.Getenv("SHARDS_BENCH_WORKERS"), ",") {
+		if n, err := strconv.Atoi(strings.TrimSpace(f)); err == nil && n > 0 {
+			out = append(out, n)
+		}
+	}
+	if len(out) == 0 {
+		out = []int{1, 2}
+	}
+	return out
+}
+
 // BenchmarkLoader: clips/s of 25 frames from the shards through Loader.
 func BenchmarkLoader(b *testing.B) {
 	_, sdir := benchFixture(b)
@@ -119,7 +136,7 @@ func BenchmarkLoader(b *testing.B) {
 	}
 	defer ds.Close()
 	for _, res := range []int{64, 256} {
-		for _, workers := range []int{1, 2} {
+		for _, workers := range benchWorkers() {
 			b.Run(fmt.Sprintf("res=%d/workers=%d", res, workers), func(b *testing.B) {
 				const batch = 2
 				// No frame cache: every frame decoded, as in a first epoch
@@ -157,7 +174,7 @@ func BenchmarkLoaderCached(b *testing.B) {
 	}
 	defer ds.Close()
 	for _, res := range []int{64, 256} {
-		for _, workers := range []int{1, 2} {
+		for _, workers := range benchWorkers() {
 			b.Run(fmt.Sprintf("res=%d/workers=%d", res, workers), func(b *testing.B) {
 				const batch = 4
 				l, err := NewLoader(ds, LoaderOptions{FramesLength: benchT, Resolution: res, Batch: batch, Workers: workers, Seed: 1, CacheBytes: 1 << 30})
@@ -197,7 +214,7 @@ func BenchmarkJPEGFolder(b *testing.B) {
 	wins, _ := ds.Windows("", benchT, 1)
 	ds.Close()
 	for _, res := range []int{64, 256} {
-		for _, workers := range []int{1, 2} {
+		for _, workers := range benchWorkers() {
 			b.Run(fmt.Sprintf("res=%d/workers=%d", res, workers), func(b *testing.B) {
 				const batch = 2
 				frame := 3 * res * res
@@ -274,7 +291,7 @@ func BenchmarkFrameBytes(b *testing.B) {
 func BenchmarkPack(b *testing.B) {
 	fdir, _ := benchFixture(b)
 	for _, comp := range []string{CompressionNone, CompressionZstd} {
-		for _, workers := range []int{1, 2} {
+		for _, workers := range benchWorkers() {
 			b.Run(fmt.Sprintf("%s/workers=%d", comp, workers), func(b *testing.B) {
 				var in int64
 				for i := 0; i < b.N; i++ {
