@@ -45,6 +45,10 @@ type LoaderOptions struct {
 	// each); 0 means 512 MiB, negative disables it. The cache changes speed,
 	// never values.
 	CacheBytes int64
+	// StartStep skips the first StartStep batches of the stream without
+	// decoding them, so a resumed training run sees exactly the batches it
+	// would have seen (the first Batch returned has Step == StartStep).
+	StartStep int
 	// Epochs, when > 0, ends the stream after that many passes over the
 	// windows (Next returns io.EOF; the last batch may be short). 0 is
 	// endless.
@@ -117,8 +121,9 @@ func NewLoader(ds *Dataset, opt LoaderOptions) (*Loader, error) {
 	if opt.Stride == 0 {
 		opt.Stride = 1
 	}
-	if opt.Batch < 1 || opt.Workers < 1 || opt.Epochs < 0 {
-		return nil, fmt.Errorf("shards: loader: batch %d, workers %d, epochs %d: want positive values", opt.Batch, opt.Workers, opt.Epochs)
+	if opt.Batch < 1 || opt.Workers < 1 || opt.Epochs < 0 || opt.StartStep < 0 {
+		return nil, fmt.Errorf("shards: loader: batch %d, workers %d, epochs %d, start step %d: want positive values",
+			opt.Batch, opt.Workers, opt.Epochs, opt.StartStep)
 	}
 	if opt.Prefetch <= 0 {
 		opt.Prefetch = 2 * opt.Workers
@@ -193,6 +198,9 @@ func (l *Loader) dispatch(ctx context.Context, jobs chan<- job) {
 			j.wins[i] = l.windows[w]
 		}
 		pos += size
+		if step < l.opt.StartStep {
+			continue
+		}
 		select {
 		case l.order <- j.out:
 		case <-ctx.Done():

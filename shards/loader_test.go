@@ -116,6 +116,18 @@ func TestLoaderDeterministicAcrossWorkers(t *testing.T) {
 				t.Fatalf("%s: batch %d differs between 1 and 3 workers", sampling, i)
 			}
 		}
+		// Resuming at step 3 gives the same stream from batch 3 on.
+		opt.StartStep = 3
+		r := collect(t, ds, opt)
+		if len(r) != len(a)-3 || r[0].Step != 3 {
+			t.Fatalf("%s: resumed stream has %d batches from step %d, want %d from 3", sampling, len(r), r[0].Step, len(a)-3)
+		}
+		for i := range r {
+			if !slices.Equal(r[i].Videos, a[i+3].Videos) || !slices.Equal(r[i].Starts, a[i+3].Starts) || r[i].Epoch != a[i+3].Epoch {
+				t.Fatalf("%s: resumed batch %d differs", sampling, i+3)
+			}
+		}
+		opt.StartStep = 0
 		opt.Seed = 43
 		c := collect(t, ds, opt)
 		if fmt.Sprint(c[0].Videos, c[0].Starts) == fmt.Sprint(a[0].Videos, a[0].Starts) {
