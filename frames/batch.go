@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -108,7 +109,15 @@ func (b Batch) Run(ctx context.Context, dir string, srcs []Source) ([]Video, Sta
 	var extracted, cachedN, damaged, nframes atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(workers)
-	for i, src := range srcs {
+	// Costliest first (longest-processing-time order): the last videos to
+	// finish are short ones, so no core idles long at the end.
+	order := make([]int, len(srcs))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return srcs[order[a]].cost() > srcs[order[b]].cost() })
+	for _, i := range order {
+		src := srcs[i]
 		g.Go(func() error {
 			var row Video
 			cached, err := item(gctx, src.ID, b.Fingerprint(src), func(tmp string) error {

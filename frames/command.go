@@ -27,7 +27,13 @@ type Source struct {
 	// or "" (unknown). The raw frames between the two ffmpeg processes do not
 	// carry it, so the second process is told.
 	ColorRange string
+	// Width and Height are the coded size (0 if unknown); with Duration they
+	// estimate the decoding cost, to start the costliest videos first.
+	Width, Height int
 }
+
+// cost estimates the work of extracting src: the pixels decoded.
+func (s Source) cost() float64 { return s.Duration * float64(max(s.Width*s.Height, 1)) }
 
 // Cut returns the seconds of video the recipe keeps: Duration minus both
 // trims (the recipe's `d - 4`), formatted as the recipe's bc prints it.
@@ -101,5 +107,6 @@ func Args(src Source, p Params, dir string) (decode, encode []string) {
 
 // SourceOf returns the Source of an ingest manifest row.
 func SourceOf(v ingest.Video) Source {
-	return Source{ID: v.ID, Path: v.Path, SHA256: v.SHA256, Duration: v.Duration, ColorRange: v.ColorRange}
+	return Source{ID: v.ID, Path: v.Path, SHA256: v.SHA256, Duration: v.Duration, ColorRange: v.ColorRange,
+		Width: v.Width, Height: v.Height}
 }
