@@ -132,17 +132,13 @@ func (s *session) openData(ctx context.Context) error {
 	s.loader, err = shards.NewLoader(s.ds, shards.LoaderOptions{
 		Split: shards.SplitTrain, FramesLength: s.clipT, Stride: s.stride, Resolution: c.Resolution,
 		Batch: c.Batch, Workers: c.Workers, Seed: c.Seed, Sampling: shards.SamplingEpoch,
+		StartStep: s.start, // a resumed run sees the batches a straight run would
 	})
 	if err != nil {
 		return err
 	}
 	if c.Epochs > 0 {
 		s.steps = c.Epochs * s.loader.BatchesPerEpoch()
-	}
-	for i := 0; i < s.start; i++ { // replay the stream up to the resumed step
-		if _, err := s.loader.Next(ctx); err != nil {
-			return fmt.Errorf("skip to step %d: %w", s.start, err)
-		}
 	}
 	s.ex = newExample(s.video, c.Batch, s.clipT, c.Resolution)
 	s.val, err = newValidator(s, ctx)
