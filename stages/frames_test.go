@@ -209,8 +209,11 @@ func TestFramesKillAndResume(t *testing.T) {
 	go func() { // cancel once the first video is in place
 		defer cancel()
 		for ctx.Err() == nil {
-			if m, _ := filepath.Glob(filepath.Join(out, "*", frames.RowFile)); len(m) > 0 {
-				return
+			m, _ := filepath.Glob(filepath.Join(out, "*", frames.RowFile))
+			for _, f := range m {
+				if !pipeline.IsTemp(filepath.Base(filepath.Dir(f))) {
+					return
+				}
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
