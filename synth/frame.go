@@ -13,28 +13,54 @@ type frameParams struct {
 	progress float64 // 0..1 through the motion span (drives the light)
 }
 
-// renderFrame draws the scene at fp into dst (w*h*3 bytes, rgb24), rows split
-// across workers goroutines.
+// renderFrame draws the scene at fp into dst (w*h*3 bytes, rgb24) on
+// workers goroutines: first the cloud density on the half-resolution grid,
+// then the pixels. Rows are dealt out in small interleaved bands, since sky
+// rows cost far more than land rows.
 func (sc *scene) renderFrame(dst []byte, fp frameParams, workers int) {
 	if workers < 1 {
 		workers = runtime.GOMAXPROCS(0)
 	}
 	fr := sc.frameState(fp)
-	if workers == 1 || sc.h < 2*workers {
-		sc.renderRows(dst, fr, 0, sc.h)
+	parallel(workers, sc.gh, func(y int) { sc.densityRow(fr, y) })
+	parallel(workers, sc.h, func(y int) { sc.renderRow(dst, fr, y) })
+}
+
+// band is how many consecutive rows a worker takes at a time.
+const band = 4
+
+// parallel calls row(y) for y in [0, n) on workers goroutines, each taking
+// interleaved bands of rows.
+func parallel(workers, n int, row func(y int)) {
+	if workers <= 1 || n < 2*band {
+		for y := 0; y < n; y++ {
+			row(y)
+		}
 		return
 	}
 	var wg sync.WaitGroup
-	step := (sc.h + workers - 1) / workers
-	for y0 := 0; y0 < sc.h; y0 += step {
-		y1 := min(y0+step, sc.h)
+	for k := 0; k < workers; k++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			sc.renderRows(dst, fr, y0, y1)
+			for y0 := k * band; y0 < n; y0 += workers * band {
+				for y := y0; y < min(y0+band, n); y++ {
+					row(y)
+				}
+			}
 		}()
 	}
 	wg.Wait()
+}
+
+// densityRow samples the two drifting cloud fields on grid row gy; their
+// relative motion makes shapes grow and dissolve as they travel.
+func (sc *scene) densityRow(fr *frameState, gy int) {
+	for i := gy * sc.gw; i < (gy+1)*sc.gw; i++ {
+		u, v := float64(sc.gu[i]), float64(sc.gv[i])
+		sc.dens[i] = float64(0.68*sc.big.at(u-fr.offU, v-fr.offV)) +
+			float64(0.32*sc.small.at(float64(2*u)-fr.off2U, float64(2*v)-fr.off2V))
+	}
 }
 
 // frameState is per-frame constants shared by all rows.
@@ -85,47 +111,48 @@ func (sc *scene) frameState(fp frameParams) *frameState {
 	return fr
 }
 
-func (sc *scene) renderRows(dst []byte, fr *frameState, y0, y1 int) {
+func (sc *scene) renderRow(dst []byte, fr *frameState, y int) {
 	w := sc.w
-	for y := y0; y < y1; y++ {
-		// Sky gradient: horizon colour low, zenith high.
-		v := clamp01((sc.horizon - float64(y)) / sc.horizon)
-		sky := fr.horizon.mix(fr.zenith, math.Sqrt(v))
-		dy := float64(y) + 0.5 - fr.sunY
-		glowY := expDet(-dy*dy*fr.glowR2) * 0.55 * fr.strength
-		row := dst[y*w*3 : (y+1)*w*3]
-		for x := 0; x < w; x++ {
-			i := y*w + x
-			var c rgb
-			if l := sc.layer[i]; l > 0 {
-				c = fr.land[l-1].scale(float64(sc.shade[i]))
-			} else {
-				dx := float64(x) + 0.5 - fr.sunX
-				d2 := float64(dx*dx) + float64(dy*dy)
-				glow := fr.glowX[x] * glowY
-				c = sky.mix(fr.sunCol, glow)
-				if d2 < fr.sunR*fr.sunR {
-					c = fr.sunCol.mix(rgb{1, 1, 1}, 0.6)
-				}
-				// Clouds: two drifting fields; their relative motion
-				// makes shapes grow and dissolve as they travel.
-				u, vv := float64(sc.pu[i]), float64(sc.pv[i])
-				n := float64(0.68*sc.big.at(u-fr.offU, vv-fr.offV)) +
-					float64(0.32*sc.small.at(float64(2*u)-fr.off2U, float64(2*vv)-fr.off2V))
-				dens := smoothstep(sc.coverage, sc.coverage+sc.softness, n)
-				if dens > 0 {
-					f := float64(sc.fade[i])
-					thick := smoothstep(sc.coverage, sc.coverage+float64(3*sc.softness), n)
-					cc := fr.cloudLit.mix(fr.cloudDark, thick)
-					cc = cc.add(fr.sunCol.scale(glow * 1.2 * (1 - thick))) // silver lining near the sun
-					a := dens * lerp(0.35, 1, f)
-					c = c.mix(cc.mix(sky, 1-f), a)
-				}
+	// Sky gradient: horizon colour low, zenith high.
+	v := clamp01((sc.horizon - float64(y)) / sc.horizon)
+	sky := fr.horizon.mix(fr.zenith, math.Sqrt(v))
+	dy := float64(y) + 0.5 - fr.sunY
+	glowY := expDet(-dy*dy*fr.glowR2) * 0.55 * fr.strength
+	row := dst[y*w*3 : (y+1)*w*3]
+	// Grid rows above and below, and the vertical weight (0 or 1/2).
+	g0 := (y / 2) * sc.gw
+	g1 := g0 + sc.gw
+	ty := float64(y&1) * 0.5
+	for x := 0; x < w; x++ {
+		i := y*w + x
+		var c rgb
+		if l := sc.layer[i]; l > 0 {
+			c = fr.land[l-1].scale(float64(sc.shade[i]))
+		} else {
+			dx := float64(x) + 0.5 - fr.sunX
+			d2 := float64(dx*dx) + float64(dy*dy)
+			glow := fr.glowX[x] * glowY
+			c = sky.mix(fr.sunCol, glow)
+			if d2 < fr.sunR*fr.sunR {
+				c = fr.sunCol.mix(rgb{1, 1, 1}, 0.6)
 			}
-			row[3*x] = toByte(c.r)
-			row[3*x+1] = toByte(c.g)
-			row[3*x+2] = toByte(c.b)
+			// Clouds: density interpolated from the grid.
+			gx, tx := x/2, float64(x&1)*0.5
+			d := sc.dens
+			n := lerp(lerp(d[g0+gx], d[g0+gx+1], tx), lerp(d[g1+gx], d[g1+gx+1], tx), ty)
+			dens := smoothstep(sc.coverage, sc.coverage+sc.softness, n)
+			if dens > 0 {
+				f := float64(sc.fade[i])
+				thick := smoothstep(sc.coverage, sc.coverage+float64(3*sc.softness), n)
+				cc := fr.cloudLit.mix(fr.cloudDark, thick)
+				cc = cc.add(fr.sunCol.scale(glow * 1.2 * (1 - thick))) // silver lining near the sun
+				a := dens * lerp(0.35, 1, f)
+				c = c.mix(cc.mix(sky, 1-f), a)
+			}
 		}
+		row[3*x] = toByte(c.r)
+		row[3*x+1] = toByte(c.g)
+		row[3*x+2] = toByte(c.b)
 	}
 }
 

@@ -15,10 +15,16 @@ type scene struct {
 
 	// Per pixel: 0 = sky, 1+i = land layer i (far to near).
 	layer []uint8
-	// Per sky pixel: cloud-plane coordinates in texels and a fade
-	// (1 high in the sky, 0 at the horizon) for haze.
-	pu, pv []float32
-	fade   []float32
+	// Cloud-plane coordinates in texels on a grid of every other pixel
+	// (gw x gh points; point (gx, gy) sits on pixel (2gx, 2gy)): cloud
+	// density is sampled there and interpolated, a quarter of the texture
+	// lookups. skyRows is one past the last pixel row holding sky.
+	gu, gv  []float32
+	gw, gh  int
+	skyRows int
+	dens    []float64 // per-frame density on the grid (reused)
+	// Per sky pixel: a fade (1 high in the sky, 0 at the horizon) for haze.
+	fade []float32
 	// Per land pixel: a static shade (texture and distance haze) in [0, 1].
 	shade []float32
 	// Land layer albedos, far to near, and their haze amount.
@@ -111,11 +117,8 @@ func newScene(s Spec) *scene {
 
 	n := w * h
 	sc.layer = make([]uint8, n)
-	sc.pu = make([]float32, n)
-	sc.pv = make([]float32, n)
 	sc.fade = make([]float32, n)
 	sc.shade = make([]float32, n)
-	const cloudHeight = 1.0
 	for y := 0; y < h; y++ {
 		fy := float64(y) + 0.5
 		for x := 0; x < w; x++ {
@@ -128,23 +131,42 @@ func newScene(s Spec) *scene {
 				}
 			}
 			sc.layer[i] = uint8(l)
+			if l == 0 {
+				sc.skyRows = y + 1
+			}
 			if l > 0 {
 				below := (fy - tops[l-1][x]) / float64(h)
 				g := grain.at(float64(x)*0.7, float64(y)*0.7)
 				sc.shade[i] = float32(clamp01(0.75 + float64(0.35*g) - float64(0.8*below)))
 				continue
 			}
-			// Sky: intersect the view ray with a horizontal cloud plane.
-			up := (sc.horizon - fy) / sc.focal
-			if up < 0.004 {
-				up = 0.004
-			}
-			side := (float64(x) + 0.5 - float64(float64(w)/2)) / sc.focal
-			dist := cloudHeight / up
-			sc.pu[i] = float32(side * dist * planeScale)
-			sc.pv[i] = float32(dist * planeScale)
-			sc.fade[i] = float32(smoothstep(0.01, 0.12, up))
+			sc.fade[i] = float32(smoothstep(0.01, 0.12, sc.elevation(fy)))
+		}
+	}
+	// The cloud grid covers the sky rows (plus one grid row and column
+	// beyond, for interpolation).
+	sc.gw, sc.gh = w/2+2, (sc.skyRows+1)/2+1
+	sc.gu = make([]float32, sc.gw*sc.gh)
+	sc.gv = make([]float32, sc.gw*sc.gh)
+	sc.dens = make([]float64, sc.gw*sc.gh)
+	for gy := 0; gy < sc.gh; gy++ {
+		up := sc.elevation(float64(2*gy) + 0.5)
+		dist := cloudHeight / up
+		for gx := 0; gx < sc.gw; gx++ {
+			// Intersect the view ray with a horizontal cloud plane.
+			side := (float64(2*gx) + 0.5 - float64(float64(w)/2)) / sc.focal
+			sc.gu[gy*sc.gw+gx] = float32(side * dist * planeScale)
+			sc.gv[gy*sc.gw+gx] = float32(dist * planeScale)
 		}
 	}
 	return sc
+}
+
+// cloudHeight is the cloud plane's height above the eye (view-plane units).
+const cloudHeight = 1.0
+
+// elevation returns the view ray's slope above the horizon at pixel row
+// centre fy, kept above a small minimum so the cloud plane stays finite.
+func (sc *scene) elevation(fy float64) float64 {
+	return max((sc.horizon-fy)/sc.focal, 0.004)
 }
