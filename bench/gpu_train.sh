@@ -16,7 +16,16 @@ if [[ "${1:-build}" == build ]]; then
 	mkdir -p .gpu
 	CGO_ENABLED=0 go test -c -tags gpu -ldflags="-s -w" -o .gpu/gpu.test ./trainer/gpu
 	CGO_ENABLED=0 go build -ldflags="-s -w" -o .gpu/gpubench ./trainer/gpu/gpubench
-	echo "built .gpu/gpu.test and .gpu/gpubench; device command (carry [\".gpu/gpu.test\", \".gpu/gpubench\"]):"
+	CGO_ENABLED=0 go build -ldflags="-s -w" -o .gpu/gpue2e ./trainer/gpu/gpue2e
+	if [[ ! -f .gpu/smoke-shards/index.json ]]; then # shards for the end-to-end run (needs ffmpeg here)
+		go build -o .gpu/pipeline ./cmd/pipeline
+		tmp=$(mktemp -d)
+		sed "s|^workdir: .*|workdir: $tmp/work|" configs/gpu-smoke.yaml > "$tmp/gpu-smoke.yaml"
+		./.gpu/pipeline run "$tmp/gpu-smoke.yaml" --stage pack
+		rm -rf .gpu/smoke-shards && cp -r "$tmp/work/pack" .gpu/smoke-shards && rm -rf "$tmp" .gpu/pipeline
+	fi
+	echo "built .gpu/gpu.test, .gpu/gpubench, .gpu/gpue2e, .gpu/smoke-shards; device command"
+	echo "(carry [\".gpu/gpu.test\", \".gpu/gpubench\", \".gpu/gpue2e\", \".gpu/smoke-shards\"]):"
 	echo "  bash bench/gpu_train.sh device"
 	exit 0
 fi
@@ -25,9 +34,11 @@ out="${OUT:-gpu-out}"
 mkdir -p "$out"
 export PIPELINE_CUDA_CACHE="${TMPDIR:-/tmp}/pipeline-kernel-cache"
 BATCH="${BATCH:-4}" FRAMES="${FRAMES:-25}" RES="${RES:-64}" STEPS="${STEPS:-50}" WARMUP="${WARMUP:-10}"
-nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv | tee "$out/gpu.txt"
-date -u +"date: %Y-%m-%dT%H:%MZ" | tee -a "$out/gpu.txt"
-nproc | sed 's/^/cpus: /' | tee -a "$out/gpu.txt"
+# at most 8 files come back from $OUT: console.log (the caller's), numerics.log, results.jsonl,
+# errors.log, profile.md, e2e.log, e2e_train_loss.png, e2e_sample.gif
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv
+date -u +"date: %Y-%m-%dT%H:%MZ"
+nproc | sed 's/^/cpus: /'
 
 if [[ "${NUMERICS:-1}" == 1 ]]; then
 	timeout 300 ./.gpu/gpu.test -test.v -test.timeout 280s -test.run "${RUN:-.}" > "$out/numerics.log" 2>&1
@@ -35,7 +46,7 @@ if [[ "${NUMERICS:-1}" == 1 ]]; then
 	grep -E -- '--- (PASS|FAIL)|worst rel err|memory:|rel err|panic|Error' "$out/numerics.log" | head -40
 fi
 
-spec="$out/net.json"
+spec="${TMPDIR:-/tmp}/net.json"
 ./.gpu/gpubench -spec "$spec" -batch "$BATCH" -frames "$FRAMES" -res "$RES"
 res="$out/results.jsonl"
 : > "$res"
@@ -54,17 +65,13 @@ for prec in fp32 tf32; do
 	run "go $prec" ./.gpu/gpubench "${common[@]}" -tf32=$tf
 	# run 1's executor: trainer/cuda temporal conv (patch matrix), group norm and SiLU unfused
 	run "go $prec baseline" ./.gpu/gpubench "${common[@]}" -tf32=$tf -cudatconv -nofusion
-	run "go $prec device AdamW" ./.gpu/gpubench "${common[@]}" -tf32=$tf -optimizer device
+	[[ $prec == tf32 ]] && run "go $prec device AdamW" ./.gpu/gpubench "${common[@]}" -tf32=$tf -optimizer device
 	PYTHONUNBUFFERED=1 run "torch $prec" python3 bench/torch_reference.py "$spec" --precision $prec --steps "$STEPS" --warmup "$WARMUP"
 done
 if [[ "${PROFILE:-1}" == 1 ]]; then
-	for prec in tf32 fp32; do
-		tf=false
-		[[ $prec == tf32 ]] && tf=true
-		timeout 100 ./.gpu/gpubench -batch "$BATCH" -frames "$FRAMES" -res "$RES" -steps 10 -warmup 3 -tf32=$tf \
-			-profile "$out/profile_$prec.md" > /dev/null 2>> "$err" || echo "profile $prec failed"
-	done
-	head -30 "$out/profile_tf32.md" 2>/dev/null
+	timeout 100 ./.gpu/gpubench -batch "$BATCH" -frames "$FRAMES" -res "$RES" -steps 10 -warmup 3 -tf32=true \
+		-profile "$out/profile.md" > /dev/null 2>> "$err" || echo "profile failed"
+	cat "$out/profile.md" 2>/dev/null
 fi
 python3 - "$res" <<'PY'
 import json, sys
@@ -89,3 +96,14 @@ for prec in ("fp32", "tf32"):
         print(f"{prec}: go/torch step time {go[0]['step_ms_median']/th[0]['step_ms_median']:.2f}x, "
               f"peak memory {go[0]['peak_alloc_mib']/th[0]['peak_alloc_mib']:.2f}x")
 PY
+if [[ "${E2E:-1}" == 1 && -f .gpu/smoke-shards/index.json ]]; then
+	e2e="${TMPDIR:-/tmp}/gpu-e2e"
+	rm -rf "$e2e"
+	timeout "${E2E_TIMEOUT:-200}" ./.gpu/gpue2e -shards .gpu/smoke-shards -out "$e2e" \
+		-pretrain-steps "${E2E_PRETRAIN:-200}" -train-steps "${E2E_TRAIN:-200}" > "$out/e2e.log" 2>&1
+	echo "e2e exit $?"
+	grep -E 'msg=(pretrain|train|"train|"pretrain|sample)|level=(WARN|ERROR)|^\{|gpue2e' "$out/e2e.log" | tail -25
+	cp "$e2e/train/loss.png" "$out/e2e_train_loss.png" 2>/dev/null
+	cp "$e2e/sample/sample.gif" "$out/e2e_sample.gif" 2>/dev/null
+	cat "$e2e/train/train.json" 2>/dev/null
+fi
