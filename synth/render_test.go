@@ -63,7 +63,7 @@ func TestFrozenHeadAndTail(t *testing.T) {
 		"fractional":  func() Spec { s := tiny; s.FPS, s.FrozenHead, s.FrozenTail, s.Seconds = 7.5, 1.5, 1.2, 5.5; return s }(),
 		"vfr":         func() Spec { s := tiny; s.VFR = true; return s }(),
 		"no-frozen":   func() Spec { s := tiny; s.FrozenHead, s.FrozenTail = 0, 0; return s }(),
-		"rotated-big": func() Spec { s := tiny; s.Width, s.Height, s.Rotate, s.Seed = 320, 180, 90, 5; return s }(),
+		"rotated-big": func() Spec { s := tiny; s.Width, s.Height, s.Rotate, s.Seed = 192, 108, 90, 5; return s }(),
 	}
 	for name, sp := range cases {
 		t.Run(name, func(t *testing.T) {
