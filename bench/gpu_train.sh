@@ -16,7 +16,6 @@ if [[ "${1:-build}" == build ]]; then
 	mkdir -p .gpu
 	CGO_ENABLED=0 go test -c -tags gpu -ldflags="-s -w" -o .gpu/gpu.test ./trainer/gpu
 	CGO_ENABLED=0 go build -ldflags="-s -w" -o .gpu/gpubench ./trainer/gpu/gpubench
-	CGO_ENABLED=0 go build -ldflags="-s -w" -o .gpu/gpue2e ./trainer/gpu/gpue2e
 	if [[ ! -f .gpu/smoke-shards/index.json ]]; then # shards for the end-to-end run (needs ffmpeg here)
 		go build -o .gpu/pipeline ./cmd/pipeline
 		tmp=$(mktemp -d)
@@ -24,8 +23,8 @@ if [[ "${1:-build}" == build ]]; then
 		./.gpu/pipeline run "$tmp/gpu-smoke.yaml" --stage pack
 		rm -rf .gpu/smoke-shards && cp -r "$tmp/work/pack" .gpu/smoke-shards && rm -rf "$tmp" .gpu/pipeline
 	fi
-	echo "built .gpu/gpu.test, .gpu/gpubench, .gpu/gpue2e, .gpu/smoke-shards; device command"
-	echo "(carry [\".gpu/gpu.test\", \".gpu/gpubench\", \".gpu/gpue2e\", \".gpu/smoke-shards\"]):"
+	echo "built .gpu/gpu.test, .gpu/gpubench, .gpu/smoke-shards; device command"
+	echo "(carry [\".gpu/gpu.test\", \".gpu/gpubench\", \".gpu/smoke-shards\"]):"
 	echo "  bash bench/gpu_train.sh device"
 	exit 0
 fi
@@ -99,10 +98,10 @@ PY
 if [[ "${E2E:-1}" == 1 && -f .gpu/smoke-shards/index.json ]]; then
 	e2e="${TMPDIR:-/tmp}/gpu-e2e"
 	rm -rf "$e2e"
-	timeout "${E2E_TIMEOUT:-200}" ./.gpu/gpue2e -shards .gpu/smoke-shards -out "$e2e" \
+	timeout "${E2E_TIMEOUT:-200}" ./.gpu/gpubench e2e -shards .gpu/smoke-shards -out "$e2e" \
 		-pretrain-steps "${E2E_PRETRAIN:-200}" -train-steps "${E2E_TRAIN:-200}" > "$out/e2e.log" 2>&1
 	echo "e2e exit $?"
-	grep -E 'msg=(pretrain|train|"train|"pretrain|sample)|level=(WARN|ERROR)|^\{|gpue2e' "$out/e2e.log" | tail -25
+	grep -E 'msg=(pretrain|train|"train|"pretrain|sample)|level=(WARN|ERROR)|^\{|gpubench e2e' "$out/e2e.log" | tail -25
 	cp "$e2e/train/loss.png" "$out/e2e_train_loss.png" 2>/dev/null
 	cp "$e2e/sample/sample.gif" "$out/e2e_sample.gif" 2>/dev/null
 	cat "$e2e/train/train.json" 2>/dev/null

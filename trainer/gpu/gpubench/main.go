@@ -2,7 +2,8 @@
 // backward, gradient copies, host or device AdamW, weight upload) and
 // prints one JSON line of results; with -spec it writes the network
 // description bench/torch_reference.py rebuilds the same model from.
-// bench/gpu_train.sh drives it.
+// `gpubench e2e` runs pretrain, train and sample on the GPU from a shards
+// folder (e2e.go). bench/gpu_train.sh drives it.
 package main
 
 import (
@@ -55,6 +56,10 @@ func median(d []time.Duration) float64 {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "e2e" {
+		e2e(os.Args[2:])
+		return
+	}
 	preset := flag.String("model", "timelapse", "model preset")
 	B := flag.Int("batch", 4, "clips per step")
 	T := flag.Int("frames", 25, "frames per clip")

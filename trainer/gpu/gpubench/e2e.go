@@ -1,9 +1,10 @@
-// Command gpue2e runs the training half of configs/gpu-smoke.yaml on the GPU
+// e2e (`gpubench e2e`) runs the training half of configs/gpu-smoke.yaml on the GPU
 // from an existing shards folder, through the same trainer calls the
 // pretrain, train and sample stages make (trainer.Pretrain, trainer.Train,
 // trainer.Sample with Device "cuda"), for GPU machines without ffmpeg where
 // the synth and frames stages cannot run. bench/gpu_train.sh drives it with
 // shards made by `pipeline run configs/gpu-smoke.yaml --stage pack`.
+
 package main
 
 import (
@@ -19,7 +20,8 @@ import (
 	"github.com/timelapse-ml/pipeline/trainer"
 )
 
-func main() {
+func e2e(args []string) {
+	flag := flag.NewFlagSet("e2e", flag.ExitOnError)
 	shards := flag.String("shards", "", "shards folder (index.json)")
 	out := flag.String("out", "gpu-e2e", "output folder")
 	preSteps := flag.Int("pretrain-steps", 300, "pretrain steps")
@@ -30,11 +32,11 @@ func main() {
 	dev := flag.String("device", "cuda", "cuda, or cpu for a plumbing check")
 	preset := flag.String("model", "timelapse", "model preset")
 	res := flag.Int("res", 64, "training resolution")
-	flag.Parse()
+	flag.Parse(args)
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	ctx := context.Background()
 	fail := func(what string, err error) {
-		fmt.Fprintf(os.Stderr, "gpue2e: %s: %v\n", what, err)
+		fmt.Fprintf(os.Stderr, "gpubench e2e: %s: %v\n", what, err)
 		os.Exit(1)
 	}
 	t0 := time.Now()
