@@ -1,11 +1,15 @@
 package gpu
 
 import (
+	_ "embed"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
 )
+
+//go:embed testdata/cuda_stub.h
+var cudaStub []byte
 
 // TestKernelsParse syntax-checks the embedded CUDA sources, concatenated as
 // NVRTC compiles them, with clang's CUDA front end (no GPU or CUDA toolkit
@@ -21,10 +25,7 @@ func TestKernelsParse(t *testing.T) {
 	if clang == "" {
 		t.Skip("no clang on PATH: CUDA sources not syntax-checked")
 	}
-	stub, err := os.ReadFile("testdata/cuda_stub.h")
-	if err != nil {
-		t.Fatal(err)
-	}
+	stub := cudaStub
 	src, err := kernelSource()
 	if err != nil {
 		t.Fatal(err)
