@@ -179,7 +179,7 @@ def main():
         "peak_alloc_mib": torch.cuda.max_memory_allocated() / 2**20,
         "reserved_mib": torch.cuda.max_memory_reserved() / 2**20,
         "optimizer_device_mib": opt_bytes / 2**20,
-        "final_loss": float(loss), "torch": torch.__version__,
+        "final_loss": float(loss.detach()), "torch": torch.__version__,
     }))
 
 
