@@ -3,31 +3,40 @@
 // (model.Describe) and runs its forward pass, the frame MSE loss and the
 // backward pass on an NVIDIA GPU through trainer/cuda.
 //
-// What it does per step (Step.Run):
-//   - the batch (input, timesteps, target) is copied into pinned host
-//     buffers and uploaded;
-//   - frozen weights were uploaded once at NewStep and stay resident;
-//     trainable weights are uploaded again only after an update
-//     (UploadWeights);
-//   - activations and gradient buffers come from the caching allocator of
-//     trainer/cuda and are freed as soon as the plan (plan.go) says the
-//     rest of the step no longer reads them, so steady-state steps never
-//     call cuMemAlloc and the peak follows liveness;
-//   - no weight gradient of a frozen parameter is computed: only the
-//     activation gradients that flow through frozen layers;
-//   - each trainable gradient is copied device-to-host into a pinned buffer
-//     on a copy stream as soon as it is ready, overlapping the rest of the
-//     backward pass.
+// API: NewStep(params, video, B, T, H, W, Options) returns a *Step with the
+// contract of model.TrainGraph (Step(input, timesteps, target) -> loss;
+// Grad(i) for Trainable()[i], in pinned host memory) and of
+// model.ForwardGraph (Predict); UploadWeights copies host weights back after
+// an optimizer update. trainer/backend.go switches a training session
+// between the two. Device resolves `device: cuda | cpu | auto`.
 //
-// The optimizer runs on the host (trainer/optim's AdamW, all cores) by
-// default; OptimizerDevice keeps AdamW's moments and the update on the GPU
-// instead, for comparison (DeviceAdamW).
+// What a step does (step.go, forward.go, backward.go):
+//   - the batch is staged in pinned host buffers and uploaded;
+//   - frozen weights were uploaded once by NewStep and stay resident;
+//     trainable weights go up again after each update (pinned, async);
+//   - activations, gradients and scratch come from trainer/cuda's caching
+//     allocator and are freed as soon as the plan (plan.go, by liveness)
+//     says nothing later reads them, so steady-state steps never call
+//     cuMemAlloc and the peak follows what the backward pass really needs:
+//     a frozen convolution keeps nothing (its input only serves a weight
+//     gradient that is never computed);
+//   - no frozen parameter gets a gradient: only the activation gradients
+//     that flow through frozen layers;
+//   - each trainable gradient is copied to a pinned host buffer on a copy
+//     stream as soon as it is ready, overlapping the rest of the backward.
 //
-// The few kernels trainer/cuda does not export (the row softmax of
-// attention, the device AdamW update, squared norms) are CUDA C sources
-// under kernels/, compiled with NVRTC on first use (kernels.go). They run on
-// the legacy default stream, which is ordered with trainer/cuda's blocking
-// stream in both directions.
+// Beyond trainer/cuda's ops: attention in the model's packed qkv layout with
+// strided GEMMs per head (attention.go), the temporal convolution as GEMMs
+// over contiguous 3-frame windows with no patch matrix (tconv.go), GroupNorm
+// fused with the SiLU after it (gnsilu.go), and the temporal conv's bias
+// added with the ResBlock's embedding in one pass. Their few kernels are
+// CUDA C under kernels/, compiled with NVRTC when a Step opens (kernels.go)
+// and launched on the legacy default stream, which is ordered with
+// trainer/cuda's blocking stream both ways.
 //
-// Device selects the backend for `device: cuda | cpu | auto`.
+// The optimizer runs on the host (trainer/optim's AdamW, all cores; the GPU
+// holds no optimizer bytes) unless DeviceAdamW keeps the moments and the
+// update on the GPU (optimizer_state: device), with checkpoints in the same
+// format. Options.Profile times each layer kind (profile.go); gpubench
+// times steps against bench/torch_reference.py and runs `gpubench e2e`.
 package gpu
