@@ -25,8 +25,8 @@ func reportFrames(b *testing.B, frames int, cpuStart float64) {
 	b.ReportMetric((cpuSeconds()-cpuStart)*1e3/float64(frames), "cpu-ms/frame")
 }
 
-// DefaultSet is the stage's default set (stages/synth.go): 8 videos of
-// 640x360 at 25 fps, 10 s each, H.264.
+// benchDefault is the spec of the synth stage's default set
+// (stages/synth.go): 8 videos of 640x360 at 25 fps, 10 s each, H.264.
 var benchDefault = Spec{Width: 640, Height: 360, FPS: 25, Seconds: 10, FrozenHead: 2, FrozenTail: 2, Seed: 1}
 
 // BenchmarkRenderFrames measures the Go renderer alone (no encoding), all
@@ -68,13 +68,26 @@ func BenchmarkRender(b *testing.B) {
 	}
 }
 
-// BenchmarkRenderSet measures the default set (8 videos, as the stage
-// renders it) in rendered+encoded frames per second, with one and two
-// videos at a time.
+// BenchmarkRenderSet measures whole sets in rendered+encoded frames per
+// second, with one and two videos at a time: the stage's default set (8
+// videos of 640x360, 25 fps, 10 s) and the embedded pipeline.yaml's (6 of
+// 192x128, 10 fps, 10 s).
 func BenchmarkRenderSet(b *testing.B) {
-	for _, workers := range []int{1, 2} {
-		b.Run(fmt.Sprintf("default/workers=%d", workers), func(b *testing.B) {
-			set := Set{Count: 8, Spec: benchDefault, Workers: workers}
+	// The embedded pipeline.yaml's synth stage (videos only, no faults).
+	embedded := Spec{Width: 192, Height: 128, FPS: 10, Seconds: 10, FrozenHead: 2, FrozenTail: 2, Seed: 7}
+	for _, c := range []struct {
+		name    string
+		count   int
+		spec    Spec
+		workers int
+	}{
+		{"default/workers=1", 8, benchDefault, 1},
+		{"default/workers=2", 8, benchDefault, 2},
+		{"pipeline.yaml/workers=1", 6, embedded, 1},
+		{"pipeline.yaml/workers=2", 6, embedded, 2},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			set := Set{Count: c.count, Spec: c.spec, Workers: c.workers}
 			dir := b.TempDir()
 			cpu := cpuSeconds()
 			for b.Loop() {
