@@ -15,12 +15,12 @@ const (
 // Spec describes one video. Zero values take the defaults documented on each
 // field (see WithDefaults).
 type Spec struct {
-	// Width and Height in pixels (default 256x256). Odd sizes are rejected
-	// for yuv420 formats.
+	// Width and Height in pixels (default 640x360). Odd sizes are rejected
+	// (4:2:0 chroma).
 	Width, Height int
 	// FPS is the frame rate (default 25).
 	FPS float64
-	// Seconds is the clip length (default 12).
+	// Seconds is the clip length (default 10).
 	Seconds float64
 	// FrozenHead and FrozenTail are the seconds at the start and end whose
 	// frames are all identical (no motion, no light change). Zero means none;
@@ -47,10 +47,10 @@ type Spec struct {
 
 // Defaults used by WithDefaults.
 const (
-	DefaultWidth   = 256
-	DefaultHeight  = 256
+	DefaultWidth   = 640
+	DefaultHeight  = 360
 	DefaultFPS     = 25
-	DefaultSeconds = 12
+	DefaultSeconds = 10
 )
 
 // WithDefaults returns s with zero fields replaced by their defaults.
