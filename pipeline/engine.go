@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -332,7 +333,8 @@ func (e *Engine) execute(ctx context.Context, st *Stage, key string, parts KeyPa
 		Name: st.Name, Kind: st.Kind.Name, Params: st.Params, OutDir: out,
 		Workdir: wd, ConfigDir: e.cfg.Dir, Needs: slices.Clone(st.Needs),
 		Resume: resume, Forced: forced, Strict: e.opts.Strict, Log: log,
-		inputs: inputs, eng: &runEnv{e: e, items: items},
+		Tools:  parts.Tools,
+		inputs: inputs, eng: &runEnv{e: e, items: items, itemSalt: itemSalt(parts)},
 	}
 	if err := st.Kind.Run(ctx, r); err != nil {
 		return "", err
@@ -417,8 +419,19 @@ func cleanOutDir(out string, itemFiles map[string]FileRecord, resume bool) error
 
 // runEnv is the engine's side of one stage run.
 type runEnv struct {
-	e     *Engine
-	items *itemStore
+	e        *Engine
+	items    *itemStore
+	itemSalt string
+}
+
+// itemSalt is what every item of a stage depends on besides its own
+// fingerprint: the kind's code version and the tools' versions.
+func itemSalt(p KeyParts) string {
+	b, _ := json.Marshal(struct {
+		Kind, Version string
+		Tools         map[string]string
+	}{p.Kind, p.Version, p.Tools})
+	return string(b)
 }
 
 func (r *runEnv) kindOf(stage string) string {
@@ -442,7 +455,7 @@ func (r *runEnv) progress(stage, unit string, total int) *Progress {
 }
 
 func (r *runEnv) item(ctx context.Context, _ *StageRun, rel, fp string, build func(string) error) (bool, error) {
-	return r.items.build(ctx, rel, fp, build)
+	return r.items.build(ctx, rel, fp+"\x00"+r.itemSalt, build)
 }
 
 // StageStatus is a stage's recorded state, for `pipeline status`.

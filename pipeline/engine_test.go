@@ -226,3 +226,21 @@ func TestCancelKeepsFinishedItems(t *testing.T) {
 		t.Fatalf("resume did not build d: %v", got)
 	}
 }
+
+func TestItemsRebuiltWhenKindVersionChanges(t *testing.T) {
+	var log runLog
+	src := "stages:\n  it:\n    kind: items\n    params: {names: [a, b]}\n"
+	p := load(t, &log, src)
+	p.Run(pipeline.Options{})
+	log.take()
+	kinds := testKinds(&log, nil)
+	kinds[1].Version = "2"
+	cfg, err := pipeline.Load("test.yaml", p.Config.Dir, []byte("workdir: "+p.Workdir+"\n"+src), pipeline.NewRegistry(kinds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pipeline.New(cfg, pipeline.Options{}).Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	expectRan(t, &log, "it", "it/a", "it/b")
+}

@@ -38,6 +38,9 @@ type StageRun struct {
 	// Strict is the --strict flag: kinds that set bad items aside (quarantine)
 	// fail instead.
 	Strict bool
+	// Tools maps each tool the kind declares to its version line (as in
+	// the cache key), e.g. Tools["ffmpeg"].
+	Tools map[string]string
 	// Log is the stage's logger (it carries the stage name).
 	Log *slog.Logger
 
@@ -65,7 +68,8 @@ func (r *StageRun) Progress(unit string, total int) *Progress {
 
 // Item builds one item of a stage that handles many (a video's frames, a
 // shard) unless an earlier run already built it with the same fingerprint
-// and its files are unchanged. rel is the item's path relative to OutDir (a
+// and its files are unchanged (the kind's version and its tools' versions are
+// part of every item's fingerprint). rel is the item's path relative to OutDir (a
 // file or a folder); fingerprint is everything the item's content depends on
 // (e.g. the source's content hash and the params that matter). build gets a
 // temporary path beside the final one, which it creates as a file or folder;
