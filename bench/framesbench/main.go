@@ -127,7 +127,8 @@ func run(ctx context.Context, dir string, count, workers, rounds int) error {
 		if err := cmd.Run(); err != nil {
 			return fmt.Errorf("recipe loop: %w", err)
 		}
-		keepBest(best, "loop", time.Since(t))
+		loopTime := time.Since(t)
+		keepBest(best, "loop", loopTime)
 
 		// The decode floor: decode each input up to duration-2 s, one
 		// thread, two at a time.
@@ -147,7 +148,8 @@ func run(ctx context.Context, dir string, count, workers, rounds int) error {
 		if err := g.Wait(); err != nil {
 			return err
 		}
-		keepBest(best, "floor", time.Since(t))
+		floorTime := time.Since(t)
+		keepBest(best, "floor", floorTime)
 
 		// Ours.
 		b := frames.Batch{Params: frames.DefaultParams(), Workers: workers, FFmpegVersion: ver}
@@ -157,7 +159,7 @@ func run(ctx context.Context, dir string, count, workers, rounds int) error {
 		}
 		keepBest(best, "ours", st.Elapsed)
 		ours = rows
-		log.Printf("round %d: loop %v, floor %v, ours %v", r+1, best["loop"], best["floor"], st.Elapsed)
+		log.Printf("round %d: loop %.2fs, floor %.2fs, ours %.2fs", r+1, loopTime.Seconds(), floorTime.Seconds(), st.Elapsed.Seconds())
 	}
 
 	// Byte-identical?
