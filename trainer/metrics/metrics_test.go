@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"gonum.org/v1/plot/plotter"
 )
 
 func TestLogFlushAndResume(t *testing.T) {
@@ -59,7 +61,11 @@ func TestReadFileReportsLine(t *testing.T) {
 func TestPlotLoss(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "loss.png")
 	v := 0.4
-	recs := []Record{{Step: 1, Loss: 1}, {Step: 2, Loss: 0.6}, {Step: 3, Loss: 0.5, ValLoss: &v}}
+	var recs []Record
+	for s := 1; s <= 100; s++ {
+		recs = append(recs, Record{Step: s, Loss: 1 / float64(s)})
+	}
+	recs[99].ValLoss = &v
 	if err := PlotLoss(path, "train", recs); err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +80,7 @@ func TestPlotLoss(t *testing.T) {
 	if w := img.Bounds().Dx(); w < 500 {
 		t.Errorf("plot is %d px wide", w)
 	}
-	// The curve's colour appears in the image.
+	// The smoothed curve's colour appears in the image.
 	found := false
 	bnd := img.Bounds()
 	for y := bnd.Min.Y; y < bnd.Max.Y && !found; y++ {
@@ -88,5 +94,16 @@ func TestPlotLoss(t *testing.T) {
 	}
 	if !found {
 		t.Error("no pixel of the training curve's colour in the plot")
+	}
+}
+
+func TestMovingMean(t *testing.T) {
+	in := plotter.XYs{{X: 1, Y: 1}, {X: 2, Y: 3}, {X: 3, Y: 5}, {X: 4, Y: 7}}
+	got := movingMean(in, 2)
+	want := []float64{1, 2, 4, 6}
+	for i, w := range want {
+		if got[i].Y != w || got[i].X != in[i].X {
+			t.Errorf("point %d = %+v, want y %v", i, got[i], w)
+		}
 	}
 }

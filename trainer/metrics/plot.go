@@ -35,9 +35,19 @@ func PlotLoss(path, title string, recs []Record) error {
 		if err != nil {
 			return fmt.Errorf("loss plot: %w", err)
 		}
-		l.Color = plotColor(0)
+		l.Color = plotColor(2)
 		p.Add(l)
 		p.Legend.Add("train", l)
+		if w := len(train) / 40; w >= 2 {
+			m, err := plotter.NewLine(movingMean(train, w))
+			if err != nil {
+				return fmt.Errorf("loss plot: %w", err)
+			}
+			m.Color = plotColor(0)
+			m.Width = vg.Points(2)
+			p.Add(m)
+			p.Legend.Add(fmt.Sprintf("train, mean of %d", w), m)
+		}
 	}
 	if len(val) > 0 {
 		l, s, err := plotter.NewLinePoints(val)
@@ -61,4 +71,19 @@ func PlotLoss(path, title string, recs []Record) error {
 		return fmt.Errorf("loss plot: %w", err)
 	}
 	return nil
+}
+
+// movingMean averages each point with the w-1 before it.
+func movingMean(xy plotter.XYs, w int) plotter.XYs {
+	out := make(plotter.XYs, 0, len(xy))
+	var sum float64
+	for i, p := range xy {
+		sum += p.Y
+		if i >= w {
+			sum -= xy[i-w].Y
+		}
+		n := min(i+1, w)
+		out = append(out, plotter.XY{X: p.X, Y: sum / float64(n)})
+	}
+	return out
 }
