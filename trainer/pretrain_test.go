@@ -56,3 +56,20 @@ func TestPretrainWritesBackbone(t *testing.T) {
 		t.Errorf("metrics %+v", recs)
 	}
 }
+
+// Epochs replaces Steps: one pass over the training windows.
+func TestPretrainEpochs(t *testing.T) {
+	dir := makeShards(t, 4, 10, 16)
+	c := tinyCommon(t, dir, 1000)
+	c.Epochs = 1
+	res, err := Pretrain(context.Background(), PretrainOptions{Common: c, CondGap: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 3 of the 4 videos train (val_fraction 0.25); a video of 10 frames has
+	// 7 windows of 2 frames 3 apart; batches of 2.
+	want := (3*7 + 1) / 2
+	if res.Steps != want {
+		t.Errorf("1 epoch ran %d steps, want %d", res.Steps, want)
+	}
+}

@@ -7,7 +7,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/timelapse-ml/pipeline/shards"
@@ -275,7 +274,7 @@ func (s *session) flushMetrics() error {
 	if err := s.mlog.Flush(); err != nil {
 		return err
 	}
-	title := fmt.Sprintf("%s loss (%s)", s.name, strings.TrimSuffix(filepath.Base(s.c.OutDir), "/"))
+	title := fmt.Sprintf("%s loss (%s)", s.name, NoiseSchedule+" schedule, "+Prediction+"-prediction")
 	return metrics.PlotLoss(filepath.Join(s.c.OutDir, LossPlotFile), title, s.mlog.Records)
 }
 
