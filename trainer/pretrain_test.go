@@ -2,6 +2,8 @@ package trainer
 
 import (
 	"context"
+	"errors"
+	"math"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -71,5 +73,41 @@ func TestPretrainEpochs(t *testing.T) {
 	want := (3*7 + 1) / 2
 	if res.Steps != want {
 		t.Errorf("1 epoch ran %d steps, want %d", res.Steps, want)
+	}
+}
+
+// Pretraining resumes exactly too (same checkpointer as Train).
+func TestPretrainResumeIsExact(t *testing.T) {
+	dir := makeShards(t, 4, 10, 16)
+	straight := tinyCommon(t, dir, 6)
+	if _, err := Pretrain(context.Background(), PretrainOptions{Common: straight, CondGap: 2}); err != nil {
+		t.Fatal(err)
+	}
+	split := tinyCommon(t, dir, 6)
+	ctx, cancel := context.WithCancel(context.Background())
+	split.afterStep = func(_ *session, step int) {
+		if step == 3 {
+			cancel()
+		}
+	}
+	if _, err := Pretrain(ctx, PretrainOptions{Common: split, CondGap: 2}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted pretrain: %v", err)
+	}
+	split.afterStep, split.Resume = nil, true
+	res, err := Pretrain(context.Background(), PretrainOptions{Common: split, CondGap: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.ResumedFrom != 3 {
+		t.Errorf("resumed from %d, want 3", res.ResumedFrom)
+	}
+	a := readTensors(t, filepath.Join(straight.OutDir, BackboneFile))
+	b := readTensors(t, filepath.Join(split.OutDir, BackboneFile))
+	for name, ta := range a.Tensors {
+		for i := range ta.Data {
+			if math.Float32bits(ta.Data[i]) != math.Float32bits(b.Tensors[name].Data[i]) {
+				t.Fatalf("%s[%d]: straight %v, resumed %v", name, i, ta.Data[i], b.Tensors[name].Data[i])
+			}
+		}
 	}
 }
