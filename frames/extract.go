@@ -66,6 +66,7 @@ func Extract(ctx context.Context, src Source, p Params, dir string) (Result, err
 	if err != nil {
 		return res, fmt.Errorf("frames %s: pipe: %w", src.ID, err)
 	}
+	growPipe(pw)
 	dec.Stdout, enc.Stdin = pw, pr
 	if err := enc.Start(); err != nil {
 		pr.Close()
