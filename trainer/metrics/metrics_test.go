@@ -107,3 +107,21 @@ func TestMovingMean(t *testing.T) {
 		}
 	}
 }
+
+func TestPositiveTicks(t *testing.T) {
+	ts := positiveTicks{}.Ticks(0.02, 0.45)
+	labels := 0
+	prev := 0.0
+	for _, tk := range ts {
+		if tk.Value <= prev || tk.Value < 0.02 || tk.Value > 0.45 {
+			t.Fatalf("tick %v out of order or range in %v", tk.Value, ts)
+		}
+		prev = tk.Value
+		if tk.Label != "" {
+			labels++
+		}
+	}
+	if labels < 3 {
+		t.Errorf("only %d labelled ticks between 0.02 and 0.45: %v", labels, ts)
+	}
+}
