@@ -196,8 +196,8 @@ func (e *Engine) reasons(st *Stage, old *stageState, key string, parts KeyParts,
 	case old == nil:
 		return append(reasons, "never run"), false, nil
 	case old.Status == statusRunning:
-		if old.Key == key {
-			return append(reasons, "interrupted (resumes)"), !forced, nil
+		if old.Key == key && !e.opts.Force {
+			return append(reasons, "interrupted (resumes)"), true, nil
 		}
 		reasons = append(reasons, "interrupted")
 		if r := staleReasons(old.Parts, parts); len(r) > 0 {

@@ -127,6 +127,8 @@ func TestUnknownStageFlag(t *testing.T) {
 	}
 }
 
+// TestExternalInputChangeMakesStale: a Path param's folder listing is part
+// of the key, so adding a source file makes the stage stale.
 func TestExternalInputChangeMakesStale(t *testing.T) {
 	var log runLog
 	dir := t.TempDir()

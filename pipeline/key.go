@@ -106,16 +106,23 @@ func (e *Engine) keyParts(ctx context.Context, st *Stage, inputDigests map[strin
 		}
 		p.Tools[t.Name] = v
 	}
-	if st.Kind.ExternalInputs != nil {
-		for _, path := range st.Kind.ExternalInputs(st.Params) {
-			if path == "" {
-				continue
-			}
-			if p.External == nil {
-				p.External = map[string]string{}
-			}
-			p.External[filepath.Clean(path)] = listingDigest(path)
+	var external []string
+	for _, sp := range st.Kind.Params {
+		if sp.Type == Path && st.Params.Has(sp.Name) {
+			external = append(external, st.Params.String(sp.Name))
 		}
+	}
+	if st.Kind.ExternalInputs != nil {
+		external = append(external, st.Kind.ExternalInputs(st.Params)...)
+	}
+	for _, path := range external {
+		if path == "" {
+			continue
+		}
+		if p.External == nil {
+			p.External = map[string]string{}
+		}
+		p.External[filepath.Clean(path)] = listingDigest(path)
 	}
 	// Canonicalise through JSON so recorded and fresh parts compare equal.
 	b, _ := json.Marshal(p)

@@ -16,10 +16,11 @@ type Kind struct {
 	Params []ParamSpec
 	// Tools lists external programs whose version is part of the cache key.
 	Tools []Tool
-	// ExternalInputs, when set, returns the files or folders outside the
-	// workdir that the stage reads for these params (a folder of videos, a
-	// still image). Their listing (paths, sizes, modification times) enters
-	// the cache key, so adding or editing a source file makes the stage stale.
+	// ExternalInputs, when set, returns more files or folders outside the
+	// workdir that the stage reads for these params. Like the value of every
+	// Path param (a folder of videos, a still image), their listing (paths,
+	// sizes, modification times) enters the cache key, so adding or editing a
+	// source file makes the stage stale.
 	ExternalInputs func(p Params) []string
 	// Run does the stage's work. It writes its outputs under r.OutDir (see
 	// StageRun for atomicity) and returns an error to fail the stage.

@@ -58,12 +58,6 @@ func testKinds(log *runLog, release chan struct{}) []pipeline.Kind {
 			{Name: "tags", Type: pipeline.StringList, Default: []string{}},
 			{Name: "source", Type: pipeline.Path},
 		},
-		ExternalInputs: func(p pipeline.Params) []string {
-			if p.Has("source") {
-				return []string{p.String("source")}
-			}
-			return nil
-		},
 		Run: func(ctx context.Context, r *pipeline.StageRun) error {
 			log.add(r.Name)
 			var b strings.Builder

@@ -45,12 +45,6 @@ func IngestKind() pipeline.Kind {
 			{Name: "ffprobe", VersionArgs: []string{"-version"}},
 			{Name: "ffmpeg", VersionArgs: []string{"-version"}},
 		},
-		ExternalInputs: func(p pipeline.Params) []string {
-			if p.Has("folder") && p.String("folder") != "" {
-				return []string{p.String("folder")}
-			}
-			return nil
-		},
 		Run: runIngest,
 	}
 }
