@@ -7,8 +7,8 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"github.com/timelapse-ml/pipeline/internal/atomicfile"
 	"github.com/timelapse-ml/pipeline/trainer/checkpoint"
-	"github.com/timelapse-ml/pipeline/trainer/internal/atomic"
 	"github.com/timelapse-ml/pipeline/trainer/model"
 )
 
@@ -141,7 +141,7 @@ func Train(ctx context.Context, o TrainOptions) (*Result, error) {
 	if err != nil {
 		return res, err
 	}
-	if err := atomic.WriteFile(filepath.Join(c.OutDir, SummaryFile), append(b, '\n')); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(c.OutDir, SummaryFile), append(b, '\n')); err != nil {
 		return res, fmt.Errorf("train: %w", err)
 	}
 	return res, nil

@@ -11,7 +11,7 @@ import (
 	"os"
 	"sort"
 
-	"github.com/timelapse-ml/pipeline/trainer/internal/atomic"
+	"github.com/timelapse-ml/pipeline/internal/atomicfile"
 )
 
 // MetadataKey is the reserved header key holding the string metadata.
@@ -135,7 +135,7 @@ func Encode(w io.Writer, f *File) error {
 // Write atomically writes f to path (a temporary file beside it, synced and
 // renamed into place).
 func Write(path string, f *File) error {
-	af, err := atomic.Create(path)
+	af, err := atomicfile.Create(path)
 	if err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}

@@ -16,7 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 
-	"github.com/timelapse-ml/pipeline/trainer/internal/atomic"
+	"github.com/timelapse-ml/pipeline/internal/atomicfile"
 )
 
 // Options control GIF and MP4 output. Zero values mean 8 fps and scale 1.
@@ -67,7 +67,7 @@ func WriteGIF(path string, frames []*image.RGBA, opt Options) error {
 	if err := gif.EncodeAll(&buf, anim); err != nil {
 		return fmt.Errorf("gif %s: %w", path, err)
 	}
-	return atomic.WriteFile(path, buf.Bytes())
+	return atomicfile.WriteFile(path, buf.Bytes())
 }
 
 // WriteMP4 encodes the frames as H.264 (yuv420p, playable everywhere) with
@@ -82,7 +82,7 @@ func WriteMP4(ctx context.Context, path string, frames []*image.RGBA, opt Option
 		return fmt.Errorf("mp4 %s: %w", path, err)
 	}
 	w, h := fr[0].Rect.Dx(), fr[0].Rect.Dy()
-	tmp := filepath.Join(filepath.Dir(path), atomic.TempPrefix+filepath.Base(path))
+	tmp := filepath.Join(filepath.Dir(path), atomicfile.TempPrefix+filepath.Base(path))
 	defer os.Remove(tmp)
 	cmd := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
 		"-f", "rawvideo", "-pix_fmt", "rgba", "-s", fmt.Sprintf("%dx%d", w, h),
@@ -131,5 +131,5 @@ func WriteContactSheet(path string, frames []*image.RGBA, cols, scale int) error
 	if err := png.Encode(&buf, sheet); err != nil {
 		return fmt.Errorf("contact sheet %s: %w", path, err)
 	}
-	return atomic.WriteFile(path, buf.Bytes())
+	return atomicfile.WriteFile(path, buf.Bytes())
 }

@@ -10,7 +10,7 @@ import (
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
 
-	"github.com/timelapse-ml/pipeline/trainer/internal/atomic"
+	"github.com/timelapse-ml/pipeline/internal/atomicfile"
 )
 
 // PlotLoss draws the training loss (and the validation loss where present)
@@ -73,7 +73,7 @@ func PlotLoss(path, title string, recs []Record) error {
 	if _, err := w.WriteTo(&buf); err != nil {
 		return fmt.Errorf("loss plot: %w", err)
 	}
-	if err := atomic.WriteFile(path, buf.Bytes()); err != nil {
+	if err := atomicfile.WriteFile(path, buf.Bytes()); err != nil {
 		return fmt.Errorf("loss plot: %w", err)
 	}
 	return nil

@@ -9,7 +9,7 @@ import (
 	"io/fs"
 	"os"
 
-	"github.com/timelapse-ml/pipeline/trainer/internal/atomic"
+	"github.com/timelapse-ml/pipeline/internal/atomicfile"
 )
 
 // Record is one line of metrics.jsonl. ValLoss is set only on steps where
@@ -75,7 +75,7 @@ func (l *Log) Flush() error {
 			return fmt.Errorf("metrics step %d: %w", r.Step, err)
 		}
 	}
-	if err := atomic.WriteFile(l.Path, buf.Bytes()); err != nil {
+	if err := atomicfile.WriteFile(l.Path, buf.Bytes()); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
 	return nil

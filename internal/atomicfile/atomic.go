@@ -1,9 +1,9 @@
-// Package atomic writes files under a temporary name beside their final path
-// and renames them into place when complete, so a killed run never leaves a
-// half-written file under a final name. Temporary names start with ".tmp-",
-// the prefix the pipeline engine ignores and cleans up (pipeline.TempPrefix);
-// it is repeated here so the trainer builds without the engine.
-package atomic
+// Package atomicfile writes files under a temporary name beside their final
+// path and renames them into place when complete, so a killed run never
+// leaves a half-written file under a final name. Temporary names start with
+// TempPrefix, which the pipeline engine ignores in outputs and cleans up. The
+// engine and the trainer share it.
+package atomicfile
 
 import (
 	"bufio"
@@ -12,10 +12,22 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
-// TempPrefix starts every temporary file name (equal to pipeline.TempPrefix).
+// TempPrefix starts every temporary file or folder name.
 const TempPrefix = ".tmp-"
+
+// TempPath returns a fresh temporary path in the same folder as final, so a
+// rename onto final is atomic.
+func TempPath(final string) string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return filepath.Join(filepath.Dir(final), TempPrefix+filepath.Base(final)+"-"+hex.EncodeToString(b[:]))
+}
+
+// IsTemp reports whether a base name is a temporary one.
+func IsTemp(name string) bool { return strings.HasPrefix(name, TempPrefix) }
 
 // File is a buffered file written under a temporary name.
 type File struct {
@@ -30,9 +42,7 @@ func Create(path string) (*File, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("create %s: %w", path, err)
 	}
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	tmp := filepath.Join(filepath.Dir(path), TempPrefix+filepath.Base(path)+"-"+hex.EncodeToString(b[:]))
+	tmp := TempPath(path)
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", path, err)
