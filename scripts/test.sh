@@ -6,11 +6,13 @@ cd "$(dirname "$0")/.."
 bash scripts/ensure-ffmpeg.sh
 export CGO_ENABLED=${CGO_ENABLED:-1}
 go vet ./...
-go vet -tags gpu ./trainer/cuda/... 2>/dev/null || true
+# The GPU tests run on a GPU machine; here they must at least compile.
+go vet -tags gpu ./trainer/cuda/... ./trainer/gpu/...
 # The engine and CLI under the race detector (needs cgo: gcc is on Go's Debian images).
 go test -race -shuffle=on ./pipeline/... ./cmd/...
 # Everything else.
 go test -shuffle=on -timeout 30m ./...
 # Fuzz targets, a few seconds each.
-fuzz() { go test "$1" -run '^$' -fuzz "^$2\$" -fuzztime "${FUZZTIME:-5s}"; }
+fuzz() { go test "$1" -run '^$' -fuzz "^$2\$" -fuzztime "${FUZZTIME:-10s}" -fuzzminimizetime 2s; }
 fuzz ./pipeline FuzzLoad
+fuzz ./shards FuzzOpenShard
