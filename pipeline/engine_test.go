@@ -246,3 +246,32 @@ func TestItemsRebuiltWhenKindVersionChanges(t *testing.T) {
 	}
 	expectRan(t, &log, "it", "it/a", "it/b")
 }
+
+// TestInterruptedStageResumes: a stage that failed mid-way resumes with its
+// partial files on a plain run and with --stage; --force starts it afresh.
+func TestInterruptedStageResumes(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts pipeline.Options
+		want string
+	}{
+		{"plain", pipeline.Options{}, "resume=true partial"},
+		{"stage", pipeline.Options{Stages: []string{"f"}}, "resume=true partial"},
+		{"force", pipeline.Options{Force: true}, "resume=false"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var log runLog
+			p := load(t, &log, "stages:\n  f:\n    kind: flaky\n")
+			if _, err := p.TryRun(context.Background(), pipeline.Options{}); err == nil {
+				t.Fatal("first run did not fail")
+			}
+			expectRan(t, &log, "resume=false")
+			plan, _ := pipeline.New(p.Config, tc.opts).Plan(context.Background())
+			if (tc.want != "resume=false") != plan[0].Resume {
+				t.Errorf("plan resume=%v, reasons %v", plan[0].Resume, plan[0].Reasons)
+			}
+			p.TryRun(context.Background(), tc.opts)
+			expectRan(t, &log, tc.want)
+		})
+	}
+}

@@ -119,5 +119,20 @@ func testKinds(log *runLog, release chan struct{}) []pipeline.Kind {
 			}
 		},
 	}
-	return []pipeline.Kind{write, items, block}
+	// flaky fails the first time (leaving a partial file, as a crash would)
+	// and logs whether later attempts resume and still see it.
+	flaky := pipeline.Kind{
+		Name: "flaky", Version: "1",
+		Run: func(ctx context.Context, r *pipeline.StageRun) error {
+			partial := filepath.Join(r.OutDir, "partial")
+			if _, err := os.Stat(partial); err == nil {
+				log.add(fmt.Sprintf("resume=%v partial", r.Resume))
+				return nil
+			}
+			log.add(fmt.Sprintf("resume=%v", r.Resume))
+			os.WriteFile(partial, nil, 0o644)
+			return fmt.Errorf("boom")
+		},
+	}
+	return []pipeline.Kind{write, items, block, flaky}
 }
