@@ -27,6 +27,8 @@ func trainingParams(d trainingDefaults) []pipeline.ParamSpec {
 		{Name: "seed", Type: pipeline.Int, Default: 0, Doc: "seed of initialisation, data order, noise and timesteps"},
 		{Name: "device", Type: pipeline.String, Default: "cpu", Enum: []string{"cpu", "cuda", "auto"},
 			Doc: "cpu; cuda trains on the GPU (trainer/gpu: backbone resident, AdamW on the host); auto picks the GPU when one is usable, else the CPU with a warning"},
+		{Name: "optimizer_state", Type: pipeline.String, Default: "host", Enum: []string{"host", "device"},
+			Doc: "where AdamW's moments live on the GPU path: host (pinned host memory, update on all cores; the GPU holds no optimizer bytes) or device (moments and update on the GPU, for comparison); device needs device cuda (with auto falling back to the CPU it reverts to host with a warning); checkpoints are the same either way"},
 		{Name: "tf32", Type: pipeline.Bool, Default: false, Doc: "on the GPU, let matrix products use TF32 tensor cores (about 2x faster; strict float32 otherwise)"},
 		{Name: "checkpoint_every", Type: pipeline.Int, Default: d.every, Min: pipeline.Bound(0), Max: pipeline.Bound(1e9), Doc: "steps between checkpoints (0: only at the end); a resumed run continues from the last one"},
 		{Name: "validate_every", Type: pipeline.Int, Default: d.every, Min: pipeline.Bound(0), Max: pipeline.Bound(1e9), Doc: "steps between validation losses (0: only at the end)"},
@@ -45,13 +47,17 @@ type trainingDefaults struct {
 // commonOptions binds the shared params.
 func commonOptions(r *pipeline.StageRun, shardsDir string) trainer.Common {
 	p := r.Params
-	device := p.String("device")
+	device, optState := p.String("device"), p.String("optimizer_state")
 	if device == "auto" {
 		b, warn, _ := gpu.Device("auto")
 		if warn != "" {
 			r.Log.Warn("device auto: " + warn)
 		}
 		device = string(b)
+		if device != string(gpu.CUDA) && optState == string(gpu.OptimizerDevice) {
+			r.Log.Warn("device auto chose the CPU: optimizer_state device ignored, AdamW runs on the host")
+			optState = string(gpu.OptimizerHost)
+		}
 	}
 	prog := r.Progress("steps", 0)
 	return trainer.Common{
@@ -61,7 +67,7 @@ func commonOptions(r *pipeline.StageRun, shardsDir string) trainer.Common {
 		WeightDecay: p.Float("weight_decay"), GradClip: p.Float("grad_clip"), Seed: int64(p.Int("seed")),
 		CheckpointEvery: p.Int("checkpoint_every"), ValidateEvery: p.Int("validate_every"),
 		ValBatches: p.Int("val_batches"), LogEvery: p.Int("log_every"), Workers: p.Int("workers"),
-		Device: device, TF32: p.Bool("tf32"),
+		Device: device, TF32: p.Bool("tf32"), OptimizerState: optState,
 		Log: r.Log,
 		OnStep: func(step, total int) {
 			prog.SetTotal(total)

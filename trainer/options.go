@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+
+	"github.com/timelapse-ml/pipeline/trainer/gpu"
 )
 
 // Common holds the settings shared by Pretrain and Train. Zero values are
@@ -44,6 +46,11 @@ type Common struct {
 	// TF32 (strict float32 otherwise).
 	Device string
 	TF32   bool
+	// OptimizerState is where AdamW's moments and update live: "host" (or
+	// "", the default: optim.AdamW on all cores, the GPU holds no optimizer
+	// bytes) or "device" (gpu.DeviceAdamW, for comparison; needs Device
+	// "cuda"). Checkpoints have the same format either way.
+	OptimizerState string
 	// Log receives progress lines (nil: discarded).
 	Log *slog.Logger
 
@@ -69,6 +76,9 @@ func (c *Common) defaults() error {
 	}
 	if c.LR <= 0 {
 		return fmt.Errorf("trainer: lr %g: want > 0", c.LR)
+	}
+	if err := c.checkOptimizerState(); err != nil {
+		return err
 	}
 	if c.LogEvery <= 0 {
 		c.LogEvery = 10
@@ -149,4 +159,22 @@ type Result struct {
 	BaselineValLoss float64
 	// SecondsPerStep is the mean step time of this run.
 	SecondsPerStep float64
+}
+
+// checkOptimizerState rejects an unknown optimizer_state, and "device"
+// without the GPU backend.
+func (c *Common) checkOptimizerState() error {
+	st, err := gpu.ParseOptimizerState(c.OptimizerState)
+	if err != nil {
+		return fmt.Errorf("trainer: %w", err)
+	}
+	if st == gpu.OptimizerDevice && c.Device != string(gpu.CUDA) {
+		dev := c.Device
+		if dev == "" {
+			dev = string(gpu.CPU)
+		}
+		return fmt.Errorf("trainer: optimizer_state device keeps AdamW's moments on the GPU and needs device cuda, "+
+			"but device is %s; use optimizer_state host (the default) or device cuda", dev)
+	}
+	return nil
 }

@@ -33,6 +33,9 @@ func (s *session) previewHook(every int) (Hook, error) {
 		}
 	})
 	return Hook{Name: "sample", Every: every, Fn: func(ctx context.Context, st *Status) error {
+		if err := s.opt.syncHost(); err != nil { // the CPU graph reads the host weights
+			return err
+		}
 		if fg == nil {
 			if fg, err = model.BuildForward(s.params, true, 1, s.clipT, res, res); err != nil {
 				return err

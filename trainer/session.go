@@ -47,16 +47,18 @@ type session struct {
 	video  bool
 	params *model.Params
 	be     *backend
-	opt    *optim.AdamW
+	opt    optimizer
 	rng    *rand.PCG
-	rnd    *rand.Rand
 	sched  *diffusion.Schedule
 	ckpt   *checkpointer
 	mlog   *metrics.Log
 	ds     *shards.Dataset
 	loader *shards.Loader
-	ex     *example
-	val    *validator
+	feed   *feeder
+	// rngState is the noise stream's state after the last completed step's
+	// example (what a checkpoint saves; the feeder may have drawn ahead).
+	rngState []byte
+	val      *validator
 	// clipT is the frames per loader window; stride the frame step.
 	clipT, stride int
 	steps, start  int
@@ -89,14 +91,19 @@ func (s *session) setup(weightsFile, stateFile, format string, meta map[string]s
 	ocfg := optim.DefaultConfig()
 	ocfg.LR, ocfg.WeightDecay, ocfg.ClipNorm = c.LR, c.WeightDecay, c.GradClip
 	s.steps = c.Steps
-	if s.opt, err = optim.New(ocfg, ops); err != nil {
-		return err
+	if s.opt, err = newOptimizer(c, s.be, ocfg, ops); err != nil {
+		return fmt.Errorf("%s: %w", s.name, err)
 	}
 	s.rng = rand.NewPCG(uint64(c.Seed), streamNoise)
-	s.rnd = rand.New(s.rng)
 	s.ckpt = &checkpointer{
 		weightsPath: filepath.Join(c.OutDir, weightsFile), statePath: filepath.Join(c.OutDir, stateFile),
 		format: format, meta: meta, params: ops, opt: s.opt, rng: s.rng,
+		rngState: func() ([]byte, error) {
+			if s.rngState != nil {
+				return s.rngState, nil
+			}
+			return s.rng.MarshalBinary() // no step yet: nothing drawn ahead
+		},
 	}
 	if c.Resume {
 		step, err := s.ckpt.restore(mustMatch...)
@@ -139,7 +146,7 @@ func (s *session) openData(ctx context.Context) error {
 	if c.Epochs > 0 {
 		s.steps = c.Epochs * s.loader.BatchesPerEpoch()
 	}
-	s.ex = newExample(s.video, c.Batch, s.clipT, c.Resolution)
+	s.feed = newFeeder(s.loader, s.sched, s.rng, func() *example { return newExample(s.video, c.Batch, s.clipT, c.Resolution) })
 	s.val, err = newValidator(s, ctx)
 	return err
 }
@@ -147,6 +154,9 @@ func (s *session) openData(ctx context.Context) error {
 func (s *session) close() {
 	for _, f := range s.closers {
 		f()
+	}
+	if s.feed != nil {
+		s.feed.wait()
 	}
 	if s.loader != nil {
 		s.loader.Close()
@@ -157,36 +167,35 @@ func (s *session) close() {
 	if s.ds != nil {
 		s.ds.Close()
 	}
+	if s.opt != nil {
+		s.opt.close()
+	}
 	s.be.close()
 }
 
-// step runs one training step.
+// step runs one training step on the example the feeder prepared while
+// the previous step ran (and has it prepare the next).
 func (s *session) step(ctx context.Context, step int) (StepResult, error) {
-	b, err := s.loader.Next(ctx)
+	p, err := s.feed.get(ctx, step, s.steps)
 	if err != nil {
 		return StepResult{}, err
 	}
-	if err := s.ex.fill(b, s.sched, s.rnd); err != nil {
-		return StepResult{}, err
-	}
-	loss, err := s.be.step(s.ex.input, s.ex.timesteps, s.ex.target)
+	ex := p.ex
+	loss, err := s.be.step(ex.input, ex.timesteps, ex.target)
 	if err != nil {
 		return StepResult{}, err
 	}
 	if math.IsNaN(float64(loss)) || math.IsInf(float64(loss), 0) {
 		return StepResult{Loss: float64(loss)}, fmt.Errorf("loss %v: %w", loss, ErrNonFinite)
 	}
-	grads := s.be.grads()
-	st, err := s.opt.Step(grads)
+	st, err := s.opt.step()
 	if errors.Is(err, optim.ErrNonFinite) {
 		return StepResult{Loss: float64(loss), GradNorm: st.GradNorm}, fmt.Errorf("%v: %w", err, ErrNonFinite)
 	}
 	if err != nil {
 		return StepResult{}, err
 	}
-	if err := s.be.weightsChanged(); err != nil {
-		return StepResult{}, err
-	}
+	s.rngState = p.rngState
 	return StepResult{Loss: float64(loss), GradNorm: st.GradNorm, LR: st.LR, Samples: s.c.Batch}, nil
 }
 
@@ -194,7 +203,7 @@ func (s *session) step(ctx context.Context, step int) (StepResult, error) {
 // checkpoint hooks, and returns the result.
 func (s *session) run(ctx context.Context) (*Result, error) {
 	c := s.c
-	s.opt.SetSchedule(optim.Schedule{Warmup: c.WarmupSteps, Cosine: c.Cosine, Total: s.steps, MinFactor: 0.1})
+	s.opt.setSchedule(optim.Schedule{Warmup: c.WarmupSteps, Cosine: c.Cosine, Total: s.steps, MinFactor: 0.1})
 	if s.start >= s.steps {
 		c.Log.Info("already trained", "step", s.start, "steps", s.steps)
 	}

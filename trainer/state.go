@@ -36,14 +36,28 @@ type checkpointer struct {
 	format                 string
 	meta                   map[string]string
 	params                 []*optim.Param
-	opt                    *optim.AdamW
-	rng                    *rand.PCG
+	opt                    optimizer
+	// rng is the noise stream; rngState, when set, returns the state to save
+	// instead of rng's own (the session's prefetcher may have drawn ahead).
+	rng      *rand.PCG
+	rngState func() ([]byte, error)
 }
 
 // save writes the checkpoint of step.
 func (c *checkpointer) save(step int) error {
-	st := c.opt.State()
-	rb, err := c.rng.MarshalBinary()
+	if err := c.opt.syncHost(); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	st, err := c.opt.state()
+	if err != nil {
+		return fmt.Errorf("checkpoint: optimizer state: %w", err)
+	}
+	var rb []byte
+	if c.rngState != nil {
+		rb, err = c.rngState()
+	} else {
+		rb, err = c.rng.MarshalBinary()
+	}
 	if err != nil {
 		return fmt.Errorf("rng state: %w", err)
 	}
@@ -102,7 +116,7 @@ func (c *checkpointer) restore(mustMatch ...string) (int, error) {
 	if err := loadInto(c.params, w, c.weightsPath); err != nil {
 		return 0, err
 	}
-	if err := c.opt.LoadState(st); err != nil {
+	if err := c.opt.loadState(st); err != nil {
 		return 0, fmt.Errorf("%s: %w", c.statePath, err)
 	}
 	rb, err := base64.StdEncoding.DecodeString(st.Metadata[MetaRNG])
