@@ -32,6 +32,7 @@ func e2e(args []string) {
 	dev := flag.String("device", "cuda", "cuda, or cpu for a plumbing check")
 	preset := flag.String("model", "timelapse", "model preset")
 	res := flag.Int("res", 64, "training resolution")
+	optState := flag.String("optimizer", "host", "optimizer_state of pretrain and train: host or device")
 	flag.Parse(args)
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	ctx := context.Background()
@@ -43,7 +44,7 @@ func e2e(args []string) {
 	pre, err := trainer.Pretrain(ctx, trainer.PretrainOptions{Common: trainer.Common{
 		Shards: *shards, OutDir: filepath.Join(*out, "pretrain"), Resolution: *res, Batch: 32, Steps: *preSteps,
 		LR: 2e-4, WarmupSteps: 30, Cosine: true, GradClip: 1, ValidateEvery: 100, ValBatches: 4, LogEvery: 50,
-		Device: *dev, TF32: *tf32, Log: log,
+		Device: *dev, TF32: *tf32, OptimizerState: *optState, Log: log,
 	}, Model: *preset})
 	if err != nil {
 		fail("pretrain", err)
@@ -52,7 +53,7 @@ func e2e(args []string) {
 	tr, err := trainer.Train(ctx, trainer.TrainOptions{Common: trainer.Common{
 		Shards: *shards, OutDir: filepath.Join(*out, "train"), Resolution: *res, Batch: 4, Steps: *trainSteps,
 		LR: 1e-4, WarmupSteps: 30, Cosine: true, WeightDecay: 0.01, GradClip: 1, CheckpointEvery: 100,
-		ValidateEvery: 100, ValBatches: 4, LogEvery: 50, Device: *dev, TF32: *tf32, Log: log,
+		ValidateEvery: 100, ValBatches: 4, LogEvery: 50, Device: *dev, TF32: *tf32, OptimizerState: *optState, Log: log,
 	}, Backbone: filepath.Join(*out, "pretrain", trainer.BackboneFile), FramesLength: 25})
 	if err != nil {
 		fail("train", err)
@@ -69,7 +70,7 @@ func e2e(args []string) {
 		"pretrain_s_per_step": pre.SecondsPerStep, "pretrain_wall_s": t1.Sub(t0).Seconds(),
 		"train_steps": tr.Steps, "train_loss": tr.Loss, "train_val_loss": tr.ValLoss,
 		"train_baseline_val_loss": tr.BaselineValLoss, "train_s_per_step": tr.SecondsPerStep,
-		"train_wall_s": t2.Sub(t1).Seconds(), "sample_wall_s": t3.Sub(t2).Seconds(),
+		"train_wall_s": t2.Sub(t1).Seconds(), "sample_wall_s": t3.Sub(t2).Seconds(), "optimizer_state": *optState,
 	}
 	if sm != nil {
 		sum["sample_frames"] = sm.Frames
