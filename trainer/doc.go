@@ -6,5 +6,8 @@
 // checkpoints) and Sample (a still image turned into a timelapse). The model,
 // the ops and the diffusion schedule live in trainer/model, trainer/nn and
 // trainer/diffusion; checkpoints, the optimizer, metrics and media in the
-// sub-packages of the same names.
+// sub-packages of the same names. A session steps through a backend (the
+// Gorgonia CPU graph or trainer/gpu's step, backend.go), updates with AdamW
+// on the host or on the GPU (optimizer.go), and builds step k+1's example
+// on another goroutine while step k runs (feed.go).
 package trainer
