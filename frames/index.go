@@ -1,14 +1,13 @@
 package frames
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 
+	"github.com/timelapse-ml/pipeline/internal/jsonl"
 	"github.com/timelapse-ml/pipeline/pipeline"
 )
 
@@ -97,30 +96,9 @@ func WriteIndex(dir string, videos []Video, write func(rel string, data []byte) 
 
 // ReadIndex reads dir/index.jsonl.
 func ReadIndex(dir string) ([]Video, error) {
-	path := filepath.Join(dir, IndexFile)
-	f, err := os.Open(path)
+	out, err := jsonl.Read[Video](filepath.Join(dir, IndexFile))
 	if err != nil {
 		return nil, fmt.Errorf("frames: read index: %w", err)
-	}
-	defer f.Close()
-	var out []Video
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 64*1024), 16*1024*1024)
-	line := 0
-	for sc.Scan() {
-		line++
-		b := bytes.TrimSpace(sc.Bytes())
-		if len(b) == 0 {
-			continue
-		}
-		var v Video
-		if err := json.Unmarshal(b, &v); err != nil {
-			return nil, fmt.Errorf("frames: %s:%d: %w", path, line, err)
-		}
-		out = append(out, v)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("frames: read %s: %w", path, err)
 	}
 	return out, nil
 }

@@ -1,12 +1,12 @@
 package ingest
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"os"
 	"sort"
+
+	"github.com/timelapse-ml/pipeline/internal/jsonl"
 )
 
 // ManifestFile is the name of the manifest in an ingest output folder.
@@ -107,29 +107,9 @@ func EncodeManifest(videos []Video) ([]byte, error) {
 
 // ReadManifest reads a manifest.jsonl file.
 func ReadManifest(path string) ([]Video, error) {
-	f, err := os.Open(path)
+	out, err := jsonl.Read[Video](path)
 	if err != nil {
 		return nil, fmt.Errorf("ingest: read manifest: %w", err)
-	}
-	defer f.Close()
-	var out []Video
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 64*1024), 16*1024*1024)
-	line := 0
-	for sc.Scan() {
-		line++
-		b := bytes.TrimSpace(sc.Bytes())
-		if len(b) == 0 {
-			continue
-		}
-		var v Video
-		if err := json.Unmarshal(b, &v); err != nil {
-			return nil, fmt.Errorf("ingest: %s:%d: %w", path, line, err)
-		}
-		out = append(out, v)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("ingest: read %s: %w", path, err)
 	}
 	return out, nil
 }

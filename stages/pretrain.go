@@ -25,7 +25,7 @@ func PretrainKind() pipeline.Kind {
 		Name:    "pretrain",
 		Version: "2",
 		Doc: "Trains the spatial backbone (a 2D UNet) as an image denoiser on single frames of the training " +
-			"split, each conditioned on an earlier frame of the same video (DDPM, epsilon prediction, MSE). " +
+			"split, each conditioned on an earlier frame of the same video (DDPM, v-prediction, MSE). " +
 			"Writes backbone.safetensors (model config and hash in its metadata), its optimizer and RNG state, " +
 			"metrics.jsonl and loss.png. Needs one pack stage.",
 		Params: params,
