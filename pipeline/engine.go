@@ -315,7 +315,7 @@ func (e *Engine) execute(ctx context.Context, st *Stage, key string, parts KeyPa
 	if err != nil {
 		return "", err
 	}
-	if err := cleanOutDir(out, items.files(), resume); err != nil {
+	if err := cleanOutDir(out, items.files(), items.pendingRels(), resume); err != nil {
 		return "", fmt.Errorf("preparing %s: %w", out, err)
 	}
 	state := &stageState{Status: statusRunning, Key: key, Parts: parts, Started: time.Now().UTC()}
@@ -369,9 +369,16 @@ func (e *Engine) execute(ctx context.Context, st *Stage, key string, parts KeyPa
 }
 
 // cleanOutDir removes temporary leftovers and, unless resuming, every file
-// that is not a recorded item.
-func cleanOutDir(out string, itemFiles map[string]FileRecord, resume bool) error {
+// that is neither a recorded item's nor under a pending item's path.
+func cleanOutDir(out string, itemFiles map[string]FileRecord, pending []string, resume bool) error {
 	keepDirs := map[string]bool{}
+	keepTrees := map[string]bool{}
+	for _, rel := range pending {
+		keepTrees[rel] = true
+		for d := filepath.Dir(rel); d != "." && d != "/"; d = filepath.Dir(d) {
+			keepDirs[d] = true
+		}
+	}
 	for rel := range itemFiles {
 		for d := filepath.Dir(rel); d != "." && d != "/"; d = filepath.Dir(d) {
 			keepDirs[d] = true
@@ -394,6 +401,10 @@ func cleanOutDir(out string, itemFiles map[string]FileRecord, resume bool) error
 				return filepath.SkipDir
 			}
 		case resume:
+		case keepTrees[rel]:
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
 		case d.IsDir():
 			if !keepDirs[rel] {
 				remove = append(remove, path)

@@ -2,6 +2,7 @@ package pipeline_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -274,4 +275,32 @@ func TestInterruptedStageResumes(t *testing.T) {
 			expectRan(t, &log, tc.want)
 		})
 	}
+}
+
+// TestItemRenamedButUnrecordedIsKept: a run killed between an item's rename
+// into place and its journal record leaves a pending record; the next run
+// takes the item on disk as finished instead of rebuilding it.
+func TestItemRenamedButUnrecordedIsKept(t *testing.T) {
+	var log runLog
+	p := load(t, &log, "stages:\n  it:\n    kind: items\n    params: {names: [a, b]}\n")
+	p.Run(pipeline.Options{})
+	log.take()
+	journal := filepath.Join(p.Workdir, ".pipeline", "items", "it.jsonl")
+	var lines []string
+	for _, line := range strings.Split(strings.TrimSpace(string(pipelinetest.ReadFile(t, journal))), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := json.Marshal(map[string]any{"rel": rec["rel"], "fp": rec["fp"], "pending": true})
+		lines = append(lines, string(b))
+	}
+	os.WriteFile(journal, []byte(strings.Join(lines, "\n")+"\n"), 0o644)
+	p.Run(pipeline.Options{Stages: []string{"it"}})
+	expectRan(t, &log, "it")
+	// With the item gone from disk, a pending record alone does not count.
+	os.WriteFile(journal, []byte(strings.Join(lines, "\n")+"\n"), 0o644)
+	os.RemoveAll(filepath.Join(p.Dir("it"), "items", "a"))
+	p.Run(pipeline.Options{Stages: []string{"it"}})
+	expectRan(t, &log, "it", "it/a")
 }

@@ -18,6 +18,12 @@ type itemRecord struct {
 	Rel         string                `json:"rel"`
 	Fingerprint string                `json:"fp"`
 	Files       map[string]FileRecord `json:"files"` // relative to OutDir
+	// Pending marks the record written just before an item's temporary
+	// path is renamed into place: if the run is killed before the full
+	// record follows, a final path found on disk holds this fingerprint's
+	// complete content (the rename is atomic and the old content was
+	// removed before this record was written).
+	Pending bool `json:"pending,omitempty"`
 }
 
 // itemStore is the per-item cache of one stage: a journal appended as each
@@ -28,6 +34,7 @@ type itemStore struct {
 	path    string
 	outDir  string
 	records map[string]itemRecord
+	pending map[string]string // rel -> fingerprint renamed into place but not yet recorded
 	visited map[string]bool
 }
 
@@ -37,7 +44,7 @@ func itemsPath(workdir, stage string) string {
 
 func openItems(workdir, stage, outDir string) (*itemStore, error) {
 	s := &itemStore{path: itemsPath(workdir, stage), outDir: outDir,
-		records: map[string]itemRecord{}, visited: map[string]bool{}}
+		records: map[string]itemRecord{}, pending: map[string]string{}, visited: map[string]bool{}}
 	f, err := os.Open(s.path)
 	if errors.Is(err, os.ErrNotExist) {
 		return s, nil
@@ -53,6 +60,11 @@ func openItems(workdir, stage, outDir string) (*itemStore, error) {
 		if json.Unmarshal(sc.Bytes(), &r) != nil || r.Rel == "" {
 			continue // a torn last line from a killed run
 		}
+		if r.Pending {
+			s.pending[r.Rel] = r.Fingerprint
+			continue
+		}
+		delete(s.pending, r.Rel)
 		if r.Fingerprint == "" {
 			delete(s.records, r.Rel) // a removal
 			continue
@@ -60,6 +72,16 @@ func openItems(workdir, stage, outDir string) (*itemStore, error) {
 		s.records[r.Rel] = r
 	}
 	return s, nil
+}
+
+// pendingRels returns the paths of items renamed into place whose full
+// record a killed run did not write.
+func (s *itemStore) pendingRels() []string {
+	out := make([]string, 0, len(s.pending))
+	for rel := range s.pending {
+		out = append(out, rel)
+	}
+	return out
 }
 
 // files returns every file that belongs to a recorded item.
@@ -104,6 +126,7 @@ func (s *itemStore) build(ctx context.Context, rel, fp string, build func(tmp st
 	}
 	s.mu.Lock()
 	rec, ok := s.records[rel]
+	pendingFP := s.pending[rel]
 	s.visited[rel] = true
 	s.mu.Unlock()
 	final := filepath.Join(s.outDir, filepath.FromSlash(rel))
@@ -111,6 +134,12 @@ func (s *itemStore) build(ctx context.Context, rel, fp string, build func(tmp st
 		problem, err := verifyFiles(s.outDir, rec.Files)
 		if err == nil && problem == "" {
 			return true, nil
+		}
+	}
+	if pendingFP == fp {
+		// Killed between the rename and the full record: the item is complete.
+		if _, err := os.Lstat(final); err == nil {
+			return true, s.record(rel, fp)
 		}
 	}
 	if err := os.MkdirAll(filepath.Dir(final), 0o755); err != nil {
@@ -127,21 +156,33 @@ func (s *itemStore) build(ctx context.Context, rel, fp string, build func(tmp st
 	if err := os.RemoveAll(final); err != nil {
 		return false, err
 	}
+	s.mu.Lock()
+	err := s.append(itemRecord{Rel: rel, Fingerprint: fp, Pending: true})
+	s.mu.Unlock()
+	if err != nil {
+		return false, fmt.Errorf("item %s: journal: %w", rel, err)
+	}
 	if err := os.Rename(tmp, final); err != nil {
 		return false, fmt.Errorf("item %s: %w", rel, err)
 	}
+	return false, s.record(rel, fp)
+}
+
+// record scans a finished item's files and appends its full record.
+func (s *itemStore) record(rel, fp string) error {
 	files, err := scanItem(s.outDir, rel)
 	if err != nil {
-		return false, fmt.Errorf("item %s: %w", rel, err)
+		return fmt.Errorf("item %s: %w", rel, err)
 	}
-	rec = itemRecord{Rel: rel, Fingerprint: fp, Files: files}
+	rec := itemRecord{Rel: rel, Fingerprint: fp, Files: files}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.records[rel] = rec
+	delete(s.pending, rel)
 	if err := s.append(rec); err != nil {
-		return false, fmt.Errorf("item %s: journal: %w", rel, err)
+		return fmt.Errorf("item %s: journal: %w", rel, err)
 	}
-	return false, nil
+	return nil
 }
 
 // scanItem records the files of one item (a file or a folder).
