@@ -137,7 +137,6 @@ func (e *Engine) Plan(ctx context.Context) ([]Step, error) {
 	willRun := map[string]bool{}
 	var plan []Step
 	for _, st := range sel {
-		step := Step{Stage: st.Name, Kind: st.Kind.Name}
 		var pending []string
 		for _, n := range st.Needs {
 			if willRun[n] {
@@ -145,7 +144,7 @@ func (e *Engine) Plan(ctx context.Context) ([]Step, error) {
 			}
 		}
 		if len(pending) > 0 {
-			step.Action = ActRun
+			step := Step{Stage: st.Name, Kind: st.Kind.Name, Action: ActRun}
 			step.Reasons = []string{"input changed: " + strings.Join(pending, ", ") + " runs first"}
 			if forced[st.Name] {
 				step.Reasons = append([]string{"requested"}, step.Reasons...)
@@ -165,26 +164,42 @@ func (e *Engine) Plan(ctx context.Context) ([]Step, error) {
 				}
 			}
 		}
-		parts, err := e.keyParts(ctx, st, digests)
+		step, missing, err := e.assess(ctx, st, old, digests, forced[st.Name])
 		if err != nil {
 			return nil, err
 		}
-		step.Parts, step.Key = parts, keyOf(parts)
-		step.Reasons, step.Resume, err = e.reasons(st, old, step.Key, parts, forced[st.Name])
-		if err != nil {
-			return nil, err
-		}
-		if len(step.Reasons) > 0 {
-			step.Action = ActRun
+		if step.Action == ActRun {
 			willRun[st.Name] = true
+			if missing != nil {
+				step.Reasons = append(step.Reasons, "cannot run here: "+missing.Error())
+			}
 		} else {
-			step.Action = ActSkip
-			step.Reasons = []string{"up to date"}
 			digests[st.Name] = old.Digest
 		}
 		plan = append(plan, step)
 	}
 	return plan, nil
+}
+
+// assess computes a stage's key and decides whether it runs. missing is
+// non-nil when a tool the stage needs is not installed here; that only
+// matters if the stage must run.
+func (e *Engine) assess(ctx context.Context, st *Stage, old *stageState, digests map[string]string, forced bool) (Step, error, error) {
+	step := Step{Stage: st.Name, Kind: st.Kind.Name}
+	parts, missing, err := e.keyParts(ctx, st, digests, old)
+	if err != nil {
+		return step, nil, err
+	}
+	step.Parts, step.Key = parts, keyOf(parts)
+	step.Reasons, step.Resume, err = e.reasons(st, old, step.Key, parts, forced)
+	if err != nil {
+		return step, nil, err
+	}
+	step.Action = ActRun
+	if len(step.Reasons) == 0 {
+		step.Action, step.Reasons = ActSkip, []string{"up to date"}
+	}
+	return step, errors.Join(missing...), nil
 }
 
 // reasons says why a stage must run (none: up to date).
@@ -261,25 +276,26 @@ func (e *Engine) runStage(ctx context.Context, st *Stage, digests map[string]str
 	if err != nil {
 		return res, "", err
 	}
-	parts, err := e.keyParts(ctx, st, digests)
+	step, missing, err := e.assess(ctx, st, old, digests, forced)
+	res.Step = step
 	if err != nil {
 		res.Err = err
 		return res, "", err
 	}
-	res.Parts, res.Key = parts, keyOf(parts)
-	res.Reasons, res.Resume, err = e.reasons(st, old, res.Key, parts, forced)
-	if err != nil {
-		return res, "", err
-	}
 	log := e.log.With("stage", st.Name)
-	if len(res.Reasons) == 0 {
-		res.Action = ActSkip
-		res.Reasons = []string{"up to date"}
+	if res.Action == ActSkip {
 		res.Reports = old.Reports
+		if missing != nil {
+			log.Warn("a tool is missing here; taking the recorded outputs as up to date", "err", missing)
+		}
 		log.Info("up to date, skipped", "kind", st.Kind.Name)
 		return res, old.Digest, nil
 	}
-	res.Action = ActRun
+	if missing != nil {
+		res.Err = fmt.Errorf("stage %s must run (%s) but %w", st.Name, strings.Join(res.Reasons, "; "), missing)
+		return res, "", res.Err
+	}
+	parts := res.Parts
 	log.Info("running", "kind", st.Kind.Name, "reason", strings.Join(res.Reasons, "; "))
 	start := time.Now()
 	digest, err := e.execute(ctx, st, res.Key, parts, res.Resume, forced, log)

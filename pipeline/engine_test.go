@@ -304,3 +304,39 @@ func TestItemRenamedButUnrecordedIsKept(t *testing.T) {
 	p.Run(pipeline.Options{Stages: []string{"it"}})
 	expectRan(t, &log, "it", "it/a")
 }
+
+// TestMissingToolOnlyMattersIfTheStageMustRun: on a machine without a tool
+// (a GPU box without ffmpeg), stages that used it and are up to date are
+// skipped; one that must run fails naming the tool; an optional tool may
+// be missing.
+func TestMissingToolOnlyMattersIfTheStageMustRun(t *testing.T) {
+	var log runLog
+	kinds := testKinds(&log, nil)
+	kinds[0].Tools = []pipeline.Tool{{Name: "sh", VersionArgs: []string{"-c", "echo sh 1.0"}}}
+	kinds[2].Tools = []pipeline.Tool{{Name: "sh", VersionArgs: []string{"-c", "echo sh 1.0"}, Optional: true}}
+	src := "stages:\n  a:\n    kind: write\n  b:\n    kind: block\n"
+	p := pipelinetest.New(t, kinds, "stages:\n  a:\n    kind: write\n")
+	p.Run(pipeline.Options{})
+	expectRan(t, &log, "a")
+
+	t.Setenv("PATH", t.TempDir())
+	res := p.Run(pipeline.Options{})
+	if res[0].Action != pipeline.ActSkip {
+		t.Fatalf("up-to-date stage not skipped without its tool: %+v", res[0])
+	}
+	cfg, err := pipeline.Load("test.yaml", p.Config.Dir, []byte("workdir: "+p.Workdir+"\n"+strings.Replace(src, "kind: write", "kind: write\n    params: {text: changed}", 1)), pipeline.NewRegistry(kinds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = pipeline.New(cfg, pipeline.Options{}).Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "must run (params changed: text) but sh not found on PATH") {
+		t.Fatalf("err = %v", err)
+	}
+	plan, err := pipeline.New(cfg, pipeline.Options{}).Plan(context.Background())
+	if err != nil || !strings.Contains(strings.Join(plan[0].Reasons, ";"), "cannot run here: sh not found") {
+		t.Fatalf("plan %+v, %v", plan, err)
+	}
+	if plan[1].Parts.Tools["sh"] != "not installed" {
+		t.Fatalf("optional tool version %q", plan[1].Parts.Tools["sh"])
+	}
+}

@@ -87,8 +87,13 @@ func (t *toolVersions) get(ctx context.Context, tool Tool) (string, error) {
 	return r.version, r.err
 }
 
-// keyParts computes a stage's key parts given its inputs' digests.
-func (e *Engine) keyParts(ctx context.Context, st *Stage, inputDigests map[string]string) (KeyParts, error) {
+// keyParts computes a stage's key parts given its inputs' digests. A
+// required tool that is missing takes the version recorded by the stage's
+// last finished run (old), so a stage whose outputs are up to date can be
+// skipped on a machine without the tool (shards made elsewhere, trained on a
+// GPU box); missing lists those tools' errors, and the caller fails only if
+// the stage must run. With no recorded version, a missing tool is an error.
+func (e *Engine) keyParts(ctx context.Context, st *Stage, inputDigests map[string]string, old *stageState) (_ KeyParts, missing []error, _ error) {
 	p := KeyParts{Kind: st.Kind.Name, Version: st.Kind.Version, Params: paramsForKey(st, e.cfg.Dir)}
 	if len(st.Needs) > 0 {
 		p.Inputs = map[string]string{}
@@ -98,8 +103,14 @@ func (e *Engine) keyParts(ctx context.Context, st *Stage, inputDigests map[strin
 	}
 	for _, t := range st.Kind.Tools {
 		v, err := e.tools.get(ctx, t)
-		if err != nil {
-			return p, fmt.Errorf("stage %s: %w", st.Name, err)
+		switch {
+		case err != nil && t.Optional:
+			v = "not installed"
+		case err != nil && old != nil && old.Status == statusDone && old.Parts.Tools[t.Name] != "":
+			v = old.Parts.Tools[t.Name]
+			missing = append(missing, err)
+		case err != nil:
+			return p, nil, fmt.Errorf("stage %s: %w", st.Name, err)
 		}
 		if p.Tools == nil {
 			p.Tools = map[string]string{}
@@ -128,7 +139,7 @@ func (e *Engine) keyParts(ctx context.Context, st *Stage, inputDigests map[strin
 	b, _ := json.Marshal(p)
 	var canon KeyParts
 	_ = json.Unmarshal(b, &canon)
-	return canon, nil
+	return canon, missing, nil
 }
 
 // staleReasons compares recorded key parts with fresh ones.

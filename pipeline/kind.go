@@ -35,6 +35,9 @@ type Kind struct {
 type Tool struct {
 	Name        string
 	VersionArgs []string
+	// Optional tools may be missing: their version is then "not installed"
+	// and the kind must do without (sample skips its MP4 without ffmpeg).
+	Optional bool
 }
 
 // ParamType is the type of a stage parameter's value.

@@ -20,7 +20,7 @@ func SampleKind() pipeline.Kind {
 		Version: "2",
 		Doc: "Generates a timelapse from a still image (any size; centre-cropped and resized to the training " +
 			"resolution) or, without one, from the first frame of a validation clip, with the train stage's " +
-			"video model and DDIM. Writes sample.gif, sample.mp4 (H.264 via ffmpeg), sample.png (contact " +
+			"video model and DDIM. Writes sample.gif, sample.mp4 (H.264 via ffmpeg, when installed), sample.png (contact " +
 			"sheet) and still.png. Needs one train stage.",
 		Params: []pipeline.ParamSpec{
 			{Name: "image", Type: pipeline.Path, Doc: "still image to animate (JPEG, PNG, ...); default: the first frame of a validation clip"},
@@ -34,7 +34,8 @@ func SampleKind() pipeline.Kind {
 			{Name: "tf32", Type: pipeline.Bool, Default: false, Doc: "on the GPU, let matrix products use TF32 tensor cores"},
 			{Name: "scale", Type: pipeline.Int, Default: 0, Min: pipeline.Bound(0), Max: pipeline.Bound(64), Doc: "pixel enlargement of the GIF and MP4 (0: to at least 256 px)"},
 		},
-		Tools: []pipeline.Tool{{Name: "ffmpeg", VersionArgs: []string{"-version"}}},
+		// Without ffmpeg (a GPU box) the MP4 is skipped with a warning.
+		Tools: []pipeline.Tool{{Name: "ffmpeg", VersionArgs: []string{"-version"}, Optional: true}},
 		Run:   runSample,
 	}
 }

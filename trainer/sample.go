@@ -3,6 +3,7 @@ package trainer
 import (
 	"context"
 	"fmt"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -191,7 +192,12 @@ func writeMedia(ctx context.Context, o SampleOptions, x, cond []float32, res int
 	if err := media.WriteGIF(filepath.Join(o.OutDir, SampleGIF), frames, opt); err != nil {
 		return err
 	}
-	if err := media.WriteMP4(ctx, filepath.Join(o.OutDir, SampleMP4), frames, opt); err != nil {
+	if _, err := exec.LookPath("ffmpeg"); err != nil {
+		// A GPU box without ffmpeg still gets the GIF and the contact sheet.
+		if o.Log != nil {
+			o.Log.Warn("ffmpeg not found: sample.mp4 not written (the GIF and PNG are)")
+		}
+	} else if err := media.WriteMP4(ctx, filepath.Join(o.OutDir, SampleMP4), frames, opt); err != nil {
 		return err
 	}
 	if err := media.WriteContactSheet(filepath.Join(o.OutDir, SampleSheet), frames, 0, max(1, scale/2)); err != nil {
