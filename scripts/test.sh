@@ -12,7 +12,9 @@ go vet -tags gpu ./trainer/cuda/... ./trainer/gpu/...
 go test -race -shuffle=on ./pipeline/... ./cmd/...
 # Everything else.
 go test -shuffle=on -timeout 30m ./...
-# Fuzz targets, a few seconds each.
-fuzz() { go test "$1" -run '^$' -fuzz "^$2\$" -fuzztime "${FUZZTIME:-10s}" -fuzzminimizetime 2s; }
-fuzz ./pipeline FuzzLoad
-fuzz ./shards FuzzOpenShard
+# Fuzz targets, a few seconds each. Budgets are counts, not durations: a
+# duration can end the run while an input is being minimised, which go test
+# reports as a failure ("context deadline exceeded").
+fuzz() { go test "$1" -run '^$' -fuzz "^$2\$" -fuzztime "$3" -fuzzminimizetime 200x; }
+fuzz ./pipeline FuzzLoad "${FUZZ_LOAD:-60000x}"
+fuzz ./shards FuzzOpenShard "${FUZZ_SHARD:-20000x}"
