@@ -35,6 +35,8 @@ type Stage struct {
 	Params Params
 	// Line and Col locate the stage's name in the config file.
 	Line, Col int
+
+	paramPos map[string][2]int // param name -> line, column of its value
 }
 
 // Stage returns the stage called name, or nil.
@@ -169,6 +171,15 @@ func Load(name, dir string, src []byte, reg Registry) (*Config, error) {
 			l.problems = append(l.problems, Problem{File: name, Line: first.Line, Col: first.Col,
 				Msg: "dependency cycle: " + strings.Join(cyc, " -> ")})
 		}
+	}
+	if len(l.problems) == 0 {
+		overlaps := overlapProblems(cfg)
+		named := map[string]bool{}
+		for _, p := range overlaps {
+			named[p.stage] = true
+		}
+		l.problems = append(l.problems, overlaps...)
+		l.problems = append(l.problems, adoptProblems(cfg, named)...)
 	}
 	if err := l.err(); err != nil {
 		return nil, err
@@ -342,6 +353,10 @@ func (l *loader) params(st *Stage, stageKey, n *yaml.Node) Params {
 				val = filepath.Join(l.dir, s)
 			}
 			p[sp.Name] = val
+			if st.paramPos == nil {
+				st.paramPos = map[string][2]int{}
+			}
+			st.paramPos[sp.Name] = [2]int{v.Line, v.Column}
 		})
 	}
 	for _, sp := range st.Kind.Params {

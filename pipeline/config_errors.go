@@ -11,6 +11,8 @@ type Problem struct {
 	File      string
 	Line, Col int
 	Msg       string
+
+	stage string // the stage it is about, when there is one
 }
 
 func (p Problem) String() string {

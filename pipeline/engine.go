@@ -324,14 +324,15 @@ func (e *Engine) runStage(ctx context.Context, st *Stage, digests map[string]str
 func (e *Engine) execute(ctx context.Context, st *Stage, key string, parts KeyParts, resume, forced bool, log *slog.Logger) (string, error) {
 	wd := e.cfg.Workdir
 	out := filepath.Join(wd, st.Name)
-	if err := os.MkdirAll(out, 0o755); err != nil {
+	mark, err := claimOutDir(wd, st.Name)
+	if err != nil {
 		return "", err
 	}
 	items, err := openItems(wd, st.Name, out)
 	if err != nil {
 		return "", err
 	}
-	if err := cleanOutDir(out, items.files(), items.pendingRels(), resume); err != nil {
+	if err := cleanOutDir(out, items.files(), items.pendingRels(), resume, mark.Created); err != nil {
 		return "", fmt.Errorf("preparing %s: %w", out, err)
 	}
 	state := &stageState{Status: statusRunning, Key: key, Parts: parts, Started: time.Now().UTC()}
@@ -385,8 +386,11 @@ func (e *Engine) execute(ctx context.Context, st *Stage, key string, parts KeyPa
 }
 
 // cleanOutDir removes temporary leftovers and, unless resuming, every file
-// that is neither a recorded item's nor under a pending item's path.
-func cleanOutDir(out string, itemFiles map[string]FileRecord, pending []string, resume bool) error {
+// that is neither a recorded item's nor under a pending item's path. It
+// removes only what the engine could have written: a file last modified
+// before the engine created the folder (created) is not the engine's, and
+// finding one fails the stage instead.
+func cleanOutDir(out string, itemFiles map[string]FileRecord, pending []string, resume bool, created time.Time) error {
 	keepDirs := map[string]bool{}
 	keepTrees := map[string]bool{}
 	for _, rel := range pending {
@@ -435,6 +439,13 @@ func cleanOutDir(out string, itemFiles map[string]FileRecord, pending []string, 
 	})
 	if err != nil {
 		return err
+	}
+	if !created.IsZero() {
+		for _, p := range remove {
+			if f := olderFile(p, created); f != "" {
+				return fmt.Errorf("%s is older than the stage's folder, so the engine did not write it; move it out of %s (the engine would delete it)", f, out)
+			}
+		}
 	}
 	for _, p := range remove {
 		if err := os.RemoveAll(p); err != nil {
