@@ -95,7 +95,7 @@ def forward(spec, params, x, t):
             y = F.conv3d(v, ps[0][:, :, :, None, None], ps[1], padding=(1, 0, 0))
             y = y.permute(0, 2, 1, 3, 4).reshape(n, -1, h, w)
         elif kind == "group_norm":
-            y = F.group_norm(inp[0], l["Groups"], ps[0], ps[1], eps=spec["group_norm_eps"])
+            y = F.group_norm(inp[0], l["Groups"], ps[0], ps[1], eps=l["Eps"])
         elif kind == "attention":
             y = attention(inp[0], B, T, l["Heads"], l["Temporal"])
         elif kind == "upsample2x":

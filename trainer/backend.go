@@ -49,10 +49,7 @@ func (b *backend) trainable() []*model.Param {
 // skip is the number of leading frames per clip the loss ignores.
 func (b *backend) skip(video bool) int {
 	if b.gpu != nil {
-		if video {
-			return 1
-		}
-		return 0
+		return b.gpu.LossSkip()
 	}
 	return b.cpu.Skip
 }

@@ -20,7 +20,6 @@ type NetSpec struct {
 	H            int               `json:"height"`
 	W            int               `json:"width"`
 	LossSkip     int               `json:"loss_skip"`
-	GroupNormEps float64           `json:"group_norm_eps"`
 	Input        int               `json:"input"`
 	Timesteps    int               `json:"timesteps"`
 	Output       int               `json:"output"`
@@ -44,12 +43,9 @@ func Spec(cfg model.Config, video bool, B, T, H, W int) (*NetSpec, error) {
 	if err := cfg.CheckSize(H, W); err != nil {
 		return nil, err
 	}
-	s := &NetSpec{Config: cfg, Video: video, B: B, T: T, H: H, W: W, GroupNormEps: 1e-5,
+	s := &NetSpec{Config: cfg, Video: video, B: B, T: T, H: H, W: W, LossSkip: net.LossSkip,
 		Input: net.Input, Timesteps: net.Timesteps, Output: net.Output,
 		Values: net.Values, Layers: net.Layers, Params: net.Params}
-	if video {
-		s.LossSkip = 1
-	}
 	for _, p := range net.Params {
 		s.ParamCount += p.Size()
 		if p.Temporal == video {

@@ -24,7 +24,7 @@ func (s *Step) tconvShape(l model.Layer) nn.TemporalConvShape {
 
 func (s *Step) gnShape(l model.Layer) nn.GroupNormShape {
 	in := s.p.shapes[l.In[0]]
-	return nn.GroupNormShape{N: in[0], C: in[1], P: in[2] * in[3], Groups: l.Groups, Eps: nn.DefaultGroupNormEps}
+	return nn.GroupNormShape{N: in[0], C: in[1], P: in[2] * in[3], Groups: l.Groups, Eps: l.Eps}
 }
 
 func (s *Step) linearShape(l model.Layer) nn.LinearShape {

@@ -69,6 +69,9 @@ func newPlan(net *model.Net, B, T, H, W int, trainable func(model.ParamSpec) boo
 	if err := net.Config.CheckSize(H, W); err != nil {
 		return nil, err
 	}
+	if err := net.Check(); err != nil {
+		return nil, err
+	}
 	if B <= 0 || T <= 0 {
 		return nil, fmt.Errorf("gpu: batch %d and frames %d must be > 0", B, T)
 	}

@@ -207,3 +207,27 @@ func TestDeviceSetting(t *testing.T) {
 		t.Errorf("cuda with available=%v: err %v", ok, err)
 	}
 }
+
+// The GPU executor writes each parameter gradient once, so it refuses a
+// net in which two layers share a parameter (model.Net.Check) rather than
+// return only one layer's share of its gradient.
+func TestPlanRefusesSharedParameter(t *testing.T) {
+	net, err := model.Describe(model.Tiny(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tconvs []int
+	for i, l := range net.Layers {
+		if l.Kind == model.TemporalConv {
+			tconvs = append(tconvs, i)
+		}
+	}
+	if len(tconvs) < 2 {
+		t.Fatalf("want two temporal convs, got %d", len(tconvs))
+	}
+	net.Layers[tconvs[1]].Params = net.Layers[tconvs[0]].Params
+	_, err = newPlan(net, 1, 3, 16, 16, func(s model.ParamSpec) bool { return s.Temporal }, true)
+	if err == nil || !strings.Contains(err.Error(), net.Layers[tconvs[0]].Params[0]) {
+		t.Fatalf("newPlan: err %v, want one naming the shared parameter", err)
+	}
+}

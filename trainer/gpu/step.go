@@ -113,18 +113,16 @@ func newStep(dev *cuda.Device, p *model.Params, video bool, B, T, H, W int, opts
 	if err != nil {
 		return nil, err
 	}
-	if video && T < 2 {
-		return nil, fmt.Errorf("gpu: video training needs at least 2 frames, got %d", T)
+	if T <= net.LossSkip {
+		return nil, fmt.Errorf("gpu: training needs more than %d frames per clip (the loss skips %d), got %d", net.LossSkip, net.LossSkip, T)
 	}
 	pl, err := newPlan(net, B, T, H, W, func(s model.ParamSpec) bool { return s.Temporal == video }, !opts.NoFusion)
 	if err != nil {
 		return nil, err
 	}
 	s := &Step{dev: dev, p: pl, video: video, params: p, weights: map[string]*cuda.Tensor{},
-		wgrads: map[string]*cuda.Tensor{}, gradIndex: map[string]int{}, hostGrads: true, noDNN: map[string]bool{}, opts: opts}
-	if video {
-		s.skip = 1
-	}
+		wgrads: map[string]*cuda.Tensor{}, gradIndex: map[string]int{}, hostGrads: true, noDNN: map[string]bool{}, opts: opts,
+		skip: net.LossSkip}
 	if on, _ := dev.CUDNN(); on && opts.NoCUDNN {
 		if err := dev.SetCUDNN(false); err != nil {
 			return nil, err
@@ -226,6 +224,10 @@ func newStep(dev *cuda.Device, p *model.Params, video bool, B, T, H, W int, opts
 	}
 	return s, nil
 }
+
+// LossSkip is how many leading frames of each clip the loss ignores (the
+// network description's LossSkip).
+func (s *Step) LossSkip() int { return s.skip }
 
 // Device is the GPU the step runs on.
 func (s *Step) Device() *cuda.Device { return s.dev }

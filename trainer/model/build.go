@@ -52,6 +52,9 @@ func build(g *nn.Graph, net *Net, p *Params, B, T, H, W int, trainable func(*Par
 	if err := cfg.CheckSize(H, W); err != nil {
 		return nil, err
 	}
+	if err := net.Check(); err != nil {
+		return nil, err
+	}
 	if B <= 0 || T <= 0 {
 		return nil, fmt.Errorf("model: batch %d and frames %d must be > 0", B, T)
 	}
@@ -99,7 +102,7 @@ func build(g *nn.Graph, net *Net, p *Params, B, T, H, W int, trainable func(*Par
 		case TemporalConv:
 			out, err = g.TemporalConv(in[0], ps[0], ps[1], B, T)
 		case GroupNorm:
-			out, err = g.GroupNorm(in[0], ps[0], ps[1], l.Groups)
+			out, err = g.GroupNorm(in[0], ps[0], ps[1], l.Groups, l.Eps)
 		case Attention:
 			out, err = g.Attention(in[0], B, T, l.Heads, l.Temporal)
 		case Upsample:
@@ -152,11 +155,9 @@ func BuildTrain(p *Params, video bool, B, T, H, W int) (*TrainGraph, error) {
 	}
 	tg := &TrainGraph{ForwardGraph: *fg}
 	tg.Target = g.Input("target", B*T, p.Config.OutChannels, H, W)
-	if video {
-		tg.Skip = 1
-		if T < 2 {
-			return nil, fmt.Errorf("model: video training needs at least 2 frames, got %d", T)
-		}
+	tg.Skip = net.LossSkip
+	if T <= tg.Skip {
+		return nil, fmt.Errorf("model: training needs more than %d frames per clip (the loss skips %d), got %d", tg.Skip, tg.Skip, T)
 	}
 	if tg.Loss, err = g.FrameMSE(tg.Output, tg.Target, B, T, tg.Skip); err != nil {
 		return nil, fmt.Errorf("model: loss: %w", err)

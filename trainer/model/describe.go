@@ -3,6 +3,8 @@ package model
 import (
 	"fmt"
 	"strings"
+
+	"github.com/timelapse-ml/pipeline/trainer/nn"
 )
 
 // LayerKind names an operation of the network description. Each maps to
@@ -55,11 +57,12 @@ type Layer struct {
 	In       []int
 	Out      int
 	Params   []string
-	Stride   int  // Conv2D
-	Pad      int  // Conv2D
-	Groups   int  // GroupNorm
-	Heads    int  // Attention
-	Temporal bool // Attention over frames; also set on every video-only layer
+	Stride   int     // Conv2D
+	Pad      int     // Conv2D
+	Groups   int     // GroupNorm
+	Eps      float32 // GroupNorm: added to the variance
+	Heads    int     // Attention
+	Temporal bool    // Attention over frames; also set on every video-only layer
 }
 
 // Init says how a parameter starts.
@@ -105,6 +108,9 @@ type Net struct {
 	Input     int         // (N, InChannels, H, W)
 	Timesteps int         // (N)
 	Output    int         // (N, OutChannels, H, W) predicted noise
+	// LossSkip is how many leading frames of each clip the loss ignores
+	// (the video model's conditioning frame: 1; the backbone: 0).
+	LossSkip int
 }
 
 // builder accumulates a Net.
@@ -161,7 +167,7 @@ func (b *builder) norm(name string, x int) int {
 	gm := b.param(name+".weight", InitOnes, 0, in.Channels)
 	bt := b.param(name+".bias", InitZeros, 0, in.Channels)
 	groups := b.net.Config.Groups
-	return b.layer(Layer{Kind: GroupNorm, Name: name, In: []int{x}, Params: []string{gm, bt}, Groups: groups}, in)
+	return b.layer(Layer{Kind: GroupNorm, Name: name, In: []int{x}, Params: []string{gm, bt}, Groups: groups, Eps: nn.DefaultGroupNormEps}, in)
 }
 
 func (b *builder) silu(x int) int {
@@ -230,6 +236,9 @@ func Describe(cfg Config, video bool) (*Net, error) {
 		return nil, err
 	}
 	net := &Net{Config: cfg, Video: video}
+	if video {
+		net.LossSkip = 1
+	}
 	b := &builder{net: net}
 	net.Input = b.value(Value{Channels: cfg.InChannels, Scale: 1})
 	net.Timesteps = b.value(Value{Channels: 1, Vector: true})
@@ -281,7 +290,35 @@ func Describe(cfg Config, video bool) (*Net, error) {
 	}
 	h = b.silu(b.norm("out.norm", h))
 	net.Output = b.conv("out.conv", h, cfg.OutChannels, 3, 1, InitUniform)
+	if err := net.Check(); err != nil {
+		return nil, err
+	}
 	return net, nil
+}
+
+// Check reports a description no executor can run as written: a parameter
+// read by more than one layer (the GPU executor writes each parameter's
+// gradient once rather than accumulating it, so a shared parameter would
+// get only its last layer's share), or a group norm without a positive eps.
+// Every executor calls it before walking the layers.
+func (n *Net) Check() error {
+	owner := map[string]int{}
+	for i, l := range n.Layers {
+		for _, p := range l.Params {
+			if j, ok := owner[p]; ok && j != i {
+				return fmt.Errorf("model: parameter %s is used by layer %d (%s %s) and layer %d (%s %s): a parameter may belong to one layer only",
+					p, j, n.Layers[j].Kind, n.Layers[j].Name, i, l.Kind, l.Name)
+			}
+			owner[p] = i
+		}
+		if l.Kind == GroupNorm && !(l.Eps > 0) {
+			return fmt.Errorf("model: layer %d (group_norm %s): eps %v, want > 0", i, l.Name, l.Eps)
+		}
+	}
+	if n.LossSkip < 0 {
+		return fmt.Errorf("model: loss skip %d, want >= 0", n.LossSkip)
+	}
+	return nil
 }
 
 // ParamCount returns the total and temporal parameter counts of the net.

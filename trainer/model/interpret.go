@@ -16,6 +16,9 @@ func Interpret(net *Net, p *Params, B, T, H, W int, input, timesteps []float32) 
 	if err := cfg.CheckSize(H, W); err != nil {
 		return nil, err
 	}
+	if err := net.Check(); err != nil {
+		return nil, err
+	}
 	N := B * T
 	size := func(v Value) int {
 		if v.Vector {
@@ -59,7 +62,7 @@ func Interpret(net *Net, p *Params, B, T, H, W int, input, timesteps []float32) 
 		case TemporalConv:
 			nn.TemporalConvForward(y, x, ps[0], ps[1], nn.TemporalConvShape{B: B, T: T, C: in.Channels, K: outV.Channels, P: h * w})
 		case GroupNorm:
-			nn.GroupNormForward(y, x, ps[0], ps[1], nn.GroupNormShape{N: N, C: in.Channels, P: h * w, Groups: l.Groups, Eps: nn.DefaultGroupNormEps})
+			nn.GroupNormForward(y, x, ps[0], ps[1], nn.GroupNormShape{N: N, C: in.Channels, P: h * w, Groups: l.Groups, Eps: l.Eps})
 		case Attention:
 			nn.AttentionForward(y, x, nn.AttentionShape{B: B, T: T, C: in.Channels / 3, P: h * w, Heads: l.Heads, Temporal: l.Temporal})
 		case Upsample:

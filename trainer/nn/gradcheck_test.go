@@ -174,7 +174,9 @@ func TestGradGroupNorm(t *testing.T) {
 			{shape: []int{c.n, c.c, c.h, c.w}, grad: true},
 			{shape: []int{c.c}, grad: true, pos: true},
 			{shape: []int{c.c}, grad: true},
-		}, func(g *Graph, x []*G.Node) (*G.Node, error) { return g.GroupNorm(x[0], x[1], x[2], c.groups) })
+		}, func(g *Graph, x []*G.Node) (*G.Node, error) {
+			return g.GroupNorm(x[0], x[1], x[2], c.groups, DefaultGroupNormEps)
+		})
 	}
 }
 
@@ -247,7 +249,7 @@ func TestGradChain(t *testing.T) {
 		if err != nil {
 			return nil, err
 		}
-		n, err := g.GroupNorm(h, x[3], x[4], 2)
+		n, err := g.GroupNorm(h, x[3], x[4], 2, DefaultGroupNormEps)
 		if err != nil {
 			return nil, err
 		}

@@ -113,13 +113,14 @@ func (g *Graph) TemporalConv(x, w, b *G.Node, B, T int) (*G.Node, error) {
 	return g.add(k, in...)
 }
 
-// GroupNorm adds group normalisation of x (N, C, H, W) with gamma, beta (C).
-func (g *Graph) GroupNorm(x, gamma, beta *G.Node, groups int) (*G.Node, error) {
+// GroupNorm adds group normalisation of x (N, C, H, W) with gamma, beta (C);
+// eps is added to each group's variance.
+func (g *Graph) GroupNorm(x, gamma, beta *G.Node, groups int, eps float32) (*G.Node, error) {
 	n, c, h, w, err := dims4(x, "group norm")
 	if err != nil {
 		return nil, err
 	}
-	s := GroupNormShape{N: n, C: c, P: h * w, Groups: groups, Eps: DefaultGroupNormEps}
+	s := GroupNormShape{N: n, C: c, P: h * w, Groups: groups, Eps: eps}
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
