@@ -21,3 +21,41 @@ func TimestepEmbedding(y, t []float32, dim int) {
 		}
 	}
 }
+
+// SinusoidalShape describes diffusers' Timesteps projection (N) -> (N, Dim):
+// with half = Dim/2 and f_i = exp(-ln(10000) * i / (half - FreqShift)),
+// the row is [sin(t f_i) | cos(t f_i)], or [cos | sin] with FlipSinToCos
+// (Stable Diffusion). The arithmetic follows PyTorch's float32 steps so the
+// embedding matches diffusers' to the last bit or so.
+type SinusoidalShape struct {
+	N, Dim       int
+	FlipSinToCos bool
+	FreqShift    float64
+}
+
+// SinusoidalEmbedding writes the embedding of each timestep into y (N, Dim).
+// An odd Dim leaves a trailing zero.
+func SinusoidalEmbedding(y, t []float32, s SinusoidalShape) {
+	half := s.Dim / 2
+	freqs := make([]float32, half)
+	ln := float32(-math.Log(10000))
+	div := float32(float64(half) - s.FreqShift)
+	for i := range freqs {
+		freqs[i] = float32(math.Exp(float64(ln * float32(i) / div)))
+	}
+	for n, tv := range t[:s.N] {
+		row := y[n*s.Dim : (n+1)*s.Dim]
+		sinAt, cosAt := 0, half
+		if s.FlipSinToCos {
+			sinAt, cosAt = half, 0
+		}
+		for i, f := range freqs {
+			a := float64(tv * f)
+			row[sinAt+i] = float32(math.Sin(a))
+			row[cosAt+i] = float32(math.Cos(a))
+		}
+		if s.Dim%2 == 1 {
+			row[s.Dim-1] = 0
+		}
+	}
+}

@@ -136,17 +136,26 @@ func (g *Graph) SiLU(x *G.Node) (*G.Node, error) {
 }
 
 // Linear adds y = x W^T + b for x (N, In), W (Out, In), b (Out) or nil.
+// x may have more leading axes (tokens (N, L, In) give (N, L, Out)).
 func (g *Graph) Linear(x, w, b *G.Node) (*G.Node, error) {
 	xs, ws := x.Shape(), w.Shape()
-	if len(xs) != 2 || len(ws) != 2 || xs[1] != ws[1] {
+	if len(xs) < 2 || len(ws) != 2 || xs[len(xs)-1] != ws[1] {
 		return nil, fmt.Errorf("nn: linear: input %v does not fit weight %v", xs, ws)
 	}
-	s := LinearShape{N: xs[0], In: xs[1], Out: ws[0]}
+	rows, _ := lastAxis(xs)
+	s := LinearShape{N: rows, In: ws[1], Out: ws[0]}
+	var lead tensor.Shape
+	if len(xs) > 2 {
+		lead = xs[:len(xs)-1].Clone()
+	}
 	in := []*G.Node{x, w}
 	if b != nil {
+		if b.Shape().TotalSize() != s.Out {
+			return nil, fmt.Errorf("nn: linear: bias shape %v, want (%d)", b.Shape(), s.Out)
+		}
 		in = append(in, b)
 	}
-	return g.add(&linearK{s: s, hasBias: b != nil}, in...)
+	return g.add(&linearK{s: s, hasBias: b != nil, lead: lead}, in...)
 }
 
 // Attention adds multi-head self-attention on a packed qkv (B*T, 3C, H, W),

@@ -32,6 +32,8 @@ func WeightGradOf(n *G.Node) *G.Node {
 		return k.wrt
 	case *linearWK:
 		return k.wrt
+	case *lnGammaK:
+		return k.wrt
 	}
 	return nil
 }
@@ -274,10 +276,20 @@ func (k *siluBwdK) forward(dst []float32, in [][]float32) {
 type linearK struct {
 	s       LinearShape
 	hasBias bool
+	// lead holds the leading axes of a rank > 2 input (tokens (N, L, In)):
+	// x is (lead..., In) and y (lead..., Out); nil means (N).
+	lead tensor.Shape
+}
+
+func withLast(lead tensor.Shape, n, last int) tensor.Shape {
+	if lead == nil {
+		return tensor.Shape{n, last}
+	}
+	return append(lead.Clone(), last)
 }
 
 func (k *linearK) describe() string  { return fmt.Sprintf("Linear%+v bias=%t", k.s, k.hasBias) }
-func (k *linearK) out() tensor.Shape { return tensor.Shape{k.s.N, k.s.Out} }
+func (k *linearK) out() tensor.Shape { return withLast(k.lead, k.s.N, k.s.Out) }
 func (k *linearK) forward(dst []float32, in [][]float32) {
 	var b []float32
 	if k.hasBias {
@@ -289,7 +301,7 @@ func (k *linearK) grads(in G.Nodes, _, grad *G.Node, need []bool) (G.Nodes, erro
 	gs := make(G.Nodes, len(in))
 	var err error
 	if need[0] {
-		if gs[0], err = gradOp(&linearDataK{k.s}, grad, in[1]); err != nil {
+		if gs[0], err = gradOp(&linearDataK{k.s, k.lead}, grad, in[1]); err != nil {
 			return nil, err
 		}
 	}
@@ -307,7 +319,10 @@ func (k *linearK) grads(in G.Nodes, _, grad *G.Node, need []bool) (G.Nodes, erro
 	return gs, nil
 }
 
-type linearDataK struct{ s LinearShape }
+type linearDataK struct {
+	s    LinearShape
+	lead tensor.Shape
+}
 
 func (k *linearDataK) describe() string  { return fmt.Sprintf("LinearBackwardData%+v", k.s) }
 func (k *linearDataK) out() tensor.Shape { return tensor.Shape{k.s.N, k.s.In} }

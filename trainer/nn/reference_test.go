@@ -251,7 +251,8 @@ func TestSpecCoversAllKernels(t *testing.T) {
 		&conv2dK{}, &conv2dDataK{}, &conv2dFilterK{}, &chanSumK{}, &tconvFwd{}, &tconvData{}, &tconvFilterK{},
 		&gnK{}, &gnDataK{}, &gnGammaK{}, &siluK{}, &siluBwdK{}, &linearK{}, &linearDataK{}, &linearWK{},
 		&attnK{}, &attnBwdK{}, &upK{}, &upBwdK{}, &addK{}, &addChanK{}, &addChanBwdK{}, &concatK{}, &splitK{},
-		&embedK{}, &mseK{}, &mseBwdK{},
+		&embedK{}, &mseK{}, &mseBwdK{}, &lnK{}, &lnDataK{}, &lnGammaK{}, &gegluK{}, &gegluBwdK{},
+		&seqAttnK{}, &seqAttnBwdK{}, &swapK{}, &sinEmbedK{},
 	}
 	seen := map[OpKind]bool{}
 	for _, k := range ks {

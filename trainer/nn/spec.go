@@ -37,6 +37,16 @@ const (
 	KindTimestepEmbedding    OpKind = "timestep_embedding"        // t -> emb; EmbeddingShape
 	KindFrameMSE             OpKind = "frame_mse"                 // pred, target -> scalar; FrameMSEShape
 	KindFrameMSEBackward     OpKind = "frame_mse_backward"        // pred, target, g -> dpred
+
+	KindLayerNorm            OpKind = "layer_norm"                // x, gamma, beta -> y; LayerNormShape
+	KindLayerNormData        OpKind = "layer_norm_backward_data"  // dy, x, gamma -> dx
+	KindLayerNormGamma       OpKind = "layer_norm_backward_gamma" // dy, x -> dgamma
+	KindGEGLU                OpKind = "geglu"                     // x (M, 2F) -> y (M, F); GEGLUShape
+	KindGEGLUBackward        OpKind = "geglu_backward"            // dy, x -> dx
+	KindSeqAttention         OpKind = "seq_attention"             // q, k, v -> out; SeqAttentionShape
+	KindSeqAttentionBackward OpKind = "seq_attention_backward"    // dout, q, k, v -> dq (Part 0), dk (1) or dv (2)
+	KindSwapAxes             OpKind = "swap_axes"                 // x -> y; SwapShape (gradient: the inverse swap)
+	KindSinusoidalEmbedding  OpKind = "sinusoidal_embedding"      // t -> emb; SinusoidalShape
 )
 
 // EmbeddingShape describes the sinusoidal timestep embedding (N) -> (N, Dim).
@@ -49,11 +59,14 @@ type OpSpec struct {
 	Kind OpKind
 	// Shape is the kernel's shape struct (Conv2DShape, TemporalConvShape,
 	// GroupNormShape, LinearShape, AttentionShape, ResampleShape,
-	// ChannelShape, ConcatShape, EmbeddingShape or FrameMSEShape).
+	// ChannelShape, ConcatShape, EmbeddingShape, FrameMSEShape,
+	// LayerNormShape, GEGLUShape, SeqAttentionShape, SwapShape or
+	// SinusoidalShape).
 	Shape any
 	// Bias reports a bias input on conv2d, temporal_conv and linear.
 	Bias bool
-	// Part selects the half of a concat_backward.
+	// Part selects the half of a concat_backward or the input of a
+	// seq_attention_backward.
 	Part int
 	// WeightGrad reports a kernel computing a parameter's gradient.
 	WeightGrad bool
@@ -131,6 +144,24 @@ func specOf(k kernel) OpSpec {
 		return OpSpec{Kind: KindFrameMSE, Shape: k.s}
 	case *mseBwdK:
 		return OpSpec{Kind: KindFrameMSEBackward, Shape: k.s}
+	case *lnK:
+		return OpSpec{Kind: KindLayerNorm, Shape: k.s}
+	case *lnDataK:
+		return OpSpec{Kind: KindLayerNormData, Shape: k.s}
+	case *lnGammaK:
+		return OpSpec{Kind: KindLayerNormGamma, Shape: k.s}
+	case *gegluK:
+		return OpSpec{Kind: KindGEGLU, Shape: k.s}
+	case *gegluBwdK:
+		return OpSpec{Kind: KindGEGLUBackward, Shape: k.s}
+	case *seqAttnK:
+		return OpSpec{Kind: KindSeqAttention, Shape: k.s}
+	case *seqAttnBwdK:
+		return OpSpec{Kind: KindSeqAttentionBackward, Shape: k.s, Part: k.part}
+	case *swapK:
+		return OpSpec{Kind: KindSwapAxes, Shape: k.s}
+	case *sinEmbedK:
+		return OpSpec{Kind: KindSinusoidalEmbedding, Shape: k.s}
 	}
 	return OpSpec{}
 }
