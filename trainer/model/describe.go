@@ -37,16 +37,62 @@ const (
 	AddChannel LayerKind = "add_channel"
 	// Concat: channel concatenation of In[0] and In[1].
 	Concat LayerKind = "concat"
+
+	// Kinds of the Stable Diffusion UNet (and the VAE / text encoder built
+	// on the same ops). Linear also applies row-wise to token sequences:
+	// (rows, In) -> (rows, Out), with no bias when Params has one entry.
+
+	// SinusoidalEmbed: In[0] timesteps (N) -> (N, Channels), diffusers'
+	// Timesteps projection; FlipSinToCos, FreqShift.
+	SinusoidalEmbed LayerKind = "sinusoidal_embedding"
+	// LayerNorm: over the last axis (Channels) of a sequence or vector;
+	// Params gamma, beta (C); Eps.
+	LayerNorm LayerKind = "layer_norm"
+	// GEGLU: (rows, 2F) -> (rows, F) = a * GELU(gate) of [a | gate].
+	GEGLU LayerKind = "geglu"
+	// SeqAttention: In q (N, Lq, C), k and v (N, Lk, C) -> (N, Lq, C);
+	// Heads; Causal. Keys and values from a context make it
+	// cross-attention.
+	SeqAttention LayerKind = "seq_attention"
+	// ToTokens: frame (N, C, H, W) -> spatial sequence (N, H*W, C).
+	ToTokens LayerKind = "to_tokens"
+	// ToFrames: spatial sequence (N, H*W, C) -> frame (N, C, H, W).
+	ToFrames LayerKind = "to_frames"
+	// ToTime: spatial sequence of a clip batch (B*T, P, C) -> sequences
+	// over frames (B*P, T, C).
+	ToTime LayerKind = "to_time"
+	// FromTime: (B*P, T, C) -> (B*T, P, C), the inverse of ToTime.
+	FromTime LayerKind = "from_time"
+)
+
+// SeqKind says which token sequence a value is (row-major tokens of
+// Channels values each).
+type SeqKind string
+
+const (
+	// SeqNone: not a sequence (a frame tensor or a vector).
+	SeqNone SeqKind = ""
+	// SeqSpatial: (N, P, C), the P = (H/Scale)*(W/Scale) positions of each
+	// frame.
+	SeqSpatial SeqKind = "spatial"
+	// SeqFrames: (B*P, T, C), the T frames of each position of each clip.
+	SeqFrames SeqKind = "frames"
+	// SeqFixed: (N, Length, C), a sequence of fixed length such as the text
+	// embedding a UNet is conditioned on (77 tokens).
+	SeqFixed SeqKind = "fixed"
 )
 
 // Value describes one activation of the network, per frame: a frame tensor
-// (N, Channels, H/Scale, W/Scale), or with Vector a (N, Channels) matrix
-// (Scale 0);
-// N = B*T. Value 0 is the input, value 1 the timesteps (N).
+// (N, Channels, H/Scale, W/Scale), with Vector a (N, Channels) matrix
+// (Scale 0), or with Seq a token sequence (see SeqKind; Scale sets the
+// positions of spatial and frame sequences, Length the tokens of a fixed
+// one). N = B*T. Value 0 is the input, value 1 the timesteps (N).
 type Value struct {
 	Channels int
 	Scale    int
 	Vector   bool
+	Seq      SeqKind `json:",omitempty"`
+	Length   int     `json:",omitempty"`
 }
 
 // Layer is one operation: it reads values In, writes value Out, and uses
@@ -61,8 +107,16 @@ type Layer struct {
 	Pad      int     // Conv2D
 	Groups   int     // GroupNorm
 	Eps      float32 // GroupNorm: added to the variance
-	Heads    int     // Attention
+	Heads    int     // Attention, SeqAttention
 	Temporal bool    // Attention over frames; also set on every video-only layer
+	// Joint (GroupNorm) takes each group's statistics over the T frames of
+	// a clip together, (C/Groups, T, H, W), instead of per frame.
+	Joint bool `json:",omitempty"`
+	// Causal (SeqAttention) masks keys after the query.
+	Causal bool `json:",omitempty"`
+	// FlipSinToCos and FreqShift parametrise SinusoidalEmbed.
+	FlipSinToCos bool    `json:",omitempty"`
+	FreqShift    float64 `json:",omitempty"`
 }
 
 // Init says how a parameter starts.
@@ -111,6 +165,53 @@ type Net struct {
 	// LossSkip is how many leading frames of each clip the loss ignores
 	// (the video model's conditioning frame: 1; the backbone: 0).
 	LossSkip int
+	// Context is the conditioning sequence input (N, Length, Channels), or
+	// -1 when the net takes none.
+	Context int
+	// Downscale is the factor between the input size and the smallest
+	// activation: H and W must be multiples of it.
+	Downscale int
+	// Marks names values worth inspecting (diffusers' block outputs:
+	// "time_embedding", "down_blocks.0", "mid_block", ...).
+	Marks map[string]int
+}
+
+// CheckSize reports a frame size the net cannot process.
+func (n *Net) CheckSize(h, w int) error {
+	d := max(1, n.Downscale)
+	if h <= 0 || w <= 0 || h%d != 0 || w%d != 0 {
+		return fmt.Errorf("model: frame size %dx%d must be a positive multiple of %d", w, h, d)
+	}
+	return nil
+}
+
+// Shape is the concrete shape of value v for a batch of B clips of T
+// frames of H x W.
+func (n *Net) Shape(v, B, T, H, W int) []int {
+	val := n.Values[v]
+	N := B * T
+	s := max(1, val.Scale)
+	P := (H / s) * (W / s)
+	switch {
+	case val.Vector:
+		return []int{N, val.Channels}
+	case val.Seq == SeqSpatial:
+		return []int{N, P, val.Channels}
+	case val.Seq == SeqFrames:
+		return []int{B * P, T, val.Channels}
+	case val.Seq == SeqFixed:
+		return []int{N, val.Length, val.Channels}
+	}
+	return []int{N, val.Channels, H / s, W / s}
+}
+
+// Size is the element count of value v (see Shape).
+func (n *Net) Size(v, B, T, H, W int) int {
+	e := 1
+	for _, d := range n.Shape(v, B, T, H, W) {
+		e *= d
+	}
+	return e
 }
 
 // builder accumulates a Net.
@@ -235,7 +336,7 @@ func Describe(cfg Config, video bool) (*Net, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	net := &Net{Config: cfg, Video: video}
+	net := &Net{Config: cfg, Video: video, Context: -1, Downscale: cfg.Downscale()}
 	if video {
 		net.LossSkip = 1
 	}
@@ -311,8 +412,8 @@ func (n *Net) Check() error {
 			}
 			owner[p] = i
 		}
-		if l.Kind == GroupNorm && !(l.Eps > 0) {
-			return fmt.Errorf("model: layer %d (group_norm %s): eps %v, want > 0", i, l.Name, l.Eps)
+		if (l.Kind == GroupNorm || l.Kind == LayerNorm) && !(l.Eps > 0) {
+			return fmt.Errorf("model: layer %d (%s %s): eps %v, want > 0", i, l.Kind, l.Name, l.Eps)
 		}
 	}
 	if n.LossSkip < 0 {

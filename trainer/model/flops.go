@@ -16,8 +16,11 @@ func (n *Net) layerFLOPs(l Layer, B, T, H, W int) int64 {
 		hw := int64((H / out.Scale) * (W / out.Scale))
 		return 2 * N * int64(out.Channels) * hw * int64(in.Channels) * taps
 	case Linear:
-		in := n.Values[l.In[0]]
-		return 2 * N * int64(in.Channels) * int64(out.Channels)
+		rows := int64(n.Size(l.In[0], B, T, H, W) / n.Values[l.In[0]].Channels)
+		return 2 * rows * int64(n.Values[l.In[0]].Channels) * int64(out.Channels)
+	case SeqAttention:
+		q, k := n.Shape(l.In[0], B, T, H, W), n.Shape(l.In[1], B, T, H, W)
+		return 4 * int64(q[0]) * int64(q[1]) * int64(k[1]) * int64(q[2])
 	case Attention:
 		hw := int64((H / out.Scale) * (W / out.Scale))
 		c := int64(out.Channels)

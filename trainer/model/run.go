@@ -44,6 +44,15 @@ func setInput(n *G.Node, src []float32, what string) error {
 	return nil
 }
 
+// SetContext writes the conditioning sequence (B*T, Length, Channels) the
+// next runs read (a net with a Context value only).
+func (f *ForwardGraph) SetContext(ctx []float32) error {
+	if f.Context == nil {
+		return fmt.Errorf("model: this net takes no context")
+	}
+	return setInput(f.Context, ctx, "context")
+}
+
 // Predict runs the network on input (B*T, InChannels, H, W) and per-frame
 // timesteps (B*T) and returns the predicted noise (B*T, OutChannels, H, W).
 // The returned slice is owned by the graph and valid until the next run.

@@ -54,7 +54,9 @@ func TestGradSeqAttention(t *testing.T) {
 			{shape: []int{c.n, c.lq, c.c}, grad: true},
 			{shape: []int{c.n, c.lk, c.c}, grad: true},
 			{shape: []int{c.n, c.lk, c.c}, grad: true},
-		}, func(g *Graph, x []*G.Node) (*G.Node, error) { return g.SeqAttention(x[0], x[1], x[2], c.heads, c.causal) })
+		}, func(g *Graph, x []*G.Node) (*G.Node, error) {
+			return g.SeqAttention(x[0], x[1], x[2], c.heads, c.causal)
+		})
 	}
 	// gradient to the queries only (a frozen context projection)
 	gradCheck(t, "seq attention q only", []in{
