@@ -14,7 +14,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/timelapse-ml/pipeline/pipeline"
+	"github.com/timelapse-ml/pipeline/internal/atomicfile"
 )
 
 // Version is the code version of the extraction; it enters every item
@@ -206,7 +206,7 @@ func buildInPlace(dir string) ItemFunc {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return false, err
 		}
-		tmp := pipeline.TempPath(final)
+		tmp := atomicfile.TempPath(final)
 		defer os.RemoveAll(tmp)
 		if err := build(tmp); err != nil {
 			return false, err
@@ -214,6 +214,6 @@ func buildInPlace(dir string) ItemFunc {
 		if err := os.RemoveAll(final); err != nil {
 			return false, err
 		}
-		return false, os.Rename(tmp, final)
+		return false, atomicfile.Publish(tmp, final)
 	}
 }

@@ -7,8 +7,8 @@ import (
 	"path/filepath"
 	"sort"
 
+	"github.com/timelapse-ml/pipeline/internal/atomicfile"
 	"github.com/timelapse-ml/pipeline/internal/jsonl"
-	"github.com/timelapse-ml/pipeline/pipeline"
 )
 
 // IndexFile is the name of the index in a frames output folder.
@@ -91,7 +91,7 @@ func WriteIndex(dir string, videos []Video, write func(rel string, data []byte) 
 	if write != nil {
 		return write(IndexFile, data)
 	}
-	return pipeline.WriteFileAtomic(filepath.Join(dir, IndexFile), data)
+	return atomicfile.WriteFile(filepath.Join(dir, IndexFile), data)
 }
 
 // ReadIndex reads dir/index.jsonl.

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -525,24 +524,4 @@ func (e *Engine) Status() ([]StageStatus, error) {
 		out = append(out, s)
 	}
 	return out, nil
-}
-
-// Verify runs each finished stage's Verify hook.
-func (e *Engine) Verify(ctx context.Context) (checked []string, err error) {
-	var errs []error
-	for _, st := range e.cfg.Order() {
-		if st.Kind.Verify == nil {
-			continue
-		}
-		old, lerr := loadState(e.cfg.Workdir, st.Name)
-		if lerr != nil || old == nil || old.Status != statusDone {
-			continue
-		}
-		checked = append(checked, st.Name)
-		if verr := st.Kind.Verify(ctx, filepath.Join(e.cfg.Workdir, st.Name), st.Params); verr != nil {
-			errs = append(errs, fmt.Errorf("stage %s: %w", st.Name, verr))
-		}
-	}
-	sort.Strings(checked)
-	return checked, errors.Join(errs...)
 }

@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/timelapse-ml/pipeline/internal/atomicfile"
 )
 
 // itemRecord is one finished item of a stage that caches per item.
@@ -162,7 +164,7 @@ func (s *itemStore) build(ctx context.Context, rel, fp string, build func(tmp st
 	if err != nil {
 		return false, fmt.Errorf("item %s: journal: %w", rel, err)
 	}
-	if err := os.Rename(tmp, final); err != nil {
+	if err := atomicfile.Publish(tmp, final); err != nil {
 		return false, fmt.Errorf("item %s: %w", rel, err)
 	}
 	return false, s.record(rel, fp)

@@ -17,7 +17,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/timelapse-ml/pipeline/frames"
-	"github.com/timelapse-ml/pipeline/pipeline"
+	"github.com/timelapse-ml/pipeline/internal/atomicfile"
 )
 
 // Compression values.
@@ -29,7 +29,7 @@ const (
 // Output is where Pack writes: a *pipeline.StageRun, or DirOutput for plain
 // use. Both write through temporary files renamed into place.
 type Output interface {
-	Create(rel string) (*pipeline.AtomicFile, error)
+	Create(rel string) (*atomicfile.File, error)
 	WriteFile(rel string, data []byte) error
 }
 
@@ -37,13 +37,13 @@ type Output interface {
 type DirOutput string
 
 // Create opens dir/rel through a temporary file.
-func (d DirOutput) Create(rel string) (*pipeline.AtomicFile, error) {
-	return pipeline.CreateAtomic(filepath.Join(string(d), rel))
+func (d DirOutput) Create(rel string) (*atomicfile.File, error) {
+	return atomicfile.Create(filepath.Join(string(d), rel))
 }
 
 // WriteFile atomically writes dir/rel.
 func (d DirOutput) WriteFile(rel string, data []byte) error {
-	return pipeline.WriteFileAtomic(filepath.Join(string(d), rel), data)
+	return atomicfile.WriteFile(filepath.Join(string(d), rel), data)
 }
 
 // PackOptions configures Pack. Zero values are documented per field.

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/timelapse-ml/pipeline/internal/atomicfile"
 	ffmpeg "github.com/u2takey/ffmpeg-go"
 )
 
@@ -86,9 +87,9 @@ func WriteFault(ctx context.Context, f Fault, spec Spec, path string) error {
 	var err error
 	switch f.Kind {
 	case FaultEmpty:
-		err = writeAtomic(path, nil)
+		err = atomicfile.WriteFile(path, nil)
 	case FaultNotVideo:
-		err = writeAtomic(path, []byte("This is not a video. It is a text file named like one, as real folders hold.\n"))
+		err = atomicfile.WriteFile(path, []byte("This is not a video. It is a text file named like one, as real folders hold.\n"))
 	case FaultOddName:
 		err = Render(ctx, vs, path)
 	case FaultTooShort:
@@ -135,7 +136,7 @@ func truncated(ctx context.Context, spec Spec, path string, faststart bool) erro
 	if err != nil {
 		return err
 	}
-	return writeAtomic(path, data[:int(float64(len(data))*truncateFraction)])
+	return atomicfile.WriteFile(path, data[:int(float64(len(data))*truncateFraction)])
 }
 
 // audioOnly writes an MP4 holding a sine tone in AAC and no video.
@@ -149,21 +150,7 @@ func audioOnly(ctx context.Context, seconds float64, path string) error {
 		os.Remove(tmp)
 		return err
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return nil
-}
-
-// writeAtomic writes data to a temporary file beside path and renames it.
-func writeAtomic(path string, data []byte) error {
-	tmp := tempPath(path)
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := atomicfile.Publish(tmp, path); err != nil {
 		os.Remove(tmp)
 		return err
 	}

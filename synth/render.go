@@ -8,6 +8,8 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+
+	"github.com/timelapse-ml/pipeline/internal/atomicfile"
 )
 
 // Render renders the video described by spec to path, atomically: ffmpeg
@@ -35,7 +37,7 @@ func Render(ctx context.Context, spec Spec, path string) error {
 		os.Remove(tmp)
 		return fmt.Errorf("synth: render %s: %w", filepath.Base(path), err)
 	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := atomicfile.Publish(tmp, path); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("synth: %w", err)
 	}
@@ -43,12 +45,13 @@ func Render(ctx context.Context, spec Spec, path string) error {
 }
 
 // tempPath returns a fresh temporary name beside path, starting with
-// ".tmp-" (the engine's temporary prefix) and keeping the extension.
+// atomicfile.TempPrefix (the engine's temporary prefix) and keeping the
+// extension (ffmpeg picks the container from it).
 func tempPath(path string) string {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	base := filepath.Base(path)
-	return filepath.Join(filepath.Dir(path), ".tmp-"+hex.EncodeToString(b[:])+"-"+base)
+	return filepath.Join(filepath.Dir(path), atomicfile.TempPrefix+hex.EncodeToString(b[:])+"-"+base)
 }
 
 // clock maps frame i of spec to the scene's motion clock: frozen spans hold

@@ -30,14 +30,20 @@ func cmdVerify(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	if err != nil {
 		return err
 	}
-	checked, err := pipeline.New(cfg, pipeline.Options{}).Verify(ctx)
+	rep, err := pipeline.New(cfg, pipeline.Options{}).Verify(ctx)
 	if err != nil {
 		return err
 	}
-	if len(checked) == 0 {
-		fmt.Fprintln(stdout, "nothing to verify: no finished stage has a verifier")
+	for _, f := range rep.Findings {
+		fmt.Fprintln(stdout, f)
+	}
+	if len(rep.Findings) > 0 {
+		return fmt.Errorf("verify: %d problem(s) in %s", len(rep.Findings), cfg.Workdir)
+	}
+	if len(rep.Stages) == 0 {
+		fmt.Fprintln(stdout, "nothing to verify: no stage has finished")
 		return nil
 	}
-	fmt.Fprintf(stdout, "verified: %s\n", strings.Join(checked, ", "))
+	fmt.Fprintf(stdout, "ok: %d recorded files of %s match; checks passed\n", rep.Files, strings.Join(rep.Stages, ", "))
 	return nil
 }

@@ -65,7 +65,7 @@ func (a *File) Commit() error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp, a.final)
+		err = Rename(tmp, a.final)
 	}
 	if err != nil {
 		os.Remove(tmp)
@@ -95,4 +95,52 @@ func WriteFile(path string, data []byte) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return f.Commit()
+}
+
+// Rename renames oldpath onto newpath and syncs newpath's folder, so the
+// rename itself survives a crash (a file's own fsync does not cover the
+// directory entry that names it).
+func Rename(oldpath, newpath string) error {
+	if err := os.Rename(oldpath, newpath); err != nil {
+		return err
+	}
+	return SyncDir(filepath.Dir(newpath))
+}
+
+// SyncDir fsyncs a folder, making the creations, renames and removals of
+// entries in it durable.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("sync folder %s: %w", dir, err)
+	}
+	return nil
+}
+
+// Publish makes a finished temporary file durable and renames it onto final:
+// it fsyncs the file (a program like ffmpeg wrote it), renames it and syncs
+// the folder. For a temporary folder only the rename and the folder entry are
+// synced, not each file in it (whoever reuses such a folder checks its files).
+func Publish(tmp, final string) error {
+	if fi, err := os.Stat(tmp); err == nil && fi.Mode().IsRegular() {
+		f, err := os.OpenFile(tmp, os.O_RDWR, 0)
+		if err != nil {
+			return err
+		}
+		err = f.Sync()
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("sync %s: %w", tmp, err)
+		}
+	}
+	return Rename(tmp, final)
 }
