@@ -30,6 +30,7 @@ Usage:
   pipeline validate [CONFIG]
   pipeline verify [CONFIG]
   pipeline stages
+  pipeline model tokenize [--tokenizer DIR | MODEL] TEXT...
 
 CONFIG defaults to ./pipeline.yaml, or the embedded default when that file
 does not exist. Common flags: --log-format text|json, --quiet.
@@ -63,6 +64,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdVerify(ctx, args[1:], stdout, stderr)
 	case "stages":
 		err = cmdStages(args[1:], stdout, stderr)
+	case "model":
+		err = cmdModel(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
