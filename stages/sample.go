@@ -9,7 +9,6 @@ import (
 
 	"github.com/timelapse-ml/pipeline/pipeline"
 	"github.com/timelapse-ml/pipeline/trainer"
-	"github.com/timelapse-ml/pipeline/trainer/gpu"
 )
 
 // SampleKind turns a still image into a timelapse with the video model of
@@ -61,14 +60,7 @@ func runSample(ctx context.Context, r *pipeline.StageRun) error {
 		Temporal: filepath.Join(trainDir, trainer.TemporalFile), Backbone: sum.Backbone, Shards: sum.Shards,
 		Resolution: p.Int("resolution"), Frames: p.Int("frames"), Steps: p.Int("steps"), Seed: int64(p.Int("seed")),
 		FPS: p.Float("fps"), Scale: p.Int("scale"), OutDir: r.OutDir, Log: r.Log,
-		Device: p.String("device"), TF32: p.Bool("tf32"),
-	}
-	if o.Device == "auto" {
-		b, warn, _ := gpu.Device("auto")
-		if warn != "" {
-			r.Log.Warn("device auto: " + warn)
-		}
-		o.Device = string(b)
+		Device: trainer.Device(p.String("device")), TF32: p.Bool("tf32"),
 	}
 	if p.Has("image") {
 		o.Image = p.String("image")

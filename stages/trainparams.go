@@ -6,7 +6,6 @@ import (
 
 	"github.com/timelapse-ml/pipeline/pipeline"
 	"github.com/timelapse-ml/pipeline/trainer"
-	"github.com/timelapse-ml/pipeline/trainer/gpu"
 )
 
 // trainingParams are the params pretrain and train share; defaults differ
@@ -47,18 +46,6 @@ type trainingDefaults struct {
 // commonOptions binds the shared params.
 func commonOptions(r *pipeline.StageRun, shardsDir string) trainer.Common {
 	p := r.Params
-	device, optState := p.String("device"), p.String("optimizer_state")
-	if device == "auto" {
-		b, warn, _ := gpu.Device("auto")
-		if warn != "" {
-			r.Log.Warn("device auto: " + warn)
-		}
-		device = string(b)
-		if device != string(gpu.CUDA) && optState == string(gpu.OptimizerDevice) {
-			r.Log.Warn("device auto chose the CPU: optimizer_state device ignored, AdamW runs on the host")
-			optState = string(gpu.OptimizerHost)
-		}
-	}
 	prog := r.Progress("steps", 0)
 	return trainer.Common{
 		Shards: shardsDir, OutDir: r.OutDir, Resume: r.Resume,
@@ -67,8 +54,9 @@ func commonOptions(r *pipeline.StageRun, shardsDir string) trainer.Common {
 		WeightDecay: p.Float("weight_decay"), GradClip: p.Float("grad_clip"), Seed: int64(p.Int("seed")),
 		CheckpointEvery: p.Int("checkpoint_every"), ValidateEvery: p.Int("validate_every"),
 		ValBatches: p.Int("val_batches"), LogEvery: p.Int("log_every"), Workers: p.Int("workers"),
-		Device: device, TF32: p.Bool("tf32"), OptimizerState: optState,
-		Log: r.Log,
+		Device: trainer.Device(p.String("device")), TF32: p.Bool("tf32"),
+		OptimizerState: trainer.OptimizerState(p.String("optimizer_state")),
+		Log:            r.Log,
 		OnStep: func(step, total int) {
 			prog.SetTotal(total)
 			prog.Add(1)

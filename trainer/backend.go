@@ -2,6 +2,7 @@ package trainer
 
 import (
 	"fmt"
+	"log/slog"
 
 	"github.com/timelapse-ml/pipeline/trainer/gpu"
 	"github.com/timelapse-ml/pipeline/trainer/model"
@@ -21,21 +22,21 @@ type backend struct {
 
 func newBackend(c *Common, p *model.Params, video bool, B, T, R int) (*backend, error) {
 	switch c.Device {
-	case "", string(gpu.CPU):
+	case "", DeviceCPU:
 		g, err := model.BuildTrain(p, video, B, T, R, R)
 		if err != nil {
 			return nil, err
 		}
 		return &backend{cpu: g}, nil
-	case string(gpu.CUDA):
+	case DeviceCUDA:
 		s, err := gpu.NewStep(p, video, B, T, R, R, gpu.Options{TF32: c.TF32})
 		if err != nil {
 			return nil, err
 		}
-		c.Log.Info("training on the GPU", "device", s.Device().String(), "tf32", c.TF32)
+		c.Log.Info("training on the GPU", slog.String("device", s.Device().String()), slog.Bool("tf32", c.TF32))
 		return &backend{gpu: s}, nil
 	}
-	return nil, fmt.Errorf("device %q: want cpu or cuda", c.Device)
+	return nil, fmt.Errorf("device %q: want cpu or cuda", string(c.Device))
 }
 
 // trainable lists the parameters gradients are taken for, in Params order.
@@ -123,15 +124,23 @@ func (g gpuOwnedPredictor) Close() { g.s.Close() }
 // samplePredictor returns the video model's forward pass for one clip of
 // o.Frames frames of res x res, on the device o.Device names.
 func samplePredictor(p *model.Params, o SampleOptions, res int) (predictor, error) {
-	switch o.Device {
-	case "", string(gpu.CPU):
+	log := o.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	dev, err := o.Device.resolve(log)
+	if err != nil {
+		return nil, err
+	}
+	switch dev {
+	case DeviceCPU:
 		return model.BuildForward(p, true, 1, o.Frames, res, res)
-	case string(gpu.CUDA):
+	case DeviceCUDA:
 		s, err := gpu.NewStep(p, true, 1, o.Frames, res, res, gpu.Options{TF32: o.TF32})
 		if err != nil {
 			return nil, err
 		}
 		return gpuOwnedPredictor{gpuPredictor{s}}, nil
 	}
-	return nil, fmt.Errorf("device %q: want cpu or cuda", o.Device)
+	return nil, fmt.Errorf("device %q: want cpu or cuda", string(dev))
 }

@@ -28,11 +28,11 @@ type optimizer interface {
 // newOptimizer returns the optimizer over ops (the host views of be's
 // trainable parameters) that c.OptimizerState asks for.
 func newOptimizer(c *Common, be *backend, cfg optim.Config, ops []*optim.Param) (optimizer, error) {
-	state, err := gpu.ParseOptimizerState(c.OptimizerState)
+	state, err := c.OptimizerState.check()
 	if err != nil {
 		return nil, err
 	}
-	if state == gpu.OptimizerHost {
+	if state == OptimizerHost {
 		o, err := optim.New(cfg, ops)
 		if err != nil {
 			return nil, err

@@ -22,19 +22,19 @@ func TestOptimizerStateDeviceOnGPU(t *testing.T) {
 		t.Skip("no usable GPU: " + why)
 	}
 	const steps, cut = 8, 4
-	opts := func(state string) TrainOptions {
+	opts := func(state OptimizerState) TrainOptions {
 		o := trainOpts(t, steps)
 		o.Device, o.OptimizerState = "cuda", state
 		return o
 	}
-	straight := func(state string) (w, st *checkpoint.File) {
+	straight := func(state OptimizerState) (w, st *checkpoint.File) {
 		o := opts(state)
 		if _, err := Train(context.Background(), o); err != nil {
 			t.Fatalf("%s: %v", state, err)
 		}
 		return readTensors(t, filepath.Join(o.OutDir, TemporalFile)), readTensors(t, filepath.Join(o.OutDir, TrainStateFile))
 	}
-	split := func(first, then string) *checkpoint.File {
+	split := func(first, then OptimizerState) *checkpoint.File {
 		o := opts(first)
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()

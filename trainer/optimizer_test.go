@@ -16,7 +16,7 @@ import (
 // it is refused before anything is read or written, with a message that
 // says what to change.
 func TestOptimizerStateDeviceNeedsCUDA(t *testing.T) {
-	for _, device := range []string{"", "cpu"} {
+	for _, device := range []Device{"", DeviceCPU} {
 		c := tinyCommon(t, "no-shards-needed", 2)
 		c.Device, c.OptimizerState = device, "device"
 		_, err := Pretrain(context.Background(), PretrainOptions{Common: c})

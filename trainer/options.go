@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
-
-	"github.com/timelapse-ml/pipeline/trainer/gpu"
 )
 
 // Common holds the settings shared by Pretrain and Train. Zero values are
@@ -41,17 +39,18 @@ type Common struct {
 	ValBatches int
 	// Workers decode batches (0: one per core, at most 4).
 	Workers int
-	// Device is "cpu" (or "") for the Gorgonia CPU graph, or "cuda" for
-	// the GPU step of trainer/gpu; TF32 lets the GPU's matrix products use
-	// TF32 (strict float32 otherwise).
-	Device string
+	// Device is DeviceCPU (or "") for the Gorgonia CPU graph, DeviceCUDA
+	// for the GPU step of trainer/gpu, or DeviceAuto; TF32 lets the GPU's
+	// matrix products use TF32 (strict float32 otherwise).
+	Device Device
 	TF32   bool
-	// OptimizerState is where AdamW's moments and update live: "host" (or
-	// "", the default: optim.AdamW on all cores, the GPU holds no optimizer
-	// bytes) or "device" (gpu.DeviceAdamW, for comparison; needs Device
-	// "cuda"). Checkpoints have the same format either way.
-	OptimizerState string
-	// Log receives progress lines (nil: discarded).
+	// OptimizerState is where AdamW's moments and update live (see
+	// OptimizerHost, the default, and OptimizerDevice, which needs
+	// DeviceCUDA; with DeviceAuto falling back to the CPU it reverts to
+	// OptimizerHost with a warning).
+	OptimizerState OptimizerState
+	// Log receives every record of the run, from every package it calls
+	// (nil: discarded).
 	Log *slog.Logger
 
 	// OnStep, when set, is called after each completed step (progress).
@@ -77,7 +76,10 @@ func (c *Common) defaults() error {
 	if c.LR <= 0 {
 		return fmt.Errorf("trainer: lr %g: want > 0", c.LR)
 	}
-	if err := c.checkOptimizerState(); err != nil {
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	if err := c.resolveDevice(); err != nil {
 		return err
 	}
 	if c.LogEvery <= 0 {
@@ -88,9 +90,6 @@ func (c *Common) defaults() error {
 	}
 	if c.Workers <= 0 {
 		c.Workers = min(4, runtime.GOMAXPROCS(0))
-	}
-	if c.Log == nil {
-		c.Log = slog.New(slog.DiscardHandler)
 	}
 	return nil
 }
@@ -123,9 +122,10 @@ type TrainOptions struct {
 type SampleOptions struct {
 	// Temporal and Backbone are the checkpoints of Train and Pretrain.
 	Temporal, Backbone string
-	// Device "cuda" runs the network on the GPU (trainer/gpu), "" or
-	// "cpu" on the Gorgonia CPU graph; TF32 as in Common.
-	Device string
+	// Device as in Common: DeviceCUDA runs the network on the GPU
+	// (trainer/gpu), DeviceCPU (or "") on the Gorgonia CPU graph, DeviceAuto
+	// picks; TF32 as in Common.
+	Device Device
 	TF32   bool
 	// Image is a still image (any size, centre-cropped and resized); when
 	// empty, the first frame of the first validation clip in Shards is used.
@@ -161,20 +161,27 @@ type Result struct {
 	SecondsPerStep float64
 }
 
-// checkOptimizerState rejects an unknown optimizer_state, and "device"
-// without the GPU backend.
-func (c *Common) checkOptimizerState() error {
-	st, err := gpu.ParseOptimizerState(c.OptimizerState)
+// resolveDevice resolves DeviceAuto, and rejects an unknown device or
+// optimizer state, and OptimizerDevice without the GPU.
+func (c *Common) resolveDevice() error {
+	asked := c.Device
+	dev, err := c.Device.resolve(c.Log)
 	if err != nil {
 		return fmt.Errorf("trainer: %w", err)
 	}
-	if st == gpu.OptimizerDevice && c.Device != string(gpu.CUDA) {
-		dev := c.Device
-		if dev == "" {
-			dev = string(gpu.CPU)
-		}
-		return fmt.Errorf("trainer: optimizer_state device keeps AdamW's moments on the GPU and needs device cuda, "+
-			"but device is %s; use optimizer_state host (the default) or device cuda", dev)
+	st, err := c.OptimizerState.check()
+	if err != nil {
+		return fmt.Errorf("trainer: %w", err)
 	}
+	if st == OptimizerDevice && dev != DeviceCUDA {
+		if asked == DeviceAuto {
+			c.Log.Warn("device auto chose the CPU: optimizer_state device ignored, AdamW runs on the host")
+			st = OptimizerHost
+		} else {
+			return fmt.Errorf("trainer: optimizer_state device keeps AdamW's moments on the GPU and needs device cuda, "+
+				"but device is %s; use optimizer_state host (the default) or device cuda", dev)
+		}
+	}
+	c.Device, c.OptimizerState = dev, st
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"strconv"
 
 	"github.com/timelapse-ml/pipeline/trainer/model"
@@ -53,6 +54,16 @@ func Pretrain(ctx context.Context, o PretrainOptions) (*Result, error) {
 		MetaPrediction: Prediction,
 		MetaSeed:       strconv.FormatInt(c.Seed, 10), MetaResolution: strconv.Itoa(c.Resolution),
 	}
+	rs, err := c.runSettings("pretrain", cfg.Hash())
+	if err != nil {
+		return nil, fmt.Errorf("pretrain: %w", err)
+	}
+	rs.CondGap = o.CondGap
+	rm, err := rs.meta()
+	if err != nil {
+		return nil, err
+	}
+	maps.Copy(meta, rm)
 	s := &session{c: c, name: "pretrain", video: false, params: params, clipT: 2, stride: o.CondGap}
 	defer s.close()
 	if err := s.setup(BackboneFile, PretrainStateFile, "backbone", meta, []string{MetaConfigHash}); err != nil {

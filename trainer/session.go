@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"math/rand/v2"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/timelapse-ml/pipeline/shards"
@@ -62,7 +64,10 @@ type session struct {
 	// clipT is the frames per loader window; stride the frame step.
 	clipT, stride int
 	steps, start  int
-	res           Result
+	// ckptTotal is the planned total of the run that wrote the restored
+	// checkpoint (0: fresh, or not recorded).
+	ckptTotal int
+	res       Result
 	// extraHooks run after the built-in ones; closers at close.
 	extraHooks []Hook
 	closers    []func()
@@ -106,16 +111,16 @@ func (s *session) setup(weightsFile, stateFile, format string, meta map[string]s
 		},
 	}
 	if c.Resume {
-		step, err := s.ckpt.restore(mustMatch...)
+		step, total, err := s.ckpt.restore(mustMatch...)
 		switch {
 		case errors.Is(err, errNoCheckpoint):
 			c.Log.Info("nothing to resume; starting fresh", "reason", err)
 		case err != nil:
 			return err
 		default:
-			s.start = step
+			s.start, s.ckptTotal = step, total
 			s.res.ResumedFrom = step
-			c.Log.Info("resuming", "step", step)
+			c.Log.Info("resuming", slog.Int("step", step))
 			if err := s.be.weightsChanged(); err != nil {
 				return err
 			}
@@ -145,6 +150,10 @@ func (s *session) openData(ctx context.Context) error {
 	}
 	if c.Epochs > 0 {
 		s.steps = c.Epochs * s.loader.BatchesPerEpoch()
+	}
+	s.ckpt.meta[MetaTotalSteps] = strconv.Itoa(s.steps)
+	if err := s.checkSteps(); err != nil {
+		return err
 	}
 	s.feed = newFeeder(s.loader, s.sched, s.rng, func() *example { return newExample(s.video, c.Batch, s.clipT, c.Resolution) })
 	s.val, err = newValidator(s, ctx)
@@ -203,7 +212,7 @@ func (s *session) step(ctx context.Context, step int) (StepResult, error) {
 // checkpoint hooks, and returns the result.
 func (s *session) run(ctx context.Context) (*Result, error) {
 	c := s.c
-	s.opt.setSchedule(optim.Schedule{Warmup: c.WarmupSteps, Cosine: c.Cosine, Total: s.steps, MinFactor: 0.1})
+	s.opt.setSchedule(s.schedule())
 	if s.start >= s.steps {
 		c.Log.Info("already trained", "step", s.start, "steps", s.steps)
 	}
@@ -242,7 +251,14 @@ func (s *session) run(ctx context.Context) (*Result, error) {
 		}
 		s.mlog.SetValLoss(st.Step, v)
 		s.res.ValLoss = v
-		c.Log.Info(s.name+" validation", "step", st.Step, "val_loss", fmt.Sprintf("%.4f", v))
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			// Recorded as null; the weights are those of a finite training
+			// step, so the checkpoint of this step is still written.
+			c.Log.Warn("validation loss is not finite", slog.String("stage", s.name), slog.Int("step", st.Step),
+				slog.String("val_loss", strconv.FormatFloat(v, 'g', -1, 64)))
+			return nil
+		}
+		c.Log.Info("validation", slog.String("stage", s.name), slog.Int("step", st.Step), slog.Float64("val_loss", v))
 		return nil
 	}}
 	ckptHook := Hook{Name: "checkpoint", Every: c.CheckpointEvery, AtEnd: true, Fn: func(_ context.Context, st *Status) error {

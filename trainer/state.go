@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"maps"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"strconv"
 
@@ -41,6 +40,8 @@ type checkpointer struct {
 	// instead of rng's own (the session's prefetcher may have drawn ahead).
 	rng      *rand.PCG
 	rngState func() ([]byte, error)
+	// restoredTotal is MetaTotalSteps of the restored checkpoint.
+	restoredTotal int
 }
 
 // save writes the checkpoint of step.
@@ -82,9 +83,18 @@ func (c *checkpointer) save(step int) error {
 var errNoCheckpoint = errors.New("no checkpoint")
 
 // restore loads weights, moments and RNG state and returns the step they
-// belong to. Metadata listed in mustMatch must equal the run's; a mismatch
-// is an error naming both values.
-func (c *checkpointer) restore(mustMatch ...string) (int, error) {
+// belong to and the total the run that wrote them was planned for (0:
+// not recorded). Metadata listed in mustMatch must equal the run's, and so
+// must the recorded RunSettings; a mismatch is an error naming both values.
+func (c *checkpointer) restore(mustMatch ...string) (step, total int, err error) {
+	step, err = c.restoreStep(mustMatch)
+	if err != nil {
+		return 0, 0, err
+	}
+	return step, c.restoredTotal, nil
+}
+
+func (c *checkpointer) restoreStep(mustMatch []string) (int, error) {
 	w, err := checkpoint.Read(c.weightsPath)
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0, errNoCheckpoint
@@ -105,6 +115,10 @@ func (c *checkpointer) restore(mustMatch ...string) (int, error) {
 				checkpoint.Short(w.Metadata[k]), checkpoint.Short(c.meta[k]))
 		}
 	}
+	if err := diffSettings(c.weightsPath, w.Metadata, c.meta); err != nil {
+		return 0, err
+	}
+	c.restoredTotal = totalSteps(w.Metadata)
 	step, err := strconv.Atoi(w.Metadata[MetaStep])
 	if err != nil {
 		return 0, fmt.Errorf("checkpoint %s: bad step %q", c.weightsPath, w.Metadata[MetaStep])
@@ -155,10 +169,4 @@ func sameShape(a, b []int) bool {
 		}
 	}
 	return true
-}
-
-// removeCheckpoint deletes a stale checkpoint pair (before a fresh start).
-func (c *checkpointer) remove() {
-	os.Remove(c.weightsPath)
-	os.Remove(c.statePath)
 }

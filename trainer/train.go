@@ -4,32 +4,36 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
+	"maps"
 	"path/filepath"
 	"strconv"
 
 	"github.com/timelapse-ml/pipeline/internal/atomicfile"
 	"github.com/timelapse-ml/pipeline/trainer/checkpoint"
+	"github.com/timelapse-ml/pipeline/trainer/metrics"
 	"github.com/timelapse-ml/pipeline/trainer/model"
 )
 
 // SummaryFile is written by Train: what it trained on and how it went.
 const SummaryFile = "train.json"
 
-// Summary is the content of train.json.
+// Summary is the content of train.json. A loss that is not finite is
+// written as null.
 type Summary struct {
-	Backbone        string  `json:"backbone"`
-	BackboneSHA256  string  `json:"backbone_sha256"`
-	Shards          string  `json:"shards"`
-	Resolution      int     `json:"resolution"`
-	FramesLength    int     `json:"frames_length"`
-	Steps           int     `json:"steps"`
-	Loss            float64 `json:"loss"`
-	ValLoss         float64 `json:"val_loss"`
-	BaselineValLoss float64 `json:"baseline_val_loss"`
+	Backbone        string        `json:"backbone"`
+	BackboneSHA256  string        `json:"backbone_sha256"`
+	Shards          string        `json:"shards"`
+	Resolution      int           `json:"resolution"`
+	FramesLength    int           `json:"frames_length"`
+	Steps           int           `json:"steps"`
+	Loss            metrics.Float `json:"loss"`
+	ValLoss         metrics.Float `json:"val_loss"`
+	BaselineValLoss metrics.Float `json:"baseline_val_loss"`
 	// ValRatio is ValLoss / BaselineValLoss: below 1 when the temporal
 	// layers help.
-	ValRatio       float64 `json:"val_ratio"`
-	SecondsPerStep float64 `json:"seconds_per_step"`
+	ValRatio       metrics.Float `json:"val_ratio"`
+	SecondsPerStep metrics.Float `json:"seconds_per_step"`
 }
 
 // LoadBackbone reads a backbone file written by Pretrain and returns the
@@ -104,6 +108,16 @@ func Train(ctx context.Context, o TrainOptions) (*Result, error) {
 		MetaNoiseSchedule: NoiseSchedule, MetaPrediction: Prediction, MetaSeed: strconv.FormatInt(c.Seed, 10),
 		MetaResolution: strconv.Itoa(c.Resolution), MetaFramesLength: strconv.Itoa(o.FramesLength),
 	}
+	rs, err := c.runSettings("train", cfg.Hash())
+	if err != nil {
+		return nil, fmt.Errorf("train: %w", err)
+	}
+	rs.BackboneSHA256, rs.FramesLength = bbHash, o.FramesLength
+	rm, err := rs.meta()
+	if err != nil {
+		return nil, err
+	}
+	maps.Copy(meta, rm)
 	s := &session{c: c, name: "train", video: true, params: params, clipT: o.FramesLength, stride: 1}
 	defer s.close()
 	if err := s.setup(TemporalFile, TrainStateFile, "temporal", meta, []string{MetaBackboneHash, MetaConfigHash}); err != nil {
@@ -131,11 +145,11 @@ func Train(ctx context.Context, o TrainOptions) (*Result, error) {
 	}
 	sum := Summary{
 		Backbone: o.Backbone, BackboneSHA256: bbHash, Shards: c.Shards, Resolution: c.Resolution,
-		FramesLength: o.FramesLength, Steps: res.Steps, Loss: res.Loss, ValLoss: res.ValLoss,
-		BaselineValLoss: res.BaselineValLoss, SecondsPerStep: res.SecondsPerStep,
+		FramesLength: o.FramesLength, Steps: res.Steps, Loss: metrics.Float(res.Loss), ValLoss: metrics.Float(res.ValLoss),
+		BaselineValLoss: metrics.Float(res.BaselineValLoss), SecondsPerStep: metrics.Float(res.SecondsPerStep),
 	}
 	if res.BaselineValLoss > 0 {
-		sum.ValRatio = res.ValLoss / res.BaselineValLoss
+		sum.ValRatio = metrics.Float(res.ValLoss / res.BaselineValLoss)
 	}
 	b, err := json.MarshalIndent(sum, "", "  ")
 	if err != nil {
@@ -183,6 +197,6 @@ func (s *session) baseline(ctx context.Context) error {
 	}
 	s.mlog.SetValLoss(0, v)
 	s.res.BaselineValLoss = v
-	s.c.Log.Info("train baseline (backbone frame by frame)", "val_loss", fmt.Sprintf("%.4f", v))
+	s.c.Log.Info("train baseline (backbone frame by frame)", slog.Float64("val_loss", v))
 	return nil
 }

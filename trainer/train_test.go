@@ -2,6 +2,7 @@ package trainer
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"math"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/timelapse-ml/pipeline/trainer/checkpoint"
+	"github.com/timelapse-ml/pipeline/trainer/cuda"
 	"github.com/timelapse-ml/pipeline/trainer/metrics"
 )
 
@@ -59,7 +61,11 @@ func readTensors(t *testing.T, path string) *checkpoint.File {
 }
 
 // Runs on all cores: the ops' reductions and AdamW's are grouped in fixed
-// chunks, so the result does not depend on goroutine scheduling.
+// chunks, so the result does not depend on goroutine scheduling. The resume
+// edits settings that do not change results (log_every, workers, device
+// cpu -> auto, which falls back to the CPU without a GPU,
+// checkpoint_every, validate_every): it still ends bit for bit where the
+// straight run ends.
 func TestTrainResumeIsExact(t *testing.T) {
 	straight := trainOpts(t, 20)
 	if _, err := Train(context.Background(), straight); err != nil {
@@ -89,6 +95,10 @@ func TestTrainResumeIsExact(t *testing.T) {
 	}
 	split.afterStep = nil
 	split.Resume = true
+	split.LogEvery, split.Workers, split.CheckpointEvery, split.ValidateEvery = 3, 3, 4, 6
+	if ok, _ := cuda.Available(); !ok {
+		split.Device = DeviceAuto
+	}
 	res, err = Train(context.Background(), split)
 	if err != nil {
 		t.Fatal(err)
@@ -121,7 +131,19 @@ func TestTrainResumeIsExact(t *testing.T) {
 	if !changed {
 		t.Error("training left every temporal weight at its initial value")
 	}
-	for _, k := range []string{MetaStep, MetaConfigHash, MetaBackboneHash} {
+	sa := readTensors(t, filepath.Join(straight.OutDir, TrainStateFile))
+	sb := readTensors(t, filepath.Join(split.OutDir, TrainStateFile))
+	for name, ta := range sa.Tensors {
+		for i := range ta.Data {
+			if math.Float32bits(ta.Data[i]) != math.Float32bits(sb.Tensors[name].Data[i]) {
+				t.Fatalf("optimizer state %s[%d]: straight %v, resumed %v", name, i, ta.Data[i], sb.Tensors[name].Data[i])
+			}
+		}
+	}
+	if sa.Metadata[MetaRNG] == "" || sa.Metadata[MetaRNG] != sb.Metadata[MetaRNG] {
+		t.Errorf("rng state: %q vs %q", sa.Metadata[MetaRNG], sb.Metadata[MetaRNG])
+	}
+	for _, k := range []string{MetaStep, MetaConfigHash, MetaBackboneHash, MetaRunHash} {
 		if a.Metadata[k] == "" || a.Metadata[k] != b.Metadata[k] {
 			t.Errorf("metadata %s: %q vs %q", k, a.Metadata[k], b.Metadata[k])
 		}
@@ -207,4 +229,59 @@ func readMetrics(path string) ([]int, error) {
 		}
 	}
 	return steps, nil
+}
+
+// A NaN validation loss is recorded as null (metrics.jsonl and train.json
+// stay valid JSON) and does not abort the checkpoint of its step: the
+// weights come from finite training steps.
+func TestTrainNaNValidationLossStillCheckpoints(t *testing.T) {
+	o := trainOpts(t, 6)
+	o.ValidateEvery, o.CheckpointEvery = 3, 3
+	o.afterStep = func(s *session, step int) {
+		if step == 2 { // before step 3's validation
+			s.val.examples[0].input[0] = float32(math.NaN())
+		}
+	}
+	var stepAt3 string
+	o.OnStep = func(step, _ int) {
+		if step == 4 {
+			f := readTensors(t, filepath.Join(o.OutDir, TemporalFile))
+			stepAt3 = f.Metadata[MetaStep]
+		}
+	}
+	res, err := Train(context.Background(), o)
+	if err != nil {
+		t.Fatalf("a NaN validation loss aborted the run: %v", err)
+	}
+	if stepAt3 != "3" || res.Steps != 6 || !math.IsNaN(res.ValLoss) {
+		t.Fatalf("checkpoint after step 3 at step %q; result %+v", stepAt3, res)
+	}
+	if f := readTensors(t, filepath.Join(o.OutDir, TemporalFile)); f.Metadata[MetaStep] != "6" {
+		t.Errorf("final checkpoint at step %s, want 6", f.Metadata[MetaStep])
+	}
+	b, err := os.ReadFile(filepath.Join(o.OutDir, MetricsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nulls := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("metrics line %q: %v", line, err)
+		}
+		if v, ok := m["val_loss"]; ok && v == nil {
+			nulls++
+		}
+	}
+	if nulls != 2 { // steps 3 and 6
+		t.Errorf("%d null validation losses in metrics.jsonl, want 2:\n%s", nulls, b)
+	}
+	var sum map[string]any
+	b, err = os.ReadFile(filepath.Join(o.OutDir, SummaryFile))
+	if err == nil {
+		err = json.Unmarshal(b, &sum)
+	}
+	if err != nil || sum["val_loss"] != nil || sum["steps"] != 6.0 {
+		t.Errorf("train.json %s: %v", b, err)
+	}
 }

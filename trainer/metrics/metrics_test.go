@@ -2,7 +2,9 @@ package metrics
 
 import (
 	"bytes"
+	"encoding/json"
 	"image/png"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -125,5 +127,41 @@ func TestPositiveTicks(t *testing.T) {
 	}
 	if labels < 3 {
 		t.Errorf("only %d labelled ticks between 0.02 and 0.45: %v", labels, ts)
+	}
+}
+
+// NaN and Inf are written as null: every line stays valid JSON, and reads
+// back as NaN.
+func TestNonFiniteIsNull(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "metrics.jsonl")
+	l, _ := Open(path, false, 0)
+	l.Add(Record{Step: 1, Loss: math.NaN(), LR: 1e-3, GradNorm: math.Inf(1), StepSeconds: 0.5, SamplesPerSec: 4})
+	l.SetValLoss(1, math.Inf(-1))
+	l.Add(Record{Step: 2, Loss: 0.25})
+	if err := l.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(path)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	for _, line := range lines {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("line %q is not JSON: %v", line, err)
+		}
+	}
+	want := `{"step":1,"loss":null,"val_loss":null,"lr":0.001,"grad_norm":null,"step_seconds":0.5,"samples_per_sec":4}`
+	if lines[0] != want {
+		t.Errorf("line 1 = %s, want %s", lines[0], want)
+	}
+	recs, err := ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := recs[0]
+	if !math.IsNaN(r.Loss) || !math.IsNaN(r.GradNorm) || r.ValLoss == nil || !math.IsNaN(*r.ValLoss) || r.LR != 1e-3 {
+		t.Errorf("read back %+v", r)
+	}
+	if recs[1].Loss != 0.25 || recs[1].ValLoss != nil {
+		t.Errorf("record 2 read back %+v", recs[1])
 	}
 }

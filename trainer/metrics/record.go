@@ -12,16 +12,18 @@ import (
 	"github.com/timelapse-ml/pipeline/internal/atomicfile"
 )
 
-// Record is one line of metrics.jsonl. ValLoss is set only on steps where
-// validation ran.
+// Record is one line of metrics.jsonl (keys step, loss, val_loss, lr,
+// grad_norm, step_seconds, samples_per_sec). ValLoss is set only on steps
+// where validation ran. A NaN or infinite value is written as null and read
+// back as NaN (see Float).
 type Record struct {
-	Step          int      `json:"step"`
-	Loss          float64  `json:"loss"`
-	ValLoss       *float64 `json:"val_loss,omitempty"`
-	LR            float64  `json:"lr"`
-	GradNorm      float64  `json:"grad_norm"`
-	StepSeconds   float64  `json:"step_seconds"`
-	SamplesPerSec float64  `json:"samples_per_sec"`
+	Step          int
+	Loss          float64
+	ValLoss       *float64
+	LR            float64
+	GradNorm      float64
+	StepSeconds   float64
+	SamplesPerSec float64
 }
 
 // Log holds the records of a run and writes them to a JSONL file.

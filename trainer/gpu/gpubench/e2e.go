@@ -44,7 +44,7 @@ func e2e(args []string) {
 	pre, err := trainer.Pretrain(ctx, trainer.PretrainOptions{Common: trainer.Common{
 		Shards: *shards, OutDir: filepath.Join(*out, "pretrain"), Resolution: *res, Batch: 32, Steps: *preSteps,
 		LR: 2e-4, WarmupSteps: 30, Cosine: true, GradClip: 1, ValidateEvery: 100, ValBatches: 4, LogEvery: 50,
-		Device: *dev, TF32: *tf32, OptimizerState: *optState, Log: log,
+		Device: trainer.Device(*dev), TF32: *tf32, OptimizerState: trainer.OptimizerState(*optState), Log: log,
 	}, Model: *preset})
 	if err != nil {
 		fail("pretrain", err)
@@ -53,7 +53,7 @@ func e2e(args []string) {
 	tr, err := trainer.Train(ctx, trainer.TrainOptions{Common: trainer.Common{
 		Shards: *shards, OutDir: filepath.Join(*out, "train"), Resolution: *res, Batch: 4, Steps: *trainSteps,
 		LR: 1e-4, WarmupSteps: 30, Cosine: true, WeightDecay: 0.01, GradClip: 1, CheckpointEvery: 100,
-		ValidateEvery: 100, ValBatches: 4, LogEvery: 50, Device: *dev, TF32: *tf32, OptimizerState: *optState, Log: log,
+		ValidateEvery: 100, ValBatches: 4, LogEvery: 50, Device: trainer.Device(*dev), TF32: *tf32, OptimizerState: trainer.OptimizerState(*optState), Log: log,
 	}, Backbone: filepath.Join(*out, "pretrain", trainer.BackboneFile), FramesLength: 25})
 	if err != nil {
 		fail("train", err)
@@ -62,7 +62,7 @@ func e2e(args []string) {
 	sm, serr := trainer.Sample(ctx, trainer.SampleOptions{
 		Temporal: filepath.Join(*out, "train", trainer.TemporalFile), Backbone: filepath.Join(*out, "pretrain", trainer.BackboneFile),
 		Shards: *shards, Frames: *frames, Steps: *ddim, FPS: 8, OutDir: filepath.Join(*out, "sample"), Log: log,
-		Device: *dev, TF32: *tf32,
+		Device: trainer.Device(*dev), TF32: *tf32,
 	})
 	t3 := time.Now()
 	sum := map[string]any{
