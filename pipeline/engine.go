@@ -201,30 +201,35 @@ func (e *Engine) assess(ctx context.Context, st *Stage, old *stageState, digests
 	return step, errors.Join(missing...), nil
 }
 
-// reasons says why a stage must run (none: up to date).
+// reasons says why a stage must run (none: up to date) and whether the run
+// resumes or continues the outputs already there (resume).
 func (e *Engine) reasons(st *Stage, old *stageState, key string, parts KeyParts, forced bool) (reasons []string, resume bool, err error) {
 	if forced {
 		reasons = append(reasons, "requested")
 	}
-	switch {
-	case old == nil:
+	if old == nil {
 		return append(reasons, "never run"), false, nil
-	case old.Status == statusRunning:
-		if old.Key == key && !e.opts.Force {
+	}
+	same := sameKey(st.Kind, old.Parts, old.Key, key)
+	if old.Status == statusRunning {
+		if same && !e.opts.Force {
 			return append(reasons, "interrupted (resumes)"), true, nil
 		}
 		reasons = append(reasons, "interrupted")
-		if r := staleReasons(old.Parts, parts); len(r) > 0 {
-			reasons = append(reasons, r...)
-		}
-		return reasons, false, nil
 	}
-	if old.Key != key {
+	if !same {
 		r := staleReasons(old.Parts, parts)
 		if len(r) == 0 {
 			r = []string{"cache key changed"}
 		}
-		return append(reasons, r...), false, nil
+		reasons = append(reasons, r...)
+		if !e.opts.Force && continues(st.Kind, old.Parts, parts) {
+			return append(reasons, "continues the previous outputs"), true, nil
+		}
+		return reasons, false, nil
+	}
+	if old.Status == statusRunning {
+		return reasons, false, nil
 	}
 	problem, err := verifyFiles(filepath.Join(e.cfg.Workdir, st.Name), old.Outputs)
 	if err != nil {
@@ -323,6 +328,15 @@ func (e *Engine) runStage(ctx context.Context, st *Stage, digests map[string]str
 func (e *Engine) execute(ctx context.Context, st *Stage, key string, parts KeyParts, resume, forced bool, log *slog.Logger) (string, error) {
 	wd := e.cfg.Workdir
 	out := filepath.Join(wd, st.Name)
+	if st.Kind.KeepPrevious && !resume {
+		moved, err := moveAside(wd, st.Name)
+		if err != nil {
+			return "", fmt.Errorf("moving the previous outputs aside: %w", err)
+		}
+		if moved != "" {
+			log.Warn("previous outputs moved aside", slog.String("path", moved))
+		}
+	}
 	mark, err := claimOutDir(wd, st.Name)
 	if err != nil {
 		return "", err
@@ -503,6 +517,9 @@ type StageStatus struct {
 	Outputs     int
 	Bytes       int64
 	Reports     []string
+	// Previous lists the folders earlier outputs were moved aside to
+	// (Kind.KeepPrevious), oldest first.
+	Previous []string
 }
 
 // Status reads the recorded state of every stage.
@@ -520,6 +537,9 @@ func (e *Engine) Status() ([]StageStatus, error) {
 			for _, f := range old.Outputs {
 				s.Bytes += f.Size
 			}
+		}
+		if s.Previous, err = previousOf(e.cfg.Workdir, st.Name); err != nil {
+			return nil, err
 		}
 		out = append(out, s)
 	}

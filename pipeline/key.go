@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -27,7 +28,7 @@ func paramsForKey(st *Stage, cfgDir string) map[string]any {
 	out := map[string]any{}
 	for _, sp := range st.Kind.Params {
 		v, ok := st.Params[sp.Name]
-		if !ok {
+		if !ok || sp.NoKey {
 			continue
 		}
 		switch x := v.(type) {
@@ -140,6 +141,42 @@ func (e *Engine) keyParts(ctx context.Context, st *Stage, inputDigests map[strin
 	var canon KeyParts
 	_ = json.Unmarshal(b, &canon)
 	return canon, missing, nil
+}
+
+// sameKey reports whether recorded parts match the fresh key. Parts recorded
+// before a param became NoKey match once that param is dropped from them.
+func sameKey(kind *Kind, old KeyParts, oldKey, key string) bool {
+	if oldKey == key {
+		return true
+	}
+	stripped := false
+	for _, sp := range kind.Params {
+		if _, ok := old.Params[sp.Name]; ok && sp.NoKey {
+			if !stripped {
+				old.Params = maps.Clone(old.Params)
+				stripped = true
+			}
+			delete(old.Params, sp.Name)
+		}
+	}
+	return stripped && keyOf(old) == key
+}
+
+// continues reports whether cur continues the outputs recorded with old:
+// only params changed and the kind says the change continues them.
+func continues(kind *Kind, old, cur KeyParts) bool {
+	if kind.Continues == nil || old.Kind != cur.Kind || old.Version != cur.Version ||
+		diffMaps(old.Inputs, cur.Inputs) != "" || diffMaps(old.Tools, cur.Tools) != "" ||
+		diffMaps(old.External, cur.External) != "" {
+		return false
+	}
+	oldParams := maps.Clone(old.Params)
+	for _, sp := range kind.Params {
+		if sp.NoKey {
+			delete(oldParams, sp.Name)
+		}
+	}
+	return kind.Continues(oldParams, cur.Params)
 }
 
 // staleReasons compares recorded key parts with fresh ones.

@@ -28,6 +28,18 @@ type Kind struct {
 	// Verify, when set, checks the integrity of a finished stage's outputs
 	// (`pipeline verify`). dir is the stage's output directory.
 	Verify func(ctx context.Context, dir string, p Params) error
+	// Continues, when set, decides whether a change of params continues the
+	// previous outputs instead of invalidating them (raising a trainer's
+	// steps). It is asked only when nothing but keyed params changed; old and
+	// cur are the recorded and the new params as in the cache key (numbers as
+	// float64). When it returns true the stage runs with StageRun.Resume set
+	// and its previous outputs in place.
+	Continues func(old, cur map[string]any) bool
+	// KeepPrevious makes the engine move the stage's previous outputs aside,
+	// to <workdir>/.pipeline/previous/<stage>-<UTC time>/, instead of deleting
+	// them, whenever the stage runs afresh (not resuming): for outputs that
+	// cost hours, like a trainer's checkpoints.
+	KeepPrevious bool
 }
 
 // Tool is an external program a kind calls. Its version string (the first
@@ -89,7 +101,13 @@ type ParamSpec struct {
 	Enum []string
 	// Min and Max, when non-nil, bound Int and Float params (inclusive).
 	Min, Max *float64
-	Doc      string
+	// NoKey params do not change the stage's outputs beyond floating-point
+	// noise (worker counts, log and checkpoint cadence, the device): they are
+	// left out of the cache key, like -p and -v in cmd/go's action IDs, so
+	// editing one neither re-runs a finished stage nor keeps an interrupted
+	// one from resuming.
+	NoKey bool
+	Doc   string
 }
 
 // Bound returns a pointer to v, for ParamSpec.Min and Max.

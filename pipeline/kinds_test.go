@@ -134,5 +134,39 @@ func testKinds(log *runLog, release chan struct{}) []pipeline.Kind {
 			return fmt.Errorf("boom")
 		},
 	}
-	return []pipeline.Kind{write, items, block, flaky}
+	// steps imitates a trainer: it counts to `total`, one line per step in
+	// steps.txt, continuing from the lines there when resuming; it stops with
+	// an error after step `stop_at` (a kill). Raising total continues;
+	// `every` and `stop_at` are not in the key; its outputs are kept aside.
+	steps := pipeline.Kind{
+		Name: "steps", Version: "1", KeepPrevious: true,
+		Params: []pipeline.ParamSpec{
+			{Name: "total", Type: pipeline.Int, Default: 4},
+			{Name: "lr", Type: pipeline.Float, Default: 0.1},
+			{Name: "every", Type: pipeline.Int, Default: 1, NoKey: true},
+			{Name: "stop_at", Type: pipeline.Int, Default: 0, NoKey: true},
+		},
+		Continues: func(old, cur map[string]any) bool {
+			return old["lr"] == cur["lr"] && cur["total"].(float64) > old["total"].(float64)
+		},
+		Run: func(ctx context.Context, r *pipeline.StageRun) error {
+			path := filepath.Join(r.OutDir, "steps.txt")
+			var done []string
+			if b, err := os.ReadFile(path); err == nil && r.Resume {
+				done = strings.Fields(string(b))
+			}
+			log.add(fmt.Sprintf("%s from %d", r.Name, len(done)))
+			for i := len(done) + 1; i <= r.Params.Int("total"); i++ {
+				done = append(done, fmt.Sprintf("%d@%g", i, r.Params.Float("lr")))
+				if err := r.WriteFile("steps.txt", []byte(strings.Join(done, "\n")+"\n")); err != nil {
+					return err
+				}
+				if i == r.Params.Int("stop_at") {
+					return fmt.Errorf("stopped at step %d", i)
+				}
+			}
+			return nil
+		},
+	}
+	return []pipeline.Kind{write, items, block, flaky, steps}
 }

@@ -30,7 +30,7 @@ func FramesKind() pipeline.Kind {
 			{Name: "size", Type: pipeline.Int, Default: 512, Min: pipeline.Bound(2), Max: pipeline.Bound(8192), Doc: "short side scaled to size, then centre crop size x size (even)"},
 			{Name: "jpeg_quality", Type: pipeline.Int, Default: 0, Min: pipeline.Bound(0), Max: pipeline.Bound(31), Doc: "ffmpeg -q:v (0 as the recipe; lower is better)"},
 			{Name: "drop_first", Type: pipeline.Bool, Default: true, Doc: "delete the first output frame (the one at trim_head), as the recipe does"},
-			{Name: "workers", Type: pipeline.Int, Default: 0, Min: pipeline.Bound(0), Max: pipeline.Bound(1024), Doc: "videos extracted at once, two ffmpeg processes each (0: CPU count)"},
+			{Name: "workers", NoKey: true, Type: pipeline.Int, Default: 0, Min: pipeline.Bound(0), Max: pipeline.Bound(1024), Doc: "videos extracted at once, two ffmpeg processes each (0: CPU count)"},
 			{Name: "keep_damaged", Type: pipeline.Bool, Default: false, Doc: "keep the frames of a damaged video (short, or ffmpeg errors); by default it is set aside with no frames"},
 		},
 		Tools: []pipeline.Tool{{Name: "ffmpeg", VersionArgs: []string{"-version"}}},

@@ -39,7 +39,7 @@ func IngestKind() pipeline.Kind {
 			{Name: "trim_tail", Type: pipeline.Duration, Default: 2 * time.Second, Doc: "the frames stage's trim_tail (decides too_short)"},
 			{Name: "fps", Type: pipeline.Float, Default: 5.0, Min: pipeline.Bound(0.01), Max: pipeline.Bound(1000), Doc: "the frames stage's fps (decides too_short)"},
 			{Name: "drop_first", Type: pipeline.Bool, Default: true, Doc: "the frames stage's drop_first (decides too_short)"},
-			{Name: "workers", Type: pipeline.Int, Default: 0, Min: pipeline.Bound(0), Max: pipeline.Bound(1024), Doc: "files inspected at once (0: CPU count)"},
+			{Name: "workers", NoKey: true, Type: pipeline.Int, Default: 0, Min: pipeline.Bound(0), Max: pipeline.Bound(1024), Doc: "files inspected at once (0: CPU count)"},
 		},
 		Tools: []pipeline.Tool{
 			{Name: "ffprobe", VersionArgs: []string{"-version"}},

@@ -29,7 +29,7 @@ func PackKind() pipeline.Kind {
 			{Name: "compression", Type: pipeline.String, Default: shards.CompressionNone, Enum: []string{shards.CompressionNone, shards.CompressionZstd},
 				Doc: "Arrow buffer compression; JPEG is already compressed (zstd saves a few percent and gives up zero-copy reads)"},
 			{Name: "seed", Type: pipeline.Int, Default: 0, Doc: "seed of the train/val split"},
-			{Name: "workers", Type: pipeline.Int, Default: 0, Min: pipeline.Bound(0), Max: pipeline.Bound(1024),
+			{Name: "workers", NoKey: true, Type: pipeline.Int, Default: 0, Min: pipeline.Bound(0), Max: pipeline.Bound(1024),
 				Doc: "shards written at once (0: CPU count)"},
 		},
 		Tools:  []pipeline.Tool{{Name: "ffmpeg", VersionArgs: []string{"-version"}}},

@@ -27,9 +27,11 @@ func PretrainKind() pipeline.Kind {
 		Doc: "Trains the spatial backbone (a 2D UNet) as an image denoiser on single frames of the training " +
 			"split, each conditioned on an earlier frame of the same video (DDPM, v-prediction, MSE). " +
 			"Writes backbone.safetensors (model config and hash in its metadata), its optimizer and RNG state, " +
-			"metrics.jsonl and loss.png. Needs one pack stage.",
-		Params: params,
-		Run:    runPretrain,
+			"metrics.jsonl and loss.png. Needs one pack stage." + trainingRerunDoc,
+		Params:       params,
+		Continues:    raisesTotal,
+		KeepPrevious: true,
+		Run:          runPretrain,
 	}
 }
 

@@ -28,9 +28,9 @@ func SampleKind() pipeline.Kind {
 			{Name: "seed", Type: pipeline.Int, Default: 0, Doc: "seed of the initial noise"},
 			{Name: "resolution", Type: pipeline.Int, Default: 0, Min: pipeline.Bound(0), Max: pipeline.Bound(1024), Doc: "frame size (0: the training resolution)"},
 			{Name: "fps", Type: pipeline.Float, Default: 8.0, Min: pipeline.Bound(0.1), Max: pipeline.Bound(120), Doc: "playback rate of the GIF and MP4"},
-			{Name: "device", Type: pipeline.String, Default: "cpu", Enum: []string{"cpu", "cuda", "auto"},
+			{Name: "device", NoKey: true, Type: pipeline.String, Default: "cpu", Enum: []string{"cpu", "cuda", "auto"},
 				Doc: "cpu; cuda runs the denoiser on the GPU; auto picks the GPU when one is usable, else the CPU with a warning"},
-			{Name: "tf32", Type: pipeline.Bool, Default: false, Doc: "on the GPU, let matrix products use TF32 tensor cores"},
+			{Name: "tf32", NoKey: true, Type: pipeline.Bool, Default: false, Doc: "on the GPU, let matrix products use TF32 tensor cores"},
 			{Name: "scale", Type: pipeline.Int, Default: 0, Min: pipeline.Bound(0), Max: pipeline.Bound(64), Doc: "pixel enlargement of the GIF and MP4 (0: to at least 256 px)"},
 		},
 		// Without ffmpeg (a GPU box) the MP4 is skipped with a warning.

@@ -16,7 +16,7 @@ func TrainKind() pipeline.Kind {
 	params := []pipeline.ParamSpec{
 		{Name: "backbone", Type: pipeline.Path, Doc: "an existing backbone.safetensors to use instead of a needed pretrain stage's (only read)"},
 		{Name: "frames_length", Type: pipeline.Int, Default: 25, Min: pipeline.Bound(2), Max: pipeline.Bound(1000), Doc: "frames per training clip; the first is the condition"},
-		{Name: "sample_every", Type: pipeline.Int, Default: 0, Min: pipeline.Bound(0), Max: pipeline.Bound(1e9), Doc: "steps between preview GIFs in previews/ (the first validation frame animated with the current weights; 0: none)"},
+		{Name: "sample_every", NoKey: true, Type: pipeline.Int, Default: 0, Min: pipeline.Bound(0), Max: pipeline.Bound(1e9), Doc: "steps between preview GIFs in previews/ (the first validation frame animated with the current weights; 0: none)"},
 	}
 	params = append(params, trainingParams(trainingDefaults{
 		resolution: 32, batch: 2, steps: 300, warmup: 20, every: 50, lr: 1e-3, weightDecay: 0.01,
@@ -30,9 +30,12 @@ func TrainKind() pipeline.Kind {
 			"frames conditioned on their first frame; the backbone file is only read. Writes " +
 			"temporal.safetensors (only the temporal layers; step, config hash and backbone hash in its " +
 			"metadata), the optimizer moments and RNG state beside it (an interrupted run resumes exactly), " +
-			"metrics.jsonl, loss.png and train.json. Needs one pack stage and one pretrain stage (or backbone).",
-		Params: params,
-		Run:    runTrain,
+			"metrics.jsonl, loss.png and train.json. Needs one pack stage and one pretrain stage (or backbone)." +
+			trainingRerunDoc,
+		Params:       params,
+		Continues:    raisesTotal,
+		KeepPrevious: true,
+		Run:          runTrain,
 	}
 }
 

@@ -24,18 +24,58 @@ func trainingParams(d trainingDefaults) []pipeline.ParamSpec {
 		{Name: "weight_decay", Type: pipeline.Float, Default: d.weightDecay, Min: pipeline.Bound(0), Max: pipeline.Bound(10), Doc: "AdamW decoupled weight decay (not applied to biases and norms)"},
 		{Name: "grad_clip", Type: pipeline.Float, Default: 1.0, Min: pipeline.Bound(0), Max: pipeline.Bound(1e6), Doc: "clip gradients to this global L2 norm (0: no clipping)"},
 		{Name: "seed", Type: pipeline.Int, Default: 0, Doc: "seed of initialisation, data order, noise and timesteps"},
-		{Name: "device", Type: pipeline.String, Default: "cpu", Enum: []string{"cpu", "cuda", "auto"},
+		{Name: "device", NoKey: true, Type: pipeline.String, Default: "cpu", Enum: []string{"cpu", "cuda", "auto"},
 			Doc: "cpu; cuda trains on the GPU (trainer/gpu: backbone resident, AdamW on the host); auto picks the GPU when one is usable, else the CPU with a warning"},
-		{Name: "optimizer_state", Type: pipeline.String, Default: "host", Enum: []string{"host", "device"},
+		{Name: "optimizer_state", NoKey: true, Type: pipeline.String, Default: "host", Enum: []string{"host", "device"},
 			Doc: "where AdamW's moments live on the GPU path: host (pinned host memory, update on all cores; the GPU holds no optimizer bytes) or device (moments and update on the GPU, for comparison); device needs device cuda (with auto falling back to the CPU it reverts to host with a warning); checkpoints are the same either way"},
-		{Name: "tf32", Type: pipeline.Bool, Default: false, Doc: "on the GPU, let matrix products use TF32 tensor cores (about 2x faster; strict float32 otherwise)"},
-		{Name: "checkpoint_every", Type: pipeline.Int, Default: d.every, Min: pipeline.Bound(0), Max: pipeline.Bound(1e9), Doc: "steps between checkpoints (0: only at the end); a resumed run continues from the last one"},
-		{Name: "validate_every", Type: pipeline.Int, Default: d.every, Min: pipeline.Bound(0), Max: pipeline.Bound(1e9), Doc: "steps between validation losses (0: only at the end)"},
+		{Name: "tf32", NoKey: true, Type: pipeline.Bool, Default: false, Doc: "on the GPU, let matrix products use TF32 tensor cores (about 2x faster; strict float32 otherwise)"},
+		{Name: "checkpoint_every", NoKey: true, Type: pipeline.Int, Default: d.every, Min: pipeline.Bound(0), Max: pipeline.Bound(1e9), Doc: "steps between checkpoints (0: only at the end); a resumed run continues from the last one"},
+		{Name: "validate_every", NoKey: true, Type: pipeline.Int, Default: d.every, Min: pipeline.Bound(0), Max: pipeline.Bound(1e9), Doc: "steps between validation losses (0: only at the end)"},
 		{Name: "val_batches", Type: pipeline.Int, Default: 4, Min: pipeline.Bound(1), Max: pipeline.Bound(1e6), Doc: "validation batches (fixed clips, noise and timesteps)"},
-		{Name: "log_every", Type: pipeline.Int, Default: 10, Min: pipeline.Bound(1), Max: pipeline.Bound(1e9), Doc: "steps between log lines"},
-		{Name: "workers", Type: pipeline.Int, Default: 0, Min: pipeline.Bound(0), Max: pipeline.Bound(256), Doc: "JPEG decoding workers (0: one per core, at most 4)"},
+		{Name: "log_every", NoKey: true, Type: pipeline.Int, Default: 10, Min: pipeline.Bound(1), Max: pipeline.Bound(1e9), Doc: "steps between log lines"},
+		{Name: "workers", NoKey: true, Type: pipeline.Int, Default: 0, Min: pipeline.Bound(0), Max: pipeline.Bound(256), Doc: "JPEG decoding workers (0: one per core, at most 4)"},
 	}
 }
+
+// raisesTotal is Kind.Continues of pretrain and train: raising steps (with
+// epochs unset) or epochs, and nothing else, continues from the last
+// checkpoint to the new total; every other change of a keyed param starts
+// afresh (the previous outputs are moved aside, KeepPrevious).
+func raisesTotal(old, cur map[string]any) bool {
+	for k := range cur {
+		if _, ok := old[k]; !ok {
+			return false
+		}
+	}
+	raised := false
+	for k, v := range old {
+		w, ok := cur[k]
+		if !ok {
+			return false
+		}
+		if v == w {
+			continue
+		}
+		a, aok := v.(float64)
+		b, bok := w.(float64)
+		if !aok || !bok || b < a || (k != "steps" && k != "epochs") {
+			return false
+		}
+		if k == "steps" && (old["epochs"] != 0.0 || cur["epochs"] != 0.0) {
+			return false
+		}
+		raised = true
+	}
+	return raised
+}
+
+// trainingRerunDoc says what re-runs and what resumes, for both kinds' docs.
+const trainingRerunDoc = " Editing device, optimizer_state, tf32, workers or the log, validate, checkpoint " +
+	"(and sample) cadence re-runs nothing and an interrupted run resumes from its last checkpoint. " +
+	"Raising steps (or epochs) continues from the last checkpoint to the new total; with the cosine " +
+	"schedule the learning rate of the remaining steps follows the curve of the new total (so it rises " +
+	"again where the old run had decayed). Any other change starts afresh, and the previous outputs are " +
+	"moved to .pipeline/previous/<stage>-<UTC time>/ first."
 
 type trainingDefaults struct {
 	resolution, batch, steps, warmup, every int

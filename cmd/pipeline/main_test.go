@@ -60,7 +60,11 @@ func TestStagesListsEveryKindsParams(t *testing.T) {
 			t.Errorf("stages output lacks kind %s", k.Name)
 		}
 		for _, p := range k.Params {
-			if !strings.Contains(out, "    "+p.Name+"  ") {
+			mark := " "
+			if p.NoKey {
+				mark = "*"
+			}
+			if !strings.Contains(out, "   "+mark+p.Name+"  ") {
 				t.Errorf("stages output lacks %s.%s", k.Name, p.Name)
 			}
 		}

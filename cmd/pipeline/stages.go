@@ -20,8 +20,11 @@ func cmdStages(args []string, stdout, _ io.Writer) error {
 }
 
 // writeKindDocs prints every kind with its params, from the same spec that
-// validates configs.
+// validates configs, and what re-runs a stage.
 func writeKindDocs(w io.Writer, kinds []pipeline.Kind) {
+	fmt.Fprint(w, "A stage re-runs when its params (but those marked *), its kind's version, a tool's version, a\n"+
+		"needed stage's outputs or its input files change, or when a recorded output is missing or altered.\n"+
+		"An interrupted stage whose key is unchanged resumes (finished items and checkpoints are kept).\n\n")
 	for i, k := range kinds {
 		if i > 0 {
 			fmt.Fprintln(w)
@@ -37,12 +40,19 @@ func writeKindDocs(w io.Writer, kinds []pipeline.Kind) {
 			}
 			fmt.Fprintf(w, "  tools: %s\n", strings.Join(names, ", "))
 		}
+		if k.KeepPrevious {
+			fmt.Fprintln(w, "  a fresh run first moves the previous outputs to .pipeline/previous/<stage>-<UTC time>/ (never deleted)")
+		}
 		if len(k.Params) == 0 {
 			continue
 		}
-		fmt.Fprintln(w, "  params:")
+		fmt.Fprintln(w, "  params (* not in the cache key: editing it re-runs nothing):")
 		for _, p := range k.Params {
-			fmt.Fprintf(w, "    %s  %s, default %s\n", p.Name, typeName(p), defaultText(p))
+			mark := " "
+			if p.NoKey {
+				mark = "*"
+			}
+			fmt.Fprintf(w, "   %s%s  %s, default %s\n", mark, p.Name, typeName(p), defaultText(p))
 			if p.Doc != "" {
 				fmt.Fprintf(w, "        %s\n", p.Doc)
 			}

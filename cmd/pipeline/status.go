@@ -50,6 +50,9 @@ func cmdStatus(args []string, stdout, _ io.Writer) error {
 		for _, line := range s.Reports {
 			fmt.Fprintf(stdout, "  %s: %s\n", s.Stage, line)
 		}
+		for _, p := range s.Previous {
+			fmt.Fprintf(stdout, "  %s: earlier outputs kept in %s\n", s.Stage, p)
+		}
 	}
 	return nil
 }
