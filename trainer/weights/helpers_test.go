@@ -160,3 +160,5 @@ func configField(t *testing.T, cfg []byte, key string) any {
 	}
 	return m[key]
 }
+
+func mathFloat32bits(v float32) uint32 { return math.Float32bits(v) }

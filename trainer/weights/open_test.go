@@ -67,8 +67,8 @@ func TestOpenSingleFile(t *testing.T) {
 		sameValues(t, string(c), single.Components[c], folder.Components[c])
 	}
 	want := map[Component][]string{
-		UNet: {"in_channels", "out_channels", "block_out_channels", "layers_per_block", "down_block_types", "up_block_types", "cross_attention_dim", "use_linear_projection"},
-		VAE:  {"in_channels", "out_channels", "block_out_channels", "layers_per_block", "latent_channels"},
+		UNet:        {"in_channels", "out_channels", "block_out_channels", "layers_per_block", "down_block_types", "up_block_types", "cross_attention_dim", "use_linear_projection"},
+		VAE:         {"in_channels", "out_channels", "block_out_channels", "layers_per_block", "latent_channels"},
 		TextEncoder: {"vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "max_position_embeddings"},
 	}
 	for c, fields := range want {
