@@ -204,3 +204,45 @@ func TestLoadStillCropsAndResizes(t *testing.T) {
 		t.Error("LoadStill of a missing file succeeded")
 	}
 }
+
+// Each encode writes under its own temporary name: two writers of one path
+// at once (a second run, a preview beside a sample) both publish a complete
+// file, the last rename wins, and no temporary file is left; a file that
+// happens to carry the old fixed temporary name is not touched.
+func TestWriteMP4UniqueTempNames(t *testing.T) {
+	if _, err := exec.LookPath("ffprobe"); err != nil {
+		t.Skip("ffprobe not installed")
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "a.mp4")
+	other := filepath.Join(dir, ".tmp-a.mp4")
+	if err := os.WriteFile(other, []byte("not ours"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	counts := []int{30, 45}
+	errs := make(chan error, len(counts))
+	for _, n := range counts {
+		frames, _ := Frames(gradient(n, 16, 16), n, 16, 16)
+		go func() { errs <- WriteMP4(context.Background(), path, frames, Options{FPS: 10}) }()
+	}
+	for range counts {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := exec.Command("ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0",
+		"-show_entries", "stream=nb_read_frames", "-of", "default=nw=1:nk=1", path).Output()
+	if err != nil {
+		t.Fatalf("ffprobe %s: %v", path, err)
+	}
+	if n := strings.TrimSpace(string(out)); n != "30" && n != "45" {
+		t.Errorf("published mp4 has %s frames, want 30 or 45 (one writer's whole file)", n)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 2 {
+		t.Errorf("%d entries in the folder, want the mp4 and the unrelated file", len(entries))
+	}
+	if b, _ := os.ReadFile(other); string(b) != "not ours" {
+		t.Errorf("the file named like the old temporary file changed: %q", b)
+	}
+}

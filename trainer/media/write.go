@@ -72,7 +72,9 @@ func WriteGIF(path string, frames []*image.RGBA, opt Options) error {
 
 // WriteMP4 encodes the frames as H.264 (yuv420p, playable everywhere) with
 // ffmpeg, feeding raw RGBA frames on its standard input. Odd sizes are padded
-// to even. The file is written under a temporary name and renamed into place.
+// to even. ffmpeg writes under a unique temporary name beside path; the file
+// is fsynced, renamed into place and its folder synced (atomicfile.Publish),
+// so a killed run never leaves a partial sample.mp4.
 func WriteMP4(ctx context.Context, path string, frames []*image.RGBA, opt Options) error {
 	fr, err := prepare(frames, opt.Scale)
 	if err != nil {
@@ -82,8 +84,8 @@ func WriteMP4(ctx context.Context, path string, frames []*image.RGBA, opt Option
 		return fmt.Errorf("mp4 %s: %w", path, err)
 	}
 	w, h := fr[0].Rect.Dx(), fr[0].Rect.Dy()
-	tmp := filepath.Join(filepath.Dir(path), atomicfile.TempPrefix+filepath.Base(path))
-	defer os.Remove(tmp)
+	tmp := atomicfile.TempPath(path)
+	defer os.Remove(tmp) // ours; gone once published
 	cmd := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
 		"-f", "rawvideo", "-pix_fmt", "rgba", "-s", fmt.Sprintf("%dx%d", w, h),
 		"-framerate", strconv.FormatFloat(opt.fps(), 'f', -1, 64), "-i", "pipe:0",
@@ -102,7 +104,7 @@ func WriteMP4(ctx context.Context, path string, frames []*image.RGBA, opt Option
 		}
 		return fmt.Errorf("mp4 %s: ffmpeg: %w: %s", path, err, bytes.TrimSpace(stderr.Bytes()))
 	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := atomicfile.Publish(tmp, path); err != nil {
 		return fmt.Errorf("mp4 %s: %w", path, err)
 	}
 	return nil
