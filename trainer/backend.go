@@ -20,23 +20,47 @@ type backend struct {
 	gpu *gpu.Step
 }
 
-func newBackend(c *Common, p *model.Params, video bool, B, T, R int) (*backend, error) {
-	switch c.Device {
+// backendOptions are what a backend is built from besides the net.
+type backendOptions struct {
+	// Device is DeviceCPU or DeviceCUDA (resolved); TF32 as in Common.
+	Device Device
+	TF32   bool
+	Log    *slog.Logger
+}
+
+// trainShape is a training batch as the loader reads it: B windows of T
+// frames of R x R (Video: clips; else frame pairs, condition and target,
+// that the net sees as one frame).
+type trainShape struct {
+	Video   bool
+	B, T, R int
+}
+
+// netT is the frame count of the net's input.
+func (sh trainShape) netT() int {
+	if sh.Video {
+		return sh.T
+	}
+	return 1
+}
+
+func newBackend(o backendOptions, p *model.Params, sh trainShape) (*backend, error) {
+	switch o.Device {
 	case "", DeviceCPU:
-		g, err := model.BuildTrain(p, video, B, T, R, R)
+		g, err := model.BuildTrain(p, sh.Video, sh.B, sh.netT(), sh.R, sh.R)
 		if err != nil {
 			return nil, err
 		}
 		return &backend{cpu: g}, nil
 	case DeviceCUDA:
-		s, err := gpu.NewStep(p, video, B, T, R, R, gpu.Options{TF32: c.TF32})
+		s, err := gpu.NewStep(p, sh.Video, sh.B, sh.netT(), sh.R, sh.R, gpu.Options{TF32: o.TF32})
 		if err != nil {
 			return nil, err
 		}
-		c.Log.Info("training on the GPU", slog.String("device", s.Device().String()), slog.Bool("tf32", c.TF32))
+		o.Log.Info("training on the GPU", slog.String("device", s.Device().String()), slog.Bool("tf32", o.TF32))
 		return &backend{gpu: s}, nil
 	}
-	return nil, fmt.Errorf("device %q: want cpu or cuda", string(c.Device))
+	return nil, fmt.Errorf("device %q: want cpu or cuda", string(o.Device))
 }
 
 // trainable lists the parameters gradients are taken for, in Params order.
@@ -48,7 +72,7 @@ func (b *backend) trainable() []*model.Param {
 }
 
 // skip is the number of leading frames per clip the loss ignores.
-func (b *backend) skip(video bool) int {
+func (b *backend) skip() int {
 	if b.gpu != nil {
 		return b.gpu.LossSkip()
 	}

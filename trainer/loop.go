@@ -74,7 +74,7 @@ func (l *Loop) Run(ctx context.Context) (*Status, error) {
 	st := &Status{Step: l.Start, Total: l.Steps, Started: time.Now(), StartStep: l.Start}
 	interrupt := func(cause error) (*Status, error) {
 		if l.OnInterrupt != nil && st.Step > l.Start {
-			log.Info("interrupted; saving a checkpoint", "step", st.Step)
+			log.Info("interrupted; saving a checkpoint", slog.Int("step", st.Step))
 			if err := l.OnInterrupt(context.WithoutCancel(ctx), st); err != nil {
 				return st, errors.Join(cause, fmt.Errorf("checkpoint on interrupt at step %d: %w", st.Step, err))
 			}

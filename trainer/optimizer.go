@@ -2,6 +2,7 @@ package trainer
 
 import (
 	"fmt"
+	"log/slog"
 
 	"github.com/timelapse-ml/pipeline/trainer/checkpoint"
 	"github.com/timelapse-ml/pipeline/trainer/gpu"
@@ -26,9 +27,9 @@ type optimizer interface {
 }
 
 // newOptimizer returns the optimizer over ops (the host views of be's
-// trainable parameters) that c.OptimizerState asks for.
-func newOptimizer(c *Common, be *backend, cfg optim.Config, ops []*optim.Param) (optimizer, error) {
-	state, err := c.OptimizerState.check()
+// trainable parameters) that state asks for.
+func newOptimizer(state OptimizerState, log *slog.Logger, be *backend, cfg optim.Config, ops []*optim.Param) (optimizer, error) {
+	state, err := state.check()
 	if err != nil {
 		return nil, err
 	}
@@ -50,7 +51,7 @@ func newOptimizer(c *Common, be *backend, cfg optim.Config, ops []*optim.Param) 
 	if err != nil {
 		return nil, err
 	}
-	c.Log.Info("AdamW state on the GPU (optimizer_state device)", "bytes", d.Bytes())
+	log.Info("AdamW state on the GPU (optimizer_state device)", slog.Int64("bytes", d.Bytes()))
 	return &deviceOptimizer{opt: d}, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"maps"
 	"strconv"
 
@@ -64,7 +65,8 @@ func Pretrain(ctx context.Context, o PretrainOptions) (*Result, error) {
 		return nil, err
 	}
 	maps.Copy(meta, rm)
-	s := &session{c: c, name: "pretrain", video: false, params: params, clipT: 2, stride: o.CondGap}
+	s := &session{c: c, name: "pretrain", params: params, stride: o.CondGap,
+		shape: trainShape{Video: false, B: c.Batch, T: 2, R: c.Resolution}}
 	defer s.close()
 	if err := s.setup(BackboneFile, PretrainStateFile, "backbone", meta, []string{MetaConfigHash}); err != nil {
 		return nil, fmt.Errorf("pretrain: %w", err)
@@ -73,6 +75,7 @@ func Pretrain(ctx context.Context, o PretrainOptions) (*Result, error) {
 		return nil, fmt.Errorf("pretrain: %w", err)
 	}
 	total, _ := params.Count()
-	c.Log.Info("pretrain", "model", o.Model, "backbone_params", len(s.be.trainable()), "values", total, "steps", s.steps, "from", s.start)
+	c.Log.Info("pretraining the backbone", slog.String("model", o.Model), slog.Int("backbone_tensors", len(s.be.trainable())),
+		slog.Int("values", total), slog.Int("steps", s.steps), slog.Int("from", s.start))
 	return s.run(ctx)
 }

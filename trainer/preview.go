@@ -16,42 +16,74 @@ const PreviewDir = "previews"
 // previewSteps is the DDIM step count of training previews.
 const previewSteps = 10
 
-// previewHook returns the sample hook of a Train run: every `every` steps it
-// turns the first frame of the first validation clip into a clip of the
-// training length with the current weights and writes a GIF.
-func (s *session) previewHook(every int) (Hook, error) {
-	o := SampleOptions{Shards: s.c.Shards}
-	res := s.c.Resolution
-	cond, _, err := stillFrame(o, res)
+// previewer is the sample hook of a Train run: it turns the first frame of
+// the first validation clip into a clip of the training length with the
+// current weights and writes a GIF.
+type previewer struct {
+	opts previewOptions
+	cond []float32
+	fg   *model.ForwardGraph
+}
+
+// previewOptions are what previews are made from.
+type previewOptions struct {
+	// Shards is where the still frame comes from; OutDir gets PreviewDir.
+	Shards, OutDir string
+	// Frames and Resolution shape the clip; Seed the DDIM noise.
+	Frames, Resolution int
+	Seed               int64
+	Params             *model.Params
+	Sched              *diffusion.Schedule
+	// SyncHost makes the host copies of the weights current (the preview's
+	// CPU graph reads them).
+	SyncHost func() error
+}
+
+func newPreviewer(o previewOptions) (*previewer, error) {
+	cond, _, err := stillFrame(SampleOptions{Shards: o.Shards}, o.Resolution)
 	if err != nil {
-		return Hook{}, fmt.Errorf("preview: %w", err)
+		return nil, fmt.Errorf("preview: %w", err)
 	}
-	var fg *model.ForwardGraph
-	s.closers = append(s.closers, func() {
-		if fg != nil {
-			fg.Close()
-		}
-	})
+	return &previewer{opts: o, cond: cond}, nil
+}
+
+// hook returns the sample hook, due every `every` steps.
+func (p *previewer) hook(every int) Hook {
 	return Hook{Name: "sample", Every: every, Fn: func(ctx context.Context, st *Status) error {
-		if err := s.opt.syncHost(); err != nil { // the CPU graph reads the host weights
-			return err
-		}
-		if fg == nil {
-			if fg, err = model.BuildForward(s.params, true, 1, s.clipT, res, res); err != nil {
-				return err
-			}
-		}
-		l := diffusion.Layout{B: 1, T: s.clipT, C: 3, H: res, W: res}
-		x, err := diffusion.SampleDDIM(ctx, s.sched, epsFromV(fg.Predict, s.sched, 3, res*res), cond, l,
-			diffusion.DDIMOptions{Steps: previewSteps, Seed: uint64(s.c.Seed)})
+		return p.write(ctx, st.Step)
+	}}
+}
+
+// write renders the preview of step.
+func (p *previewer) write(ctx context.Context, step int) error {
+	o := p.opts
+	if err := o.SyncHost(); err != nil {
+		return err
+	}
+	res := o.Resolution
+	if p.fg == nil {
+		fg, err := model.BuildForward(o.Params, true, 1, o.Frames, res, res)
 		if err != nil {
 			return err
 		}
-		frames, err := media.Frames(x, s.clipT, res, res)
-		if err != nil {
-			return err
-		}
-		path := filepath.Join(s.c.OutDir, PreviewDir, fmt.Sprintf("step-%06d.gif", st.Step))
-		return media.WriteGIF(path, frames, media.Options{FPS: 8, Scale: max(1, 128/res)})
-	}}, nil
+		p.fg = fg
+	}
+	l := diffusion.Layout{B: 1, T: o.Frames, C: 3, H: res, W: res}
+	x, err := diffusion.SampleDDIM(ctx, o.Sched, epsFromV(p.fg.Predict, o.Sched, 3, res*res), p.cond, l,
+		diffusion.DDIMOptions{Steps: previewSteps, Seed: uint64(o.Seed)})
+	if err != nil {
+		return err
+	}
+	frames, err := media.Frames(x, o.Frames, res, res)
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(o.OutDir, PreviewDir, fmt.Sprintf("step-%06d.gif", step))
+	return media.WriteGIF(path, frames, media.Options{FPS: 8, Scale: max(1, 128/res)})
+}
+
+func (p *previewer) close() {
+	if p.fg != nil {
+		p.fg.Close()
+	}
 }

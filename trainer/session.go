@@ -40,13 +40,17 @@ const (
 	streamVal   = 0x76616c     // "val"
 )
 
-// session is one Pretrain or Train run: a training graph over params, the
-// optimizer over its trainable params, the data, validation, checkpoints
-// and metrics.
+// session is one Pretrain or Train run. It wires the parts, each built from
+// explicit options: the backend (the training net), the optimizer over its
+// trainable params, the feeder (data), the validator, the previewer, the
+// checkpointer and the metrics log; the loop's hooks call them.
 type session struct {
-	c      *Common
-	name   string
-	video  bool
+	c    *Common
+	name string
+	// shape is the training batch (video clips of shape.T frames, or frame
+	// pairs); stride the frame step of a loader window.
+	shape  trainShape
+	stride int
 	params *model.Params
 	be     *backend
 	opt    optimizer
@@ -61,16 +65,15 @@ type session struct {
 	// example (what a checkpoint saves; the feeder may have drawn ahead).
 	rngState []byte
 	val      *validator
-	// clipT is the frames per loader window; stride the frame step.
-	clipT, stride int
-	steps, start  int
+	preview  *previewer
+	steps    int
+	start    int
 	// ckptTotal is the planned total of the run that wrote the restored
 	// checkpoint (0: fresh, or not recorded).
 	ckptTotal int
 	res       Result
-	// extraHooks run after the built-in ones; closers at close.
+	// extraHooks run after the built-in ones.
 	extraHooks []Hook
-	closers    []func()
 }
 
 // setup builds the graph, optimizer, checkpointer and metrics log, and
@@ -82,11 +85,7 @@ func (s *session) setup(weightsFile, stateFile, format string, meta map[string]s
 	if s.sched, err = diffusion.NewSchedule(NoiseSchedule, NoiseScheduleSteps); err != nil {
 		return err
 	}
-	T := s.clipT
-	if !s.video {
-		T = 1
-	}
-	if s.be, err = newBackend(c, s.params, s.video, c.Batch, T, c.Resolution); err != nil {
+	if s.be, err = newBackend(backendOptions{Device: c.Device, TF32: c.TF32, Log: c.Log}, s.params, s.shape); err != nil {
 		return fmt.Errorf("%s: %w", s.name, err)
 	}
 	var ops []*optim.Param
@@ -96,7 +95,7 @@ func (s *session) setup(weightsFile, stateFile, format string, meta map[string]s
 	ocfg := optim.DefaultConfig()
 	ocfg.LR, ocfg.WeightDecay, ocfg.ClipNorm = c.LR, c.WeightDecay, c.GradClip
 	s.steps = c.Steps
-	if s.opt, err = newOptimizer(c, s.be, ocfg, ops); err != nil {
+	if s.opt, err = newOptimizer(c.OptimizerState, c.Log, s.be, ocfg, ops); err != nil {
 		return fmt.Errorf("%s: %w", s.name, err)
 	}
 	s.rng = rand.NewPCG(uint64(c.Seed), streamNoise)
@@ -114,7 +113,7 @@ func (s *session) setup(weightsFile, stateFile, format string, meta map[string]s
 		step, total, err := s.ckpt.restore(mustMatch...)
 		switch {
 		case errors.Is(err, errNoCheckpoint):
-			c.Log.Info("nothing to resume; starting fresh", "reason", err)
+			c.Log.Info("nothing to resume; starting fresh", slog.String("reason", err.Error()))
 		case err != nil:
 			return err
 		default:
@@ -141,7 +140,7 @@ func (s *session) openData(ctx context.Context) error {
 		return err
 	}
 	s.loader, err = shards.NewLoader(s.ds, shards.LoaderOptions{
-		Split: shards.SplitTrain, FramesLength: s.clipT, Stride: s.stride, Resolution: c.Resolution,
+		Split: shards.SplitTrain, FramesLength: s.shape.T, Stride: s.stride, Resolution: c.Resolution,
 		Batch: c.Batch, Workers: c.Workers, Seed: c.Seed, Sampling: shards.SamplingEpoch,
 		StartStep: s.start, // a resumed run sees the batches a straight run would
 	})
@@ -155,14 +154,33 @@ func (s *session) openData(ctx context.Context) error {
 	if err := s.checkSteps(); err != nil {
 		return err
 	}
-	s.feed = newFeeder(s.loader, s.sched, s.rng, func() *example { return newExample(s.video, c.Batch, s.clipT, c.Resolution) })
-	s.val, err = newValidator(s, ctx)
+	sh := s.shape
+	s.feed = newFeeder(s.loader, s.sched, s.rng, func() *example { return newExample(sh.Video, sh.B, sh.T, sh.R) })
+	s.val, err = newValidator(ctx,
+		validationSet{DS: s.ds, Sched: s.sched, Shape: sh, Stride: s.stride, Batches: c.ValBatches, Seed: c.Seed, Log: c.Log},
+		validationNet{Skip: s.be.skip(), NewPredictor: func(B, T, H, W int) (predictor, error) {
+			return s.be.predictor(s.params, sh.Video, B, T, H, W)
+		}})
 	return err
 }
 
+// addPreview adds the sample hook (Train's sample_every).
+func (s *session) addPreview(every int) error {
+	p, err := newPreviewer(previewOptions{
+		Shards: s.c.Shards, OutDir: s.c.OutDir, Frames: s.shape.T, Resolution: s.shape.R, Seed: s.c.Seed,
+		Params: s.params, Sched: s.sched, SyncHost: s.opt.syncHost,
+	})
+	if err != nil {
+		return err
+	}
+	s.preview = p
+	s.extraHooks = append(s.extraHooks, p.hook(every))
+	return nil
+}
+
 func (s *session) close() {
-	for _, f := range s.closers {
-		f()
+	if s.preview != nil {
+		s.preview.close()
 	}
 	if s.feed != nil {
 		s.feed.wait()
@@ -214,7 +232,7 @@ func (s *session) run(ctx context.Context) (*Result, error) {
 	c := s.c
 	s.opt.setSchedule(s.schedule())
 	if s.start >= s.steps {
-		c.Log.Info("already trained", "step", s.start, "steps", s.steps)
+		c.Log.Info("already trained", slog.String("job", s.name), slog.Int("step", s.start), slog.Int("steps", s.steps))
 	}
 	var window []float64
 	var stepTime time.Duration
@@ -233,9 +251,10 @@ func (s *session) run(ctx context.Context) (*Result, error) {
 			defer c.afterStep(s, st.Step)
 		}
 		if st.Step%c.LogEvery == 0 || st.Step == st.Total {
-			c.Log.Info(s.name, "step", st.Step, "of", st.Total, "loss", fmt.Sprintf("%.4f", mean(window)),
-				"lr", fmt.Sprintf("%.2e", r.LR), "grad_norm", fmt.Sprintf("%.3f", r.GradNorm),
-				"s/step", fmt.Sprintf("%.2f", st.StepTime.Seconds()))
+			// loss is the mean over the steps since the last record.
+			c.Log.Info("training", slog.String("job", s.name), slog.Int("step", st.Step), slog.Int("steps", st.Total),
+				slog.Float64("loss", mean(window)), slog.Float64("lr", r.LR), slog.Float64("grad_norm", r.GradNorm),
+				slog.Float64("step_seconds", st.StepTime.Seconds()))
 			s.res.Loss = mean(window)
 			window = window[:0]
 		}
@@ -254,11 +273,11 @@ func (s *session) run(ctx context.Context) (*Result, error) {
 		if math.IsNaN(v) || math.IsInf(v, 0) {
 			// Recorded as null; the weights are those of a finite training
 			// step, so the checkpoint of this step is still written.
-			c.Log.Warn("validation loss is not finite", slog.String("stage", s.name), slog.Int("step", st.Step),
+			c.Log.Warn("validation loss is not finite", slog.String("job", s.name), slog.Int("step", st.Step),
 				slog.String("val_loss", strconv.FormatFloat(v, 'g', -1, 64)))
 			return nil
 		}
-		c.Log.Info("validation", slog.String("stage", s.name), slog.Int("step", st.Step), slog.Float64("val_loss", v))
+		c.Log.Info("validation", slog.String("job", s.name), slog.Int("step", st.Step), slog.Float64("val_loss", v))
 		return nil
 	}}
 	ckptHook := Hook{Name: "checkpoint", Every: c.CheckpointEvery, AtEnd: true, Fn: func(_ context.Context, st *Status) error {

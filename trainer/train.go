@@ -118,7 +118,8 @@ func Train(ctx context.Context, o TrainOptions) (*Result, error) {
 		return nil, err
 	}
 	maps.Copy(meta, rm)
-	s := &session{c: c, name: "train", video: true, params: params, clipT: o.FramesLength, stride: 1}
+	s := &session{c: c, name: "train", params: params, stride: 1,
+		shape: trainShape{Video: true, B: c.Batch, T: o.FramesLength, R: c.Resolution}}
 	defer s.close()
 	if err := s.setup(TemporalFile, TrainStateFile, "temporal", meta, []string{MetaBackboneHash, MetaConfigHash}); err != nil {
 		return nil, fmt.Errorf("train: %w", err)
@@ -127,18 +128,17 @@ func Train(ctx context.Context, o TrainOptions) (*Result, error) {
 		return nil, fmt.Errorf("train: %w", err)
 	}
 	if o.SampleEvery > 0 {
-		h, err := s.previewHook(o.SampleEvery)
-		if err != nil {
+		if err := s.addPreview(o.SampleEvery); err != nil {
 			return nil, fmt.Errorf("train: %w", err)
 		}
-		s.extraHooks = append(s.extraHooks, h)
 	}
 	if err := s.baseline(ctx); err != nil {
 		return nil, fmt.Errorf("train: baseline validation: %w", err)
 	}
 	_, temporal := params.Count()
-	c.Log.Info("train", "temporal_params", temporal, "trainable_tensors", len(s.be.trainable()),
-		"frames", o.FramesLength, "steps", s.steps, "from", s.start)
+	c.Log.Info("training the temporal layers", slog.Int("temporal_values", temporal),
+		slog.Int("trainable_tensors", len(s.be.trainable())), slog.Int("frames", o.FramesLength),
+		slog.Int("steps", s.steps), slog.Int("from", s.start))
 	res, err := s.run(ctx)
 	if err != nil {
 		return res, fmt.Errorf("train: %w", err)
