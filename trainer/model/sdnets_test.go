@@ -24,17 +24,6 @@ func sdCases(t *testing.T) *checkpoint.File {
 	return f
 }
 
-// relErr is ||got - want|| / ||want||.
-func relErr(got, want []float32) float64 {
-	var d, n float64
-	for i := range want {
-		e := float64(got[i]) - float64(want[i])
-		d += e * e
-		n += float64(want[i]) * float64(want[i])
-	}
-	return math.Sqrt(d / n)
-}
-
 func checkClose(t *testing.T, what string, got []float32, want checkpoint.Tensor, tol float64) {
 	t.Helper()
 	if len(got) != len(want.Data) {
