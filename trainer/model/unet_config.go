@@ -128,7 +128,7 @@ func ParseUNetConfig(data []byte) (UNetConfig, error) {
 		"center_input_sample": "false", "dual_cross_attention": "false", "only_cross_attention": "false",
 		"class_embeddings_concat": "false", "resnet_skip_time_act": "false",
 		"mid_block_only_cross_attention": "null",
-		"time_embedding_type": `"positional"`, "resnet_time_scale_shift": `"default"`, "attention_type": `"default"`,
+		"time_embedding_type":            `"positional"`, "resnet_time_scale_shift": `"default"`, "attention_type": `"default"`,
 	}
 	for k, want := range defaults {
 		v, ok := raw[k]
