@@ -56,11 +56,11 @@ func TestUNetMatchesDiffusers(t *testing.T) {
 	cases := readCases(t, "sd-tiny-unet-cases.safetensors")
 	for _, c := range []struct {
 		prefix, path string
-		single     bool
+		single       bool
 	}{
-		{"unet", weightsData + "/sd-tiny", false},                 // diffusers folder, float32
-		{"unet", weightsData + "/sd-tiny/unet", false},            // unet folder
-		{"unet", weightsData + "/sd-tiny-ldm.safetensors", true},  // original layout, float16
+		{"unet", weightsData + "/sd-tiny", false},                // diffusers folder, float32
+		{"unet", weightsData + "/sd-tiny/unet", false},           // unet folder
+		{"unet", weightsData + "/sd-tiny-ldm.safetensors", true}, // original layout, float16
 		{"unet", weightsData + "/pickles/diffusion_pytorch_model.bin", true},
 		{"unet", weightsData + "/pickles/sd-tiny-ldm.ckpt", true},
 		{"unet_inpaint", weightsData + "/sd-tiny-inpaint/unet", false}, // float16
