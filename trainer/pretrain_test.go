@@ -3,7 +3,6 @@ package trainer
 import (
 	"context"
 	"errors"
-	"math"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -103,11 +102,5 @@ func TestPretrainResumeIsExact(t *testing.T) {
 	}
 	a := readTensors(t, filepath.Join(straight.OutDir, BackboneFile))
 	b := readTensors(t, filepath.Join(split.OutDir, BackboneFile))
-	for name, ta := range a.Tensors {
-		for i := range ta.Data {
-			if math.Float32bits(ta.Data[i]) != math.Float32bits(b.Tensors[name].Data[i]) {
-				t.Fatalf("%s[%d]: straight %v, resumed %v", name, i, ta.Data[i], b.Tensors[name].Data[i])
-			}
-		}
-	}
+	sameTensors(t, "backbone", a, b)
 }

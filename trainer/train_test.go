@@ -133,13 +133,7 @@ func TestTrainResumeIsExact(t *testing.T) {
 	}
 	sa := readTensors(t, filepath.Join(straight.OutDir, TrainStateFile))
 	sb := readTensors(t, filepath.Join(split.OutDir, TrainStateFile))
-	for name, ta := range sa.Tensors {
-		for i := range ta.Data {
-			if math.Float32bits(ta.Data[i]) != math.Float32bits(sb.Tensors[name].Data[i]) {
-				t.Fatalf("optimizer state %s[%d]: straight %v, resumed %v", name, i, ta.Data[i], sb.Tensors[name].Data[i])
-			}
-		}
-	}
+	sameTensors(t, "optimizer state", sa, sb)
 	if sa.Metadata[MetaRNG] == "" || sa.Metadata[MetaRNG] != sb.Metadata[MetaRNG] {
 		t.Errorf("rng state: %q vs %q", sa.Metadata[MetaRNG], sb.Metadata[MetaRNG])
 	}
@@ -212,6 +206,25 @@ func TestTrainStopsOnNonFiniteLoss(t *testing.T) {
 		for _, v := range tn.Data {
 			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
 				t.Fatalf("kept checkpoint has a non-finite value in %s", name)
+			}
+		}
+	}
+}
+
+// sameTensors fails unless b holds a's tensors with the same bits.
+func sameTensors(t *testing.T, what string, a, b *checkpoint.File) {
+	t.Helper()
+	if len(a.Tensors) == 0 || len(a.Tensors) != len(b.Tensors) {
+		t.Fatalf("%s: %d vs %d tensors", what, len(a.Tensors), len(b.Tensors))
+	}
+	for name, ta := range a.Tensors {
+		tb := b.Tensors[name]
+		if len(tb.Data) != len(ta.Data) {
+			t.Fatalf("%s %s: %d vs %d values", what, name, len(ta.Data), len(tb.Data))
+		}
+		for i := range ta.Data {
+			if math.Float32bits(ta.Data[i]) != math.Float32bits(tb.Data[i]) {
+				t.Fatalf("%s %s[%d]: straight %v, resumed %v", what, name, i, ta.Data[i], tb.Data[i])
 			}
 		}
 	}
