@@ -123,3 +123,23 @@ func TestTrainResumeRefusals(t *testing.T) {
 		t.Error("a refused resume changed the checkpoint")
 	}
 }
+
+// A resume of a run already at its last step trains nothing and reports
+// the recorded losses (train.json is rewritten with them, not zeros).
+func TestTrainAlreadyTrainedReportsRecordedLosses(t *testing.T) {
+	o := trainOpts(t, 7)
+	o.LogEvery = 3 // the last log record covers step 7 only
+	first, err := Train(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Resume = true
+	again, err := Train(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.ResumedFrom != 7 || again.Steps != 7 || again.ValLoss != first.ValLoss || again.Loss != first.Loss ||
+		again.BaselineValLoss != first.BaselineValLoss {
+		t.Errorf("already-trained result %+v, first run %+v", again, first)
+	}
+}

@@ -233,6 +233,7 @@ func (s *session) run(ctx context.Context) (*Result, error) {
 	s.opt.setSchedule(s.schedule())
 	if s.start >= s.steps {
 		c.Log.Info("already trained", slog.String("job", s.name), slog.Int("step", s.start), slog.Int("steps", s.steps))
+		s.res.Loss, s.res.ValLoss, s.res.SecondsPerStep = recordedResult(s.mlog.Records, s.start, c.LogEvery)
 	}
 	var window []float64
 	var stepTime time.Duration
@@ -320,6 +321,29 @@ func (s *session) flushMetrics() error {
 	}
 	title := fmt.Sprintf("%s loss (%s)", s.name, NoiseSchedule+" schedule, "+Prediction+"-prediction")
 	return metrics.PlotLoss(filepath.Join(s.c.OutDir, LossPlotFile), title, s.mlog.Records)
+}
+
+// recordedResult recovers the result of a run that ended at step last
+// from its metrics: the mean loss of the steps its last log record covered,
+// the last validation loss and the mean step time (NaN where nothing was
+// recorded).
+func recordedResult(recs []metrics.Record, last, logEvery int) (loss, valLoss, secondsPerStep float64) {
+	var losses, times []float64
+	valLoss = math.NaN()
+	for _, r := range recs {
+		if r.Step > 0 && r.StepSeconds > 0 {
+			losses = append(losses, r.Loss)
+			times = append(times, r.StepSeconds)
+		}
+		if r.ValLoss != nil {
+			valLoss = *r.ValLoss
+		}
+	}
+	window := last % logEvery
+	if window == 0 {
+		window = logEvery
+	}
+	return mean(losses[max(0, len(losses)-window):]), valLoss, mean(times)
 }
 
 func mean(xs []float64) float64 {
