@@ -18,3 +18,5 @@ go test -shuffle=on -timeout 30m ./...
 fuzz() { go test "$1" -run '^$' -fuzz "^$2\$" -fuzztime "$3" -fuzzminimizetime 200x; }
 fuzz ./pipeline FuzzLoad "${FUZZ_LOAD:-60000x}"
 fuzz ./shards FuzzOpenShard "${FUZZ_SHARD:-20000x}"
+fuzz ./trainer/weights FuzzSafetensorsHeader "${FUZZ_SAFETENSORS:-50000x}"
+fuzz ./trainer/weights FuzzPickle "${FUZZ_PICKLE:-50000x}"

@@ -30,6 +30,8 @@ Usage:
   pipeline validate [CONFIG]
   pipeline verify [CONFIG]
   pipeline stages
+  pipeline model info PATH [--json]
+  pipeline model convert IN OUT
   pipeline model tokenize [--tokenizer DIR | MODEL] TEXT...
 
 CONFIG defaults to ./pipeline.yaml, or the embedded default when that file

@@ -262,7 +262,7 @@ func unetFromDiffusers(s nameSet, pseudo3D bool) (map[string]any, error) {
 		}
 	}
 	_ = c0
-	cfg := map[string]any{"in_channels": in, "out_channels": outCh, "block_out_channels": chans,
+	cfg := map[string]any{"norm_num_groups": groupsFor(chans), "in_channels": in, "out_channels": outCh, "block_out_channels": chans,
 		"layers_per_block": L, "down_block_types": down, "up_block_types": up}
 	return cfg, inferAttention(s, cfg, "mid_block.attentions.0")
 }
@@ -343,7 +343,7 @@ func unetFromLDM(s nameSet) (map[string]any, error) {
 			up = append(up, "UpBlock2D")
 		}
 	}
-	cfg := map[string]any{"in_channels": in, "out_channels": outCh, "block_out_channels": chans,
+	cfg := map[string]any{"norm_num_groups": groupsFor(chans), "in_channels": in, "out_channels": outCh, "block_out_channels": chans,
 		"layers_per_block": L, "down_block_types": down, "up_block_types": up}
 	return cfg, inferAttention(s, cfg, "middle_block.1")
 }
@@ -373,4 +373,19 @@ func isPseudo3D(s nameSet) bool {
 		}
 	}
 	return false
+}
+
+// groupsFor is SD's 32 norm groups when 32 divides every width, else the
+// largest count up to 32 that does (tensors do not store the group count).
+func groupsFor(chans []int) int {
+	for g := 32; g > 1; g-- {
+		ok := true
+		for _, c := range chans {
+			ok = ok && c%g == 0
+		}
+		if ok {
+			return g
+		}
+	}
+	return 1
 }

@@ -165,7 +165,7 @@ func vaeInfer(s nameSet, convIn, downs, resnets, conv1, postQuant, convOut, decI
 	if err != nil {
 		return nil, err
 	}
-	return map[string]any{"in_channels": in, "out_channels": out, "block_out_channels": chans, "layers_per_block": L,
+	return map[string]any{"norm_num_groups": groupsFor(chans), "in_channels": in, "out_channels": out, "block_out_channels": chans, "layers_per_block": L,
 		"latent_channels": z, "down_block_types": down, "up_block_types": up,
 		"use_quant_conv": s.has("quant_conv.weight"), "use_post_quant_conv": s.has(postQuant)}, nil
 }
