@@ -280,6 +280,17 @@ func (b *sdBuilder) attention(name string, x, kv, heads int, outInit Init) int {
 // their specs (uniform weights, unit norms, identity temporal convs, zero
 // temporal output projections) from seed.
 func NewNetParams(net *Net, seed uint64) (*Params, error) {
+	p, err := allocParams(net)
+	if err != nil {
+		return nil, err
+	}
+	p.InitBackbone(seed)
+	p.InitTemporal(seed + 1)
+	return p, nil
+}
+
+// allocParams allocates the parameters of net, zeroed.
+func allocParams(net *Net) (*Params, error) {
 	p := &Params{byName: make(map[string]*Param, len(net.Params))}
 	for _, s := range net.Params {
 		if _, dup := p.byName[s.Name]; dup {
@@ -289,7 +300,5 @@ func NewNetParams(net *Net, seed uint64) (*Params, error) {
 		p.List = append(p.List, q)
 		p.byName[s.Name] = q
 	}
-	p.InitBackbone(seed)
-	p.InitTemporal(seed + 1)
 	return p, nil
 }
