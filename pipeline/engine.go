@@ -286,13 +286,13 @@ func (e *Engine) runStage(ctx context.Context, st *Stage, digests map[string]str
 		res.Err = err
 		return res, "", err
 	}
-	log := e.log.With("stage", st.Name)
+	log := e.log.With(slog.String("stage", st.Name))
 	if res.Action == ActSkip {
 		res.Reports = old.Reports
 		if missing != nil {
-			log.Warn("a tool is missing here; taking the recorded outputs as up to date", "err", missing)
+			log.Warn("a tool is missing here; taking the recorded outputs as up to date", slog.Any("err", missing))
 		}
-		log.Info("up to date, skipped", "kind", st.Kind.Name)
+		log.Info("up to date, skipped", slog.String("kind", st.Kind.Name))
 		return res, old.Digest, nil
 	}
 	if missing != nil {
@@ -300,7 +300,7 @@ func (e *Engine) runStage(ctx context.Context, st *Stage, digests map[string]str
 		return res, "", res.Err
 	}
 	parts := res.Parts
-	log.Info("running", "kind", st.Kind.Name, "reason", strings.Join(res.Reasons, "; "))
+	log.Info("running", slog.String("kind", st.Kind.Name), slog.String("reason", strings.Join(res.Reasons, "; ")), slog.Bool("resume", res.Resume))
 	start := time.Now()
 	digest, err := e.execute(ctx, st, res.Key, parts, res.Resume, forced, log)
 	e.disp.endStage(st.Name)
@@ -311,15 +311,15 @@ func (e *Engine) runStage(ctx context.Context, st *Stage, digests map[string]str
 	if err != nil {
 		if ctx.Err() != nil {
 			err = fmt.Errorf("stage %s: interrupted: %w", st.Name, ctx.Err())
-			log.Warn("interrupted; finished work is kept", "after", res.Duration.Round(time.Millisecond))
+			log.Warn("interrupted; finished work is kept", slog.Duration("after", res.Duration.Round(time.Millisecond)))
 		} else {
 			err = fmt.Errorf("stage %s: %w", st.Name, err)
-			log.Error("failed", "err", err)
+			log.Error("failed", slog.Any("err", err))
 		}
 		res.Err = err
 		return res, "", err
 	}
-	log.Info("done", "took", res.Duration.Round(time.Millisecond))
+	log.Info("done", slog.Duration("took", res.Duration.Round(time.Millisecond)))
 	return res, digest, nil
 }
 

@@ -105,7 +105,7 @@ func (d *display) draw() {
 		if d.tty {
 			lines = append(lines, p.line(30))
 		} else {
-			d.log.Info("progress", "stage", p.stage, "status", p.line(0))
+			d.log.Info("progress", slog.String("stage", p.stage), slog.String("status", p.line(0)))
 		}
 	}
 	d.active = keep

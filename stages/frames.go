@@ -3,6 +3,7 @@ package stages
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"time"
 
@@ -86,7 +87,7 @@ func runFrames(ctx context.Context, r *pipeline.StageRun) error {
 	b.Done = func(v frames.Video, cached bool) {
 		prog.Add(1)
 		fprog.Add(v.Frames)
-		r.Log.Debug("video done", "id", v.ID, "frames", v.Frames, "cached", cached, "status", v.Status)
+		r.Log.Debug("video done", slog.String("id", v.ID), slog.Int("frames", v.Frames), slog.Bool("cached", cached), slog.String("status", v.Status))
 	}
 	rows, st, err := b.Run(ctx, r.OutDir, srcs)
 	if err != nil {
@@ -107,12 +108,12 @@ func runFrames(ctx context.Context, r *pipeline.StageRun) error {
 			}
 			line := fmt.Sprintf("damaged %s (%s), %s: %s", v.ID, filepath.Base(v.Source), what, v.Message)
 			damaged = append(damaged, line)
-			r.Log.Warn("damaged video", "id", v.ID, "source", v.Source, "message", v.Message)
+			r.Log.Warn("damaged video", slog.String("id", v.ID), slog.String("source", v.Source), slog.String("message", v.Message))
 		}
 	}
-	r.Log.Info("frames done", "videos", len(rows), "extracted", st.Extracted, "cached", st.Cached,
-		"damaged", len(damaged), "frames_written", st.Frames, "frames_per_s", fmt.Sprintf("%.1f", st.FramesPerSecond()),
-		"elapsed", st.Elapsed.Round(time.Millisecond))
+	r.Log.Info("frames done", slog.Int("videos", len(rows)), slog.Int("extracted", st.Extracted), slog.Int("cached", st.Cached),
+		slog.Int("damaged", len(damaged)), slog.Int("frames_written", st.Frames), slog.Float64("frames_per_s", st.FramesPerSecond()),
+		slog.Duration("elapsed", st.Elapsed.Round(time.Millisecond)))
 	r.Report(fmt.Sprintf("%d videos, %d frames (%d extracted, %d cached, %d damaged); %.1f frames/s",
 		len(rows), total, st.Extracted, st.Cached, len(damaged), st.FramesPerSecond()))
 	r.Report(damaged...)

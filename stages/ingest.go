@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -145,11 +146,12 @@ func runIngest(ctx context.Context, r *pipeline.StageRun) error {
 		}
 		line := fmt.Sprintf("quarantined %s: %s (%s)", rel, v.Reason, v.Message)
 		bad = append(bad, line)
-		r.Log.Warn("quarantined", "file", rel, "reason", v.Reason, "message", v.Message)
+		r.Log.Warn("quarantined", slog.String("file", rel), slog.String("reason", string(v.Reason)), slog.String("message", v.Message))
 	}
 	r.Report(fmt.Sprintf("%d videos: %d ok, %d quarantined", len(videos), ok, len(bad)))
 	r.Report(bad...)
-	r.Log.Info("ingest done", "videos", len(videos), "ok", ok, "quarantined", len(bad), "probed", probed.Load(), "cached", cached.Load())
+	r.Log.Info("ingest done", slog.Int("videos", len(videos)), slog.Int("ok", ok), slog.Int("quarantined", len(bad)),
+		slog.Int64("probed", probed.Load()), slog.Int64("cached", cached.Load()))
 	if r.Strict && len(bad) > 0 {
 		return fmt.Errorf("ingest: --strict: %d quarantined file(s), first: %s", len(bad), bad[0])
 	}

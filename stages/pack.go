@@ -3,6 +3,7 @@ package stages
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/timelapse-ml/pipeline/frames"
@@ -80,9 +81,9 @@ func runPack(ctx context.Context, r *pipeline.StageRun) error {
 		outBytes += s.Bytes
 	}
 	mbps := float64(res.InputBytes) / (1 << 20) / el.Seconds()
-	r.Log.Info("pack done", "videos", len(ix.Videos), "train", len(ix.Split.Train), "val", len(ix.Split.Val),
-		"frames", frameCount, "shards", len(ix.Shards), "bytes", outBytes, "mb_per_s", fmt.Sprintf("%.1f", mbps),
-		"elapsed", el.Round(time.Millisecond))
+	r.Log.Info("pack done", slog.Int("videos", len(ix.Videos)), slog.Int("train", len(ix.Split.Train)), slog.Int("val", len(ix.Split.Val)),
+		slog.Int("frames", frameCount), slog.Int("shards", len(ix.Shards)), slog.Int64("bytes", outBytes), slog.Float64("mb_per_s", mbps),
+		slog.Duration("elapsed", el.Round(time.Millisecond)))
 	r.Report(fmt.Sprintf("%d videos (%d train, %d val), %d frames in %d shards, %.1f MiB; %.1f MiB/s",
 		len(ix.Videos), len(ix.Split.Train), len(ix.Split.Val), frameCount, len(ix.Shards),
 		float64(outBytes)/(1<<20), mbps))

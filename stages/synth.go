@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -145,7 +146,7 @@ func runSynth(ctx context.Context, r *pipeline.StageRun) error {
 			rendered++
 		}
 	}
-	r.Log.Info("synth done", "rendered", rendered, "cached", cached, "dir", filepath.Base(r.OutDir))
+	r.Log.Info("synth done", slog.Int("rendered", rendered), slog.Int("cached", cached), slog.String("dir", filepath.Base(r.OutDir)))
 	r.Report(fmt.Sprintf("%d videos (%dx%d, %g fps, %g s, %s): %d rendered, %d cached",
 		set.Count, set.Width, set.Height, set.FPS, set.Seconds, set.Codec, rendered, cached))
 	return nil

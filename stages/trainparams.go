@@ -126,6 +126,6 @@ func needOfKind(r *pipeline.StageRun, kind string) (string, error) {
 }
 
 func logResult(log *slog.Logger, kind string, res *trainer.Result) {
-	log.Info(kind+" done", "steps", res.Steps, "resumed_from", res.ResumedFrom, "loss", res.Loss,
-		"val_loss", res.ValLoss, "s_per_step", res.SecondsPerStep)
+	log.Info("training done", slog.String("kind", kind), slog.Int("steps", res.Steps), slog.Int("resumed_from", res.ResumedFrom),
+		slog.Float64("loss", res.Loss), slog.Float64("val_loss", res.ValLoss), slog.Float64("s_per_step", res.SecondsPerStep))
 }

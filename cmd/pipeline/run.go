@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -50,7 +51,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		printPlan(stdout, cfg, plan, *explain)
 		return nil
 	}
-	log.Info("pipeline", "config", cfg.File, "workdir", cfg.Workdir)
+	log.Info("pipeline", slog.String("config", cfg.File), slog.String("workdir", cfg.Workdir))
 	start := time.Now()
 	results, err := eng.Run(ctx)
 	printSummary(stdout, results, time.Since(start))
