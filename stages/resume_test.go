@@ -119,7 +119,7 @@ func TestTrainResumesAfterEditingNoKeyParams(t *testing.T) {
 	p := pipelinetest.New(t, All(), fmt.Sprintf(resumeYAML, first))
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	rec := &recorder{cancel: cancel, cancelOn: "train step=2"}
+	rec := &recorder{cancel: cancel, cancelOn: "training job=train step=2"}
 	if _, err := runWith(t, p.Config, rec, ctx); err == nil {
 		t.Fatal("the interrupted run did not fail")
 	}
@@ -175,8 +175,8 @@ func TestTrainStepsRaisedContinuesAndLRChangeKeepsCheckpoint(t *testing.T) {
 	if l := rec.find("continuing to a new total"); !strings.Contains(l, "planned_steps=3 steps=5") {
 		t.Errorf("logged %q", l)
 	}
-	if l := rec.find("train step=5"); l == "" || rec.find("train step=1 ") != "" {
-		t.Errorf("continued run's step lines: step 5 %q, step 1 %q", l, rec.find("train step=1 "))
+	if l := rec.find("training job=train step=5 "); l == "" || rec.find("training job=train step=1 ") != "" {
+		t.Errorf("continued run's step lines: step 5 %q, step 1 %q", l, rec.find("training job=train step=1 "))
 	}
 	before := pipelinetest.ReadFile(t, filepath.Join(p.Dir("train"), trainer.TemporalFile))
 
