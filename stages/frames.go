@@ -62,7 +62,7 @@ func runFrames(ctx context.Context, r *pipeline.StageRun) error {
 		},
 		KeepDamaged: p.Bool("keep_damaged"),
 		Workers:     p.Int("workers"),
-		Item:        r.Item,
+		Item:        adoptingItem(r, FramesKind()),
 	}
 	if err := b.Params.Validate(); err != nil {
 		return err

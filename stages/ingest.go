@@ -78,22 +78,15 @@ func runIngest(ctx context.Context, r *pipeline.StageRun) error {
 	prog := r.Progress("videos", len(paths))
 	defer prog.Done()
 	var probed, cached atomic.Int64
+	item := adoptingItem(r, IngestKind())
 	inspect := func(ctx context.Context, path string) (ingest.Video, error) {
 		fi, err := os.Stat(path)
 		if err != nil { // vanished since Find: Inspect quarantines it
 			return ingest.Inspect(ctx, path, opts)
 		}
-		fp, _ := json.Marshal(struct {
-			Path    string
-			Size    int64
-			ModTime int64
-			Opts    ingest.Options
-			Tools   string
-		}{path, fi.Size(), fi.ModTime().UnixNano(), opts, tools})
-		sum := sha256.Sum256([]byte(path))
-		rel := "probes/" + hex.EncodeToString(sum[:8]) + ".json"
+		rel, fp := probeItem(path, fi, opts, tools)
 		var v ingest.Video
-		hit, err := r.Item(ctx, rel, string(fp), func(tmp string) error {
+		hit, err := item(ctx, rel, fp, func(tmp string) error {
 			var err error
 			if v, err = ingest.Inspect(ctx, path, opts); err != nil {
 				return err
@@ -156,4 +149,19 @@ func runIngest(ctx context.Context, r *pipeline.StageRun) error {
 		return fmt.Errorf("ingest: --strict: %d quarantined file(s), first: %s", len(bad), bad[0])
 	}
 	return nil
+}
+
+// probeItem returns the path (relative to the stage's output) and the
+// fingerprint of the cached probe of the file at path: its path, size and
+// modification time, the options and the tools' versions.
+func probeItem(path string, fi os.FileInfo, opts ingest.Options, tools string) (rel, fp string) {
+	b, _ := json.Marshal(struct {
+		Path    string
+		Size    int64
+		ModTime int64
+		Opts    ingest.Options
+		Tools   string
+	}{path, fi.Size(), fi.ModTime().UnixNano(), opts, tools})
+	sum := sha256.Sum256([]byte(path))
+	return "probes/" + hex.EncodeToString(sum[:8]) + ".json", string(b)
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/timelapse-ml/pipeline/pipeline"
+	"github.com/timelapse-ml/pipeline/stages"
 )
 
 // stageList is a repeatable --stage flag.
@@ -30,9 +31,19 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	dry := fs.Bool("dry-run", false, "print the plan and the reason for each stage; run nothing")
 	explain := fs.Bool("explain", false, "print what went into each stage's cache key; run nothing")
 	strict := fs.Bool("strict", false, "fail when any input is quarantined")
+	var sl sliceFlags
+	sl.register(fs)
 	cfg, err := parseConfig(fs, args)
 	if err != nil {
 		return err
+	}
+	if sl.count > 0 || sl.index >= 0 {
+		return runSlice(ctx, cfg, only, sl, stdout)
+	}
+	if sl.merge {
+		if err := checkMerge(cfg, only); err != nil {
+			return err
+		}
 	}
 	log, err := c.logger(stderr)
 	if err != nil {
@@ -55,6 +66,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	start := time.Now()
 	results, err := eng.Run(ctx)
 	printSummary(stdout, results, time.Since(start))
+	if err == nil && sl.merge {
+		err = stages.RemoveStaging(cfg.Workdir)
+	}
 	return err
 }
 

@@ -1,0 +1,165 @@
+package stages
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/timelapse-ml/pipeline/pipeline"
+	"github.com/timelapse-ml/pipeline/pipeline/pipelinetest"
+)
+
+// slicedYAML reads a folder of videos, extracts and packs them.
+func slicedYAML(folder string) string {
+	return `stages:
+  ingest:
+    kind: ingest
+    params: {folder: "` + folder + `"}
+  frames:
+    kind: frames
+    needs: [ingest]
+    params: {size: 32, workers: 1}
+  pack:
+    kind: pack
+    needs: [frames]
+    params: {shard_mb: 1, val_fraction: 0.34}
+`
+}
+
+// sliceVideos writes three tiny videos, a copy of one (a duplicate) and a
+// file that is not a video into a new folder.
+func sliceVideos(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for i, name := range []string{"a.mp4", "b.mp4", "c.mp4"} {
+		renderTiny(t, filepath.Join(dir, name), int64(11+i))
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "b.mp4"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range map[string][]byte{"b-copy.mp4": data, "broken.mp4": []byte("not a video")} {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// treeDigests maps every non-hidden file under dir to its SHA-256.
+func treeDigests(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if strings.HasPrefix(d.Name(), ".") && path != dir {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if d.IsDir() {
+			return nil
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, path)
+		sum := sha256.Sum256(data)
+		out[rel] = hex.EncodeToString(sum[:])
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// sameTrees fails the test unless the stages' output folders of two
+// workdirs hold the same files with the same bytes.
+func sameTrees(t *testing.T, a, b string, stages ...string) {
+	t.Helper()
+	for _, s := range stages {
+		ta, tb := treeDigests(t, filepath.Join(a, s)), treeDigests(t, filepath.Join(b, s))
+		if len(ta) == 0 {
+			t.Fatalf("%s: no files in %s", s, a)
+		}
+		for k, v := range ta {
+			if tb[k] != v {
+				t.Errorf("%s/%s: digest %.12s here, %.12s there", s, k, v, tb[k])
+			}
+		}
+		for k := range tb {
+			if _, ok := ta[k]; !ok {
+				t.Errorf("%s/%s: only in the second run", s, k)
+			}
+		}
+	}
+}
+
+// The Indexed Job contract: slices 0..N-1 of the frames stage, then a merge
+// (the engine's run adopting their work), cover every video once and give
+// the same manifest, frames, index and shards as a local run, byte for byte;
+// the merge runs no ffmpeg, and a missing slice stops the merge.
+func TestSlicesThenMergeEqualLocal(t *testing.T) {
+	ctx := context.Background()
+	src := sliceVideos(t)
+	kinds := []pipeline.Kind{IngestKind(), FramesKind(), PackKind()}
+	local := pipelinetest.Run(t, kinds, slicedYAML(src))
+
+	p := pipelinetest.New(t, kinds, slicedYAML(src))
+	const n = 3
+	if _, err := CheckSlices(p.Config, "frames"); err == nil {
+		t.Fatal("merge before any slice: no error")
+	}
+	seen := 0
+	for i := range n {
+		rec, err := RunSlice(ctx, p.Config, "frames", i, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen += len(rec.Paths)
+		if i == 0 {
+			if _, err := CheckSlices(p.Config, "frames"); err == nil || !strings.Contains(err.Error(), "1, 2 of 3 have not finished") {
+				t.Errorf("merge with slices missing: %v", err)
+			}
+		}
+	}
+	if seen != 5 {
+		t.Errorf("slices listed %d videos, want 5", seen)
+	}
+	if _, err := os.Stat(p.Dir("frames")); err == nil {
+		t.Error("a slice wrote the stage's output folder")
+	}
+	// A re-run slice (a retried pod) redoes nothing.
+	rec, err := RunSlice(ctx, p.Config, "frames", 1, n)
+	if err != nil || rec.Extracted != 0 {
+		t.Errorf("retried slice: %+v, %v", rec, err)
+	}
+	if got, err := CheckSlices(p.Config, "frames"); err != nil || got != n {
+		t.Fatalf("CheckSlices = %d, %v", got, err)
+	}
+	res := p.Run(pipeline.Options{})
+	if rep := report(res, "frames"); !strings.Contains(rep, "0 extracted, 3 cached") {
+		t.Errorf("merge extracted frames again:\n%s", rep)
+	}
+	if rep := report(res, "ingest"); !strings.Contains(rep, "5 videos: 3 ok, 2 quarantined") {
+		t.Errorf("merge ingest report:\n%s", rep)
+	}
+	sameTrees(t, local.Workdir, p.Workdir, "ingest", "frames", "pack")
+	if err := RemoveStaging(p.Workdir); err != nil {
+		t.Fatal(err)
+	}
+	// The merged workdir is an ordinary one: a second run is up to date.
+	if ran := pipelinetest.Ran(p.Run(pipeline.Options{})); len(ran) != 0 {
+		t.Errorf("after the merge, %v ran again", ran)
+	}
+}
