@@ -1,7 +1,6 @@
 package model
 
 import (
-	"fmt"
 	"math"
 	"math/rand/v2"
 
@@ -40,17 +39,11 @@ func NewParams(cfg Config, seed uint64) (*Params, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Params{Config: cfg, byName: make(map[string]*Param, len(net.Params))}
-	for _, s := range net.Params {
-		if _, dup := p.byName[s.Name]; dup {
-			return nil, fmt.Errorf("model: duplicate parameter name %s", s.Name)
-		}
-		q := &Param{ParamSpec: s, Data: make([]float32, s.Size())}
-		p.List = append(p.List, q)
-		p.byName[s.Name] = q
+	p, err := NewNetParams(net, seed)
+	if err != nil {
+		return nil, err
 	}
-	p.InitBackbone(seed)
-	p.InitTemporal(seed + 1)
+	p.Config = cfg
 	return p, nil
 }
 

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"path/filepath"
@@ -144,6 +145,7 @@ func TestTrainTinySDUNet(t *testing.T) {
 		if err := u.WriteFolder(dir, dt); err != nil {
 			t.Fatal(err)
 		}
+		sameTensorsAsRecipe(t, dir)
 		back, err := LoadUNet(dir, weights.Options{}, UNetOptions{})
 		if err != nil {
 			t.Fatalf("%s: load back: %v", dt, err)
@@ -248,4 +250,38 @@ func TestPseudo3DGradients(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkUNetGrads(t, tg, u, in, target)
+}
+
+// sameTensorsAsRecipe checks that an exported folder holds exactly the
+// recipe fixture's tensor names and shapes.
+func sameTensorsAsRecipe(t *testing.T, dir string) {
+	t.Helper()
+	names := func(path string) map[string][]int {
+		m, err := weights.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		if !m.Pseudo3D {
+			t.Errorf("%s: not recognised as the pseudo-3D layout", path)
+		}
+		out := map[string][]int{}
+		src := m.Components[weights.UNet]
+		for _, n := range src.Names() {
+			ti, _ := src.Info(n)
+			out[n] = ti.Shape
+		}
+		return out
+	}
+	ours, recipe := names(dir), names(weightsData+"/sd-tiny-pseudo3d/unet")
+	for n, s := range recipe {
+		if o, ok := ours[n]; !ok || fmt.Sprint(o) != fmt.Sprint(s) {
+			t.Errorf("exported folder: %s is %v, the recipe's %v", n, o, s)
+		}
+	}
+	for n := range ours {
+		if _, ok := recipe[n]; !ok {
+			t.Errorf("exported folder has %s, the recipe's layout does not", n)
+		}
+	}
 }

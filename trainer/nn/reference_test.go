@@ -97,12 +97,13 @@ func TestTemporalConvMatchesDirect(t *testing.T) {
 	}
 }
 
-// naiveAttention computes attention for token-major sequences.
+// naiveAttention computes softmax(q k^T / sqrt(d)) v for token-major
+// sequences (as many keys as values, any number of queries).
 func naiveAttention(q, k, v [][]float64) [][]float64 {
 	L, d := len(q), len(q[0])
 	out := make([][]float64, L)
 	for i := range q {
-		sc := make([]float64, L)
+		sc := make([]float64, len(k))
 		m := math.Inf(-1)
 		for j := range k {
 			for c := 0; c < d; c++ {

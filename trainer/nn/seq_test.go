@@ -145,7 +145,7 @@ func TestSeqAttentionMatchesDirect(t *testing.T) {
 							vs[j][c] = float64(v[(n*s.Lk+j)*s.C+h*dh+c])
 						}
 					}
-					want := naiveCross(qs, ks, vs)[0]
+					want := naiveAttention(qs, ks, vs)[0]
 					for c := 0; c < dh; c++ {
 						got := float64(out[(n*s.Lq+i)*s.C+h*dh+c])
 						if math.Abs(got-want[c]) > 1e-5 {
@@ -156,35 +156,6 @@ func TestSeqAttentionMatchesDirect(t *testing.T) {
 			}
 		}
 	}
-}
-
-// naiveCross is softmax(q k^T / sqrt(d)) v for token-major rows.
-func naiveCross(q, k, v [][]float64) [][]float64 {
-	d := len(q[0])
-	out := make([][]float64, len(q))
-	for i := range q {
-		sc := make([]float64, len(k))
-		m := math.Inf(-1)
-		for j := range k {
-			for c := 0; c < d; c++ {
-				sc[j] += q[i][c] * k[j][c]
-			}
-			sc[j] /= math.Sqrt(float64(d))
-			m = math.Max(m, sc[j])
-		}
-		var sum float64
-		for j := range sc {
-			sc[j] = math.Exp(sc[j] - m)
-			sum += sc[j]
-		}
-		out[i] = make([]float64, d)
-		for j := range sc {
-			for c := 0; c < d; c++ {
-				out[i][c] += sc[j] / sum * v[j][c]
-			}
-		}
-	}
-	return out
 }
 
 func TestSwapAxes(t *testing.T) {
