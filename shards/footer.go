@@ -23,8 +23,12 @@ const (
 
 var errFooter = errors.New("bad footer")
 
-// checkFooter verifies the footer of an Arrow IPC file.
-func checkFooter(data []byte) error {
+// checkFooter verifies the footer of an Arrow IPC file with flat fields.
+func checkFooter(data []byte) error { return checkFooterDepth(data, 0) }
+
+// checkFooterDepth verifies a footer whose fields may nest childDepth
+// levels (a latent shard's fixed-size lists: 1), each with one child.
+func checkFooterDepth(data []byte, childDepth int) error {
 	n := len(data)
 	if n < 6+2+4+6 || string(data[:6]) != string(arrowMagic) || string(data[n-6:]) != string(arrowMagic) {
 		return fmt.Errorf("%w: not an Arrow IPC file (magic bytes missing)", errFooter)
@@ -62,27 +66,39 @@ func checkFooter(data []byte) error {
 		return fmt.Errorf("%w: %d fields: %v", errFooter, cnt, err)
 	}
 	for i := 0; i < cnt; i++ {
-		f, err := fb.tableRef(start + 4*i)
-		if err != nil {
-			return fmt.Errorf("%w: field %d: %v", errFooter, i, err)
-		}
-		if _, _, err := f.str(0); err != nil {
-			return fmt.Errorf("%w: field %d name: %v", errFooter, i, err)
-		}
-		if _, ok, err := f.table(3); err != nil || !ok {
-			return fmt.Errorf("%w: field %d type: %v", errFooter, i, err)
-		}
-		if _, ok, err := f.table(4); err != nil || ok {
-			return fmt.Errorf("%w: field %d is dictionary-encoded", errFooter, i)
-		}
-		if _, cnt, err := f.vector(5, 4); err != nil || cnt != 0 {
-			return fmt.Errorf("%w: field %d has %d children", errFooter, i, cnt)
-		}
-		if err := fb.keyValues(f, 6); err != nil {
+		if err := fb.checkField(start+4*i, i, childDepth); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// checkField verifies the field table referenced at ref (field i) and its
+// children, at most depth levels of one child each.
+func (fb flatbuf) checkField(ref, i, depth int) error {
+	f, err := fb.tableRef(ref)
+	if err != nil {
+		return fmt.Errorf("%w: field %d: %v", errFooter, i, err)
+	}
+	if _, _, err := f.str(0); err != nil {
+		return fmt.Errorf("%w: field %d name: %v", errFooter, i, err)
+	}
+	if _, ok, err := f.table(3); err != nil || !ok {
+		return fmt.Errorf("%w: field %d type: %v", errFooter, i, err)
+	}
+	if _, ok, err := f.table(4); err != nil || ok {
+		return fmt.Errorf("%w: field %d is dictionary-encoded", errFooter, i)
+	}
+	cstart, cnt, err := f.vector(5, 4)
+	if err != nil || cnt > min(depth, 1) {
+		return fmt.Errorf("%w: field %d has %d children", errFooter, i, cnt)
+	}
+	for c := 0; c < cnt; c++ {
+		if err := fb.checkField(cstart+4*c, i, depth-1); err != nil {
+			return err
+		}
+	}
+	return fb.keyValues(f, 6)
 }
 
 // flatbuf is a flatbuffer to verify.
