@@ -62,13 +62,12 @@ type LatentIndex struct {
 	Split         Split              `json:"split"`
 }
 
-// LatentShardInfo describes one latent shard file and the pack shard it
-// was encoded from.
+// LatentShardInfo describes one latent shard file.
 type LatentShardInfo struct {
 	ShardInfo
-	// Source and SourceSHA256 name the pack shard.
-	Source       string `json:"source"`
-	SourceSHA256 string `json:"source_sha256"`
+	// Fingerprint is the hash of what the shard was encoded from (its
+	// videos' frame bytes and captions, the model files, the params).
+	Fingerprint string `json:"fingerprint"`
 }
 
 // LatentVideoEntry describes one encoded video.

@@ -52,7 +52,7 @@ func writeLatents(t *testing.T, dir, dtype string, videos []LatentVideo) *Latent
 		if err != nil {
 			t.Fatal(err)
 		}
-		ix.Shards = append(ix.Shards, LatentShardInfo{ShardInfo: info, Source: ShardName(s), SourceSHA256: strings.Repeat("0", 64)})
+		ix.Shards = append(ix.Shards, LatentShardInfo{ShardInfo: info, Fingerprint: strings.Repeat("0", 64)})
 	}
 	if err := WriteLatentIndex(DirOutput(dir), ix); err != nil {
 		t.Fatal(err)
