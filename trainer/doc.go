@@ -9,5 +9,10 @@
 // sub-packages of the same names. A session steps through a backend (the
 // Gorgonia CPU graph or trainer/gpu's step, backend.go), updates with AdamW
 // on the host or on the GPU (optimizer.go), and builds step k+1's example
-// on another goroutine while step k runs (feed.go).
+// on another goroutine while step k runs (feed.go). The session only wires
+// these parts; each is built from explicit options. A checkpoint records the
+// run's result-changing settings (RunSettings, resume.go): a resume with other
+// ones is refused, while cadence, workers, device and steps may change. Every
+// record goes to the one *slog.Logger of the options, with fixed messages and
+// typed fields. The enums of the options (Device, OptimizerState) live here.
 package trainer
