@@ -30,5 +30,5 @@ type AtomicFile = atomicfile.File
 // beside it.
 func CreateAtomic(path string) (*AtomicFile, error) { return atomicfile.Create(path) }
 
-// path resolves rel under the stage's OutDir.
-func (r *StageRun) path(rel string) string { return filepath.Join(r.OutDir, filepath.FromSlash(rel)) }
+// Path returns the final path of rel (a slash path) under OutDir.
+func (r *StageRun) Path(rel string) string { return filepath.Join(r.OutDir, filepath.FromSlash(rel)) }

@@ -82,9 +82,9 @@ func (r *StageRun) Item(ctx context.Context, rel, fingerprint string, build func
 
 // WriteFile atomically writes data to rel under OutDir.
 func (r *StageRun) WriteFile(rel string, data []byte) error {
-	return WriteFileAtomic(r.path(rel), data)
+	return WriteFileAtomic(r.Path(rel), data)
 }
 
 // Create opens rel under OutDir for writing through a temporary file; call
 // Commit to rename it into place, or Abort to discard it.
-func (r *StageRun) Create(rel string) (*AtomicFile, error) { return CreateAtomic(r.path(rel)) }
+func (r *StageRun) Create(rel string) (*AtomicFile, error) { return CreateAtomic(r.Path(rel)) }

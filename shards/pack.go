@@ -33,6 +33,27 @@ type Output interface {
 	WriteFile(rel string, data []byte) error
 }
 
+// ItemOutput is an Output that caches items (a *pipeline.StageRun): Pack
+// then builds each shard as an item fingerprinted by its videos' frames
+// index rows (the video id is a hash of the source video), the shared
+// schema metadata and the compression, so only the shards whose videos
+// changed are rewritten.
+type ItemOutput interface {
+	Output
+	Item(ctx context.Context, rel, fingerprint string, build func(tmp string) error) (cached bool, err error)
+	// Path returns the final path of rel.
+	Path(rel string) string
+}
+
+// fileOutput writes the one file Create is asked for at a fixed path (an
+// item's temporary path).
+type fileOutput string
+
+func (f fileOutput) Create(string) (*atomicfile.File, error) { return atomicfile.Create(string(f)) }
+func (f fileOutput) WriteFile(_ string, data []byte) error {
+	return atomicfile.WriteFile(string(f), data)
+}
+
 // DirOutput writes atomically under a folder.
 type DirOutput string
 
@@ -168,19 +189,31 @@ func Pack(ctx context.Context, opt PackOptions, out Output) (*PackResult, error)
 	g.SetLimit(opt.Workers)
 	for si, group := range groups {
 		g.Go(func() error {
-			info, err := writeShard(gctx, shardWrite{
+			sw := shardWrite{
 				file:        ShardName(si),
 				framesDir:   opt.FramesDir,
 				videos:      group,
 				metadata:    md,
 				compression: opt.Compression,
 				onVideo:     opt.OnVideo,
-			}, out)
-			if err != nil {
+			}
+			items, ok := out.(ItemOutput)
+			if !ok {
+				info, err := writeShard(gctx, sw, out)
+				ix.Shards[si] = info
 				return err
 			}
+			var info ShardInfo
+			cached, err := items.Item(gctx, sw.file, shardFingerprint(md, opt.Compression, group), func(tmp string) error {
+				var err error
+				info, err = writeShard(gctx, sw, fileOutput(tmp))
+				return err
+			})
+			if err == nil && cached {
+				info, err = cachedShardInfo(items.Path(sw.file), sw)
+			}
 			ix.Shards[si] = info
-			return nil
+			return err
 		})
 	}
 	if err := g.Wait(); err != nil {
@@ -205,6 +238,41 @@ func Pack(ctx context.Context, opt PackOptions, out Output) (*PackResult, error)
 	}
 	res.Index = ix
 	return res, nil
+}
+
+// shardFingerprint is everything a shard's bytes depend on besides the
+// code and tool versions (which the engine adds): the schema metadata, the
+// compression and its videos' frames index rows, in order.
+func shardFingerprint(md map[string]string, compression string, group []plannedVideo) string {
+	rows := make([]frames.Video, len(group))
+	for i, v := range group {
+		rows[i] = v.Video
+		rows[i].Source = "" // where the video was found does not change its frames
+	}
+	b, _ := json.Marshal(struct {
+		Metadata    map[string]string
+		Compression string
+		Videos      []frames.Video
+	}{md, compression, rows})
+	return sha256Hex(b)
+}
+
+// cachedShardInfo returns the index entry of a shard an earlier run wrote.
+func cachedShardInfo(path string, s shardWrite) (ShardInfo, error) {
+	info := ShardInfo{File: s.file}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return info, fmt.Errorf("shards: %w", err)
+	}
+	for _, v := range s.videos {
+		info.Rows += v.Frames
+		info.Videos = append(info.Videos, v.ID)
+		if s.onVideo != nil {
+			s.onVideo(v.ID)
+		}
+	}
+	info.Bytes, info.SHA256 = int64(len(data)), sha256Hex(data)
+	return info, nil
 }
 
 // ShardName returns the file name of shard i: shard-00000.arrow.

@@ -21,9 +21,13 @@ func PackKind() pipeline.Kind {
 			"frame (video_id, frame, pts_seconds, width, height, jpeg), a video's frames in order and never split " +
 			"across shards, plus index.json with each shard's rows, videos, bytes and SHA-256 and the train/val " +
 			"split by video. The same frames give byte-identical shards. Schema metadata records the pack " +
-			"params, the frames recipe and the tool versions. Verify re-checks every shard's checksum.",
+			"params, the frames recipe and the tool versions. Each shard is a cached item: a killed run keeps " +
+			"the shards it finished, and a re-run rewrites only the shards whose content changes (every pack " +
+			"param is in each shard's metadata, so changing one rewrites them all). Videos fill the shards in order of their id (a hash " +
+			"of the video file), so adding, removing or replacing a video regroups, and rewrites, the shards from " +
+			"its place on. Verify re-checks every shard's checksum.",
 		Params: []pipeline.ParamSpec{
-			{Name: "shard_mb", Type: pipeline.Int, Default: 256, Min: pipeline.Bound(1), Max: pipeline.Bound(65536),
+			{Name: "shard_mb", Type: pipeline.Float, Default: 256.0, Min: pipeline.Bound(0.001), Max: pipeline.Bound(65536),
 				Doc: "target shard size in MiB; a video larger than that gets a shard of its own"},
 			{Name: "val_fraction", Type: pipeline.Float, Default: 0.1, Min: pipeline.Bound(0), Max: pipeline.Bound(0.9),
 				Doc: "fraction of videos held out for validation, chosen by a hash of seed and video id (stable when videos are added)"},
@@ -61,7 +65,7 @@ func runPack(ctx context.Context, r *pipeline.StageRun) error {
 	res, err := shards.Pack(ctx, shards.PackOptions{
 		FramesDir:   in,
 		Videos:      videos,
-		ShardBytes:  int64(p.Int("shard_mb")) << 20,
+		ShardBytes:  int64(p.Float("shard_mb") * (1 << 20)),
 		ValFraction: p.Float("val_fraction"),
 		Seed:        int64(p.Int("seed")),
 		Compression: p.String("compression"),

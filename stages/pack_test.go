@@ -3,11 +3,13 @@ package stages
 import (
 	"bytes"
 	"context"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/timelapse-ml/pipeline/frames"
 	"github.com/timelapse-ml/pipeline/pipeline"
@@ -82,5 +84,51 @@ func TestPackStage(t *testing.T) {
 	}
 	if err := verify(context.Background(), sdir, nil); err == nil || !strings.Contains(err.Error(), shards.ShardName(0)) {
 		t.Errorf("verify after a flipped bit: %v", err)
+	}
+}
+
+// Pack caches per shard: a forced re-run rewrites no shard, and a shard
+// deleted by hand is the only one rebuilt.
+func TestPackCachesPerShard(t *testing.T) {
+	kinds := []pipeline.Kind{SynthKind(), IngestKind(), FramesKind(), PackKind()}
+	src := strings.Replace(packYAML, "shard_mb: 1,", "shard_mb: 0.01,", 1)
+	p := pipelinetest.Run(t, kinds, src)
+	ix, err := shards.ReadIndex(p.Dir("pack"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ix.Shards) < 2 {
+		t.Fatalf("%d shards, want several", len(ix.Shards))
+	}
+	mtimes := func() map[string]time.Time {
+		out := map[string]time.Time{}
+		for _, s := range ix.Shards {
+			fi, err := os.Stat(filepath.Join(p.Dir("pack"), s.File))
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[s.File] = fi.ModTime()
+		}
+		return out
+	}
+	before := mtimes()
+	time.Sleep(10 * time.Millisecond)
+	if ran := pipelinetest.Ran(p.Run(pipeline.Options{Stages: []string{"pack"}})); !slices.Equal(ran, []string{"pack"}) {
+		t.Fatalf("ran %v, want pack", ran)
+	}
+	if got := mtimes(); !maps.Equal(got, before) {
+		t.Errorf("shards rewritten by a forced run: %v -> %v", before, got)
+	}
+	victim := filepath.Join(p.Dir("pack"), ix.Shards[1].File)
+	os.Remove(victim)
+	p.Run(pipeline.Options{})
+	got := mtimes()
+	for f, m := range before {
+		if rebuilt := !got[f].Equal(m); rebuilt != (f == ix.Shards[1].File) {
+			t.Errorf("%s: rebuilt %v", f, rebuilt)
+		}
+	}
+	if err := shards.Verify(p.Dir("pack")); err != nil {
+		t.Error(err)
 	}
 }
