@@ -90,25 +90,41 @@ func (ix *Index) check() error {
 		return fmt.Errorf("format %q, want %q", ix.Format, Format)
 	}
 	for i, s := range ix.Shards {
-		if s.File == "" || filepath.Base(s.File) != s.File {
-			return fmt.Errorf("shard %d: bad file name %q", i, s.File)
-		}
-		if len(s.SHA256) != 64 {
-			return fmt.Errorf("shard %s: bad sha256 %q", s.File, s.SHA256)
+		if err := s.check(i); err != nil {
+			return err
 		}
 	}
 	seen := make(map[string]bool, len(ix.Videos))
 	for _, v := range ix.Videos {
-		if seen[v.ID] {
-			return fmt.Errorf("video %s listed twice", v.ID)
+		if err := checkVideoEntry(seen, v.ID, v.Shard, v.Split, len(ix.Shards)); err != nil {
+			return err
 		}
-		seen[v.ID] = true
-		if v.Shard < 0 || v.Shard >= len(ix.Shards) {
-			return fmt.Errorf("video %s: shard %d out of range", v.ID, v.Shard)
-		}
-		if v.Split != SplitTrain && v.Split != SplitVal {
-			return fmt.Errorf("video %s: split %q", v.ID, v.Split)
-		}
+	}
+	return nil
+}
+
+// check validates shard entry i's file name and digest.
+func (s ShardInfo) check(i int) error {
+	if s.File == "" || filepath.Base(s.File) != s.File {
+		return fmt.Errorf("shard %d: bad file name %q", i, s.File)
+	}
+	if len(s.SHA256) != 64 {
+		return fmt.Errorf("shard %s: bad sha256 %q", s.File, s.SHA256)
+	}
+	return nil
+}
+
+// checkVideoEntry validates one video entry of an index (seen collects IDs).
+func checkVideoEntry(seen map[string]bool, id string, shard int, split string, shards int) error {
+	if seen[id] {
+		return fmt.Errorf("video %s listed twice", id)
+	}
+	seen[id] = true
+	if shard < 0 || shard >= shards {
+		return fmt.Errorf("video %s: shard %d out of range", id, shard)
+	}
+	if split != SplitTrain && split != SplitVal {
+		return fmt.Errorf("video %s: split %q", id, split)
 	}
 	return nil
 }

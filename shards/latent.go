@@ -177,24 +177,14 @@ func (ix *LatentIndex) check() error {
 		return err
 	}
 	for i, s := range ix.Shards {
-		if s.File == "" || filepath.Base(s.File) != s.File {
-			return fmt.Errorf("shard %d: bad file name %q", i, s.File)
-		}
-		if len(s.SHA256) != 64 {
-			return fmt.Errorf("shard %s: bad sha256 %q", s.File, s.SHA256)
+		if err := s.check(i); err != nil {
+			return err
 		}
 	}
 	seen := map[string]bool{}
 	for _, v := range ix.Videos {
-		if seen[v.ID] {
-			return fmt.Errorf("video %s listed twice", v.ID)
-		}
-		seen[v.ID] = true
-		if v.Shard < 0 || v.Shard >= len(ix.Shards) {
-			return fmt.Errorf("video %s: shard %d out of range", v.ID, v.Shard)
-		}
-		if v.Split != SplitTrain && v.Split != SplitVal {
-			return fmt.Errorf("video %s: split %q", v.ID, v.Split)
+		if err := checkVideoEntry(seen, v.ID, v.Shard, v.Split, len(ix.Shards)); err != nil {
+			return err
 		}
 	}
 	return nil

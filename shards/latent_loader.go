@@ -59,20 +59,8 @@ type LatentBatch struct {
 // Windows lists every window of length framesLength and stride (0 means
 // 1) in a split ("" for all), ordered by video ID then start.
 func (d *LatentDataset) Windows(split string, framesLength, stride int) ([]Window, error) {
-	if stride == 0 {
-		stride = 1
-	}
-	if framesLength < 1 || stride < 1 {
-		return nil, fmt.Errorf("shards: frames length %d and stride %d, want at least 1", framesLength, stride)
-	}
-	sp := span(framesLength, stride)
-	var out []Window
-	for _, v := range d.Videos(split) {
-		for s := 1; s+sp-1 <= v.Frames; s++ {
-			out = append(out, Window{Video: v.ID, Start: s})
-		}
-	}
-	return out, nil
+	vs := d.Videos(split)
+	return windowsOf(len(vs), func(i int) (string, int) { return vs[i].ID, vs[i].Frames }, framesLength, stride)
 }
 
 // LatentLoader yields latent batches built ahead by one goroutine (a batch

@@ -16,6 +16,13 @@ func span(t, s int) int { return (t-1)*s + 1 }
 // Windows lists every window of length framesLength and frame step stride
 // (0 means 1) in a split ("" for all videos), ordered by video ID then start.
 func (d *Dataset) Windows(split string, framesLength, stride int) ([]Window, error) {
+	vs := d.Videos(split)
+	return windowsOf(len(vs), func(i int) (string, int) { return vs[i].ID, vs[i].Frames }, framesLength, stride)
+}
+
+// windowsOf lists the windows of n videos (video(i) gives the i-th's ID
+// and frame count, in ID order).
+func windowsOf(n int, video func(i int) (string, int), framesLength, stride int) ([]Window, error) {
 	if framesLength < 1 {
 		return nil, fmt.Errorf("shards: frames length %d, want at least 1", framesLength)
 	}
@@ -27,9 +34,10 @@ func (d *Dataset) Windows(split string, framesLength, stride int) ([]Window, err
 	}
 	sp := span(framesLength, stride)
 	var out []Window
-	for _, v := range d.Videos(split) {
-		for s := 1; s+sp-1 <= v.Frames; s++ {
-			out = append(out, Window{Video: v.ID, Start: s})
+	for i := 0; i < n; i++ {
+		id, frames := video(i)
+		for s := 1; s+sp-1 <= frames; s++ {
+			out = append(out, Window{Video: id, Start: s})
 		}
 	}
 	return out, nil
