@@ -174,7 +174,10 @@ func TestModelBadFilesExitTwo(t *testing.T) {
 	good, _ := os.ReadFile(filepath.Join(weightsTestdata, "sd-tiny-ldm.safetensors"))
 	trunc := filepath.Join(dir, "trunc.safetensors")
 	os.WriteFile(trunc, good[:len(good)/2], 0o644)
-	for _, p := range []string{trunc, filepath.Join(dir, "missing.ckpt"), dir} {
+	ckpt, _ := os.ReadFile(filepath.Join(weightsTestdata, "pickles", "sd-tiny-ldm.ckpt"))
+	truncCkpt := filepath.Join(dir, "trunc.ckpt")
+	os.WriteFile(truncCkpt, ckpt[:len(ckpt)-5000], 0o644)
+	for _, p := range []string{trunc, truncCkpt, filepath.Join(dir, "missing.ckpt"), dir} {
 		code, _, stderr := runCLI(t, "model", "info", p)
 		if code != exitUsage || !strings.Contains(stderr, p) {
 			t.Errorf("info %s: exit %d, stderr %q", p, code, stderr)

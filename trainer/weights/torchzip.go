@@ -16,7 +16,7 @@ import (
 func readTorchZip(sf *sharedFile) (map[string]rawTensor, error) {
 	zr, err := zip.NewReader(sf.f, sf.size)
 	if err != nil {
-		return nil, fmt.Errorf("zip container: %v", err)
+		return nil, fmt.Errorf("not a readable PyTorch zip container (truncated or damaged): %v", err)
 	}
 	var pkl *zip.File
 	entries := map[string]*zip.File{}
