@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# The GPU training step (trainer/gpu) against the same model in PyTorch eager.
+# The GPU training step (trainer/gpu) against the same model in PyTorch, eager and compiled.
+# (bench/gpu_step_compare.sh is the one-call acceptance run: tests, an older commit's
+# step, PyTorch eager and torch.compile.)
 #
 #   bash bench/gpu_train.sh          # here (no GPU needed): build the gpu-tagged test
 #                                    # binary and gpubench into .gpu/ (CGO_ENABLED=0)
@@ -62,10 +64,9 @@ for prec in fp32 tf32; do
 	tf=false
 	[[ $prec == tf32 ]] && tf=true
 	run "go $prec" ./.gpu/gpubench "${common[@]}" -tf32=$tf
-	# run 1's executor: trainer/cuda temporal conv (patch matrix), group norm and SiLU unfused
-	run "go $prec baseline" ./.gpu/gpubench "${common[@]}" -tf32=$tf -cudatconv -nofusion
 	[[ $prec == tf32 ]] && run "go $prec device AdamW" ./.gpu/gpubench "${common[@]}" -tf32=$tf -optimizer device
 	PYTHONUNBUFFERED=1 run "torch $prec" python3 bench/torch_reference.py "$spec" --precision $prec --steps "$STEPS" --warmup "$WARMUP"
+	PYTHONUNBUFFERED=1 run "torch $prec compile" python3 bench/torch_reference.py "$spec" --precision $prec --steps "$STEPS" --warmup "$WARMUP" --compile
 done
 if [[ "${PROFILE:-1}" == 1 ]]; then
 	timeout 100 ./.gpu/gpubench -batch "$BATCH" -frames "$FRAMES" -res "$RES" -steps 10 -warmup 3 -tf32=true \
@@ -84,13 +85,13 @@ print("| impl | precision | variant | optimizer | step ms (median) | GPU ms | sa
 print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 for r in rows:
     opt = f"{r['optim_ms_median']:.1f} ({100*r['optim_fraction']:.0f}%)" if r["impl"] == "go" and r["optimizer"] == "host" else "-"
-    variant = r.get("variant") or ("eager" if r["impl"] == "torch" else "default")
+    variant = r.get("variant") or "default"
     gms = f"{r['gpu_ms_median']:.1f}" if "gpu_ms_median" in r else "-"
     print(f"| {r['impl']} | {r['precision']} | {variant} | {r['optimizer']} | {r['step_ms_median']:.1f} | {gms} | {r['samples_per_s']:.1f} | "
           f"{r['peak_alloc_mib']:.0f} | {r['reserved_mib']:.0f} | {r.get('optimizer_device_mib', 0):.0f} | {opt} | {r['final_loss']:.4f} |")
 for prec in ("fp32", "tf32"):
     go = [r for r in rows if r["impl"] == "go" and r["optimizer"] == "host" and r["precision"] == prec and not r.get("variant")]
-    th = [r for r in rows if r["impl"] == "torch" and r["precision"] == prec]
+    th = [r for r in rows if r["impl"] == "torch" and r["precision"] == prec and r.get("variant") == "eager"]
     if go and th:
         print(f"{prec}: go/torch step time {go[0]['step_ms_median']/th[0]['step_ms_median']:.2f}x, "
               f"peak memory {go[0]['peak_alloc_mib']/th[0]['peak_alloc_mib']:.2f}x")

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""The video model's training step in PyTorch eager, for benchmarks only.
+"""The video model's training step in PyTorch (eager, or --compile), for benchmarks only.
 
-Usage: python3 bench/torch_reference.py SPEC.json --precision fp32|tf32 [--steps 50 --warmup 10]
+Usage: python3 bench/torch_reference.py SPEC.json --precision fp32|tf32 [--steps 50 --warmup 10] [--compile]
 
 SPEC.json is the network description the Go side writes (trainer/gpu.Spec, via
 `gpubench -spec`): the same layers over the same values, with the same parameter names,
@@ -12,7 +12,9 @@ convolutions, F.group_norm, F.scaled_dot_product_attention, MSE over frames 2..T
 clip_grad_norm_ to 1, torch.optim.AdamW (its default CUDA implementation) with the moments
 on the GPU. Prints one JSON line: median step time of --steps after --warmup, samples/s,
 peak GPU memory (max_memory_allocated), at the requested precision: fp32 is strict float32
-(TF32 off for matmul and cuDNN), tf32 turns allow_tf32 on for both.
+(TF32 off for matmul and cuDNN), tf32 turns allow_tf32 on for both. --compile wraps the
+forward pass and the loss in torch.compile (default mode; the warm-up steps include the
+compilation); the optimizer step stays eager.
 """
 import argparse
 import json
@@ -118,6 +120,7 @@ def main():
     ap.add_argument("--precision", choices=["fp32", "tf32"], default="fp32")
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--compile", action="store_true", help="torch.compile the forward pass and loss")
     a = ap.parse_args()
 
     on = a.precision == "tf32"
@@ -148,11 +151,19 @@ def main():
         ts = torch.randint(0, 1000, (B,), device=dev, generator=g).float().repeat_interleave(T)
         batches.append((x, ts, tgt))
 
-    def step(i):
-        x, ts, tgt = batches[i % len(batches)]
+    def fwd_loss(x, ts, tgt):
         pred = forward(spec, params, x, ts)
         d = (pred - tgt).reshape(B, T, -1)[:, skip:]
-        loss = (d * d).mean()
+        return (d * d).mean()
+
+    if a.compile:
+        # the forward and the loss as one compiled graph (default mode; its
+        # backward is compiled by AOTAutograd); clipping and AdamW stay eager
+        fwd_loss = torch.compile(fwd_loss)
+
+    def step(i):
+        x, ts, tgt = batches[i % len(batches)]
+        loss = fwd_loss(x, ts, tgt)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         opt.step()
@@ -173,7 +184,8 @@ def main():
     med = statistics.median(times)
     opt_bytes = sum(s.numel() * s.element_size() for st in opt.state.values() for s in st.values() if torch.is_tensor(s))
     print(json.dumps({
-        "impl": "torch", "device": torch.cuda.get_device_name(), "precision": a.precision, "optimizer": "device",
+        "impl": "torch", "variant": "compile" if a.compile else "eager",
+        "device": torch.cuda.get_device_name(), "precision": a.precision, "optimizer": "device",
         "batch": B, "frames": T, "res": H, "params": total, "trainable": ntrain,
         "step_ms_median": med, "step_ms_min": min(times), "samples_per_s": B / (med / 1e3),
         "peak_alloc_mib": torch.cuda.max_memory_allocated() / 2**20,

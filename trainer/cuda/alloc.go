@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"unsafe"
 )
 
 // MemStats reports the caching allocator's state. Sizes are in bytes, rounded up to
@@ -67,14 +68,14 @@ func (a *Allocator) get(n int64) (*Buffer, error) {
 	}
 	var p uintptr
 	drv := a.dev.drv
-	r := drv.raw(drv.cuMemAlloc, ptr(&p), uintptr(cls))
+	r := drv.raw(drv.cuMemAlloc, uintptr(unsafe.Pointer(&p)), uintptr(cls))
 	if r == resultOutOfMemory {
 		// Give the cache back to the driver and try once more.
 		if err := a.dev.syncLocked(); err != nil {
 			return nil, err
 		}
 		a.releaseCacheLocked()
-		r = drv.raw(drv.cuMemAlloc, ptr(&p), uintptr(cls))
+		r = drv.raw(drv.cuMemAlloc, uintptr(unsafe.Pointer(&p)), uintptr(cls))
 	}
 	if r != resultSuccess {
 		err := drv.err("cuMemAlloc_v2", r)

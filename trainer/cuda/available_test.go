@@ -81,7 +81,7 @@ func TestSizeClass(t *testing.T) {
 // Every kernel the Go code launches exists in the embedded sources, so a rename cannot
 // surface only on a GPU.
 func TestLaunchedKernelsExist(t *testing.T) {
-	src, err := kernelSource()
+	src, err := builtinModule().Source()
 	if err != nil {
 		t.Fatal(err)
 	}

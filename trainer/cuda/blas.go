@@ -2,6 +2,7 @@ package cuda
 
 import (
 	"fmt"
+	"unsafe"
 
 	"github.com/ebitengine/purego"
 )
@@ -58,6 +59,12 @@ func (e *BLASError) Error() string {
 	return fmt.Sprintf("cuda: %s: cublasStatus %d: %s", e.Call, e.Status, e.Desc)
 }
 
+// call calls fn and turns a failure status into an error naming the call.
+//
+// uintptr(unsafe.Pointer(&x)) written in a call's argument list keeps x alive
+// and in place until the call returns (go:uintptrescapes).
+//
+//go:uintptrescapes
 func (b *blasAPI) call(name string, fn uintptr, args ...uintptr) error {
 	r, _, _ := purego.SyscallN(fn, args...)
 	if st := int(int32(r)); st != 0 {
@@ -88,7 +95,7 @@ func newBLAS(d *Device) (*blasHandle, error) {
 		return nil, err
 	}
 	bh := &blasHandle{api: api}
-	if err := api.call("cublasCreate_v2", api.create, ptr(&bh.h)); err != nil {
+	if err := api.call("cublasCreate_v2", api.create, uintptr(unsafe.Pointer(&bh.h))); err != nil {
 		return nil, err
 	}
 	if err := api.call("cublasSetStream_v2", api.setStream, bh.h, d.stream); err != nil {
@@ -129,19 +136,6 @@ func (b *blasHandle) destroy() {
 		b.h = 0
 	}
 	b.ws.Free()
-}
-
-// SetTF32 switches matrix products between strict float32 (false) and TF32 (true).
-func (d *Device) SetTF32(on bool) error {
-	if err := d.enter(); err != nil {
-		return err
-	}
-	defer d.leave()
-	if err := d.blas.setTF32(on); err != nil {
-		return err
-	}
-	d.opts.TF32 = on
-	return nil
 }
 
 // Gemm describes a batch of row-major matrix products
@@ -203,8 +197,8 @@ func (d *Device) gemmLocked(g Gemm) error {
 	alpha, beta := g.Alpha, g.Beta
 	b := d.blas
 	return b.api.call("cublasSgemmStridedBatched", b.api.sgemmStridedBatched, b.h, ta, tb,
-		uintptr(g.N), uintptr(g.M), uintptr(g.K), ptr(&alpha),
+		uintptr(g.N), uintptr(g.M), uintptr(g.K), uintptr(unsafe.Pointer(&alpha)),
 		g.B, uintptr(g.LDB), uintptr(g.StrideB),
 		g.A, uintptr(g.LDA), uintptr(g.StrideA),
-		ptr(&beta), g.C, uintptr(g.LDC), uintptr(g.StrideC), uintptr(g.Batch))
+		uintptr(unsafe.Pointer(&beta)), g.C, uintptr(g.LDC), uintptr(g.StrideC), uintptr(g.Batch))
 }

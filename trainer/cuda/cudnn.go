@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"sort"
 	"sync"
+	"unsafe"
 
 	"github.com/ebitengine/purego"
 
@@ -84,6 +84,12 @@ func loadDNN() (*dnnAPI, error) {
 	})
 }
 
+// call calls fn and turns a failure status into an error naming the call.
+//
+// uintptr(unsafe.Pointer(&x)) written in a call's argument list keeps x alive
+// and in place until the call returns (go:uintptrescapes).
+//
+//go:uintptrescapes
 func (a *dnnAPI) call(name string, fn uintptr, args ...uintptr) error {
 	r, _, _ := purego.SyscallN(fn, args...)
 	if st := int(int32(r)); st != 0 {
@@ -165,20 +171,20 @@ func (st *dnnState) findAlgos(d *Device, g convGeom, p *convPlan, x, y, f uintpt
 	switch g.dir {
 	case convFwd:
 		return a.call("cudnnFindConvolutionForwardAlgorithmEx", a.findFwd, st.h, p.x, x, p.f, f, p.conv, p.y, y,
-			dnnMaxAlgos, ptr(n), ptr(&perf[0]), wsPtr, wsSize)
+			dnnMaxAlgos, uintptr(unsafe.Pointer(n)), uintptr(unsafe.Pointer(&perf[0])), wsPtr, wsSize)
 	case convBwdData:
 		return a.call("cudnnFindConvolutionBackwardDataAlgorithmEx", a.findBwdData, st.h, p.f, f, p.y, y, p.conv, p.x, x,
-			dnnMaxAlgos, ptr(n), ptr(&perf[0]), wsPtr, wsSize)
+			dnnMaxAlgos, uintptr(unsafe.Pointer(n)), uintptr(unsafe.Pointer(&perf[0])), wsPtr, wsSize)
 	default:
 		return a.call("cudnnFindConvolutionBackwardFilterAlgorithmEx", a.findBwdFilter, st.h, p.x, x, p.y, y, p.conv, p.f, f,
-			dnnMaxAlgos, ptr(n), ptr(&perf[0]), wsPtr, wsSize)
+			dnnMaxAlgos, uintptr(unsafe.Pointer(n)), uintptr(unsafe.Pointer(&perf[0])), wsPtr, wsSize)
 	}
 }
 
 func newDNN(d *Device) *dnnState {
 	api, err := loadDNN()
 	if err != nil {
-		slog.Debug("cuda: cuDNN not loaded; convolutions use im2col and cuBLAS", "err", err)
+		d.log.Warn("cuda: cuDNN not loaded; convolutions use im2col and cuBLAS", slog.Any("err", err))
 		return nil
 	}
 	st := &dnnState{api: api, plans: map[convGeom]*convPlan{}, bad: map[convGeom]error{},
@@ -187,13 +193,13 @@ func newDNN(d *Device) *dnnState {
 	if st.deterministic {
 		st.findOn = false
 	}
-	if err := api.call("cudnnCreate", api.create, ptr(&st.h)); err != nil {
-		slog.Warn("cuda: cuDNN handle not created; convolutions use im2col and cuBLAS", "err", err)
+	if err := api.call("cudnnCreate", api.create, uintptr(unsafe.Pointer(&st.h))); err != nil {
+		d.log.Warn("cuda: cuDNN handle not created; convolutions use im2col and cuBLAS", slog.Any("err", err))
 		return nil
 	}
 	if err := api.call("cudnnSetStream", api.setStream, st.h, d.stream); err != nil {
 		api.call("cudnnDestroy", api.destroy, st.h)
-		slog.Warn("cuda: cuDNN stream not set; convolutions use im2col and cuBLAS", "err", err)
+		d.log.Warn("cuda: cuDNN stream not set; convolutions use im2col and cuBLAS", slog.Any("err", err))
 		return nil
 	}
 	return st
@@ -235,7 +241,7 @@ func (st *dnnState) plan(d *Device, g convGeom, x, y, f uintptr) (*convPlan, err
 	p, err := st.build(d, g, x, y, f)
 	if err != nil {
 		st.bad[g] = err
-		slog.Debug("cuda: cuDNN declined a convolution; using im2col", "geometry", fmt.Sprintf("%+v", g), "err", err)
+		d.log.Warn("cuda: cuDNN declined a convolution geometry; it uses im2col and cuBLAS", slog.String("geometry", fmt.Sprintf("%+v", g)), slog.Any("err", err))
 		return nil, err
 	}
 	st.plans[g] = p
@@ -251,7 +257,7 @@ func (st *dnnState) build(d *Device, g convGeom, x, y, f uintptr) (_ *convPlan, 
 		}
 	}()
 	for _, desc := range []*uintptr{&p.x, &p.y} {
-		if err := a.call("cudnnCreateTensorDescriptor", a.createTensor, ptr(desc)); err != nil {
+		if err := a.call("cudnnCreateTensorDescriptor", a.createTensor, uintptr(unsafe.Pointer(desc))); err != nil {
 			return nil, err
 		}
 	}
@@ -265,14 +271,14 @@ func (st *dnnState) build(d *Device, g convGeom, x, y, f uintptr) (_ *convPlan, 
 		uintptr(g.yStr[0]), uintptr(g.yStr[1]), uintptr(g.yStr[2]), uintptr(g.yStr[3])); err != nil {
 		return nil, err
 	}
-	if err := a.call("cudnnCreateFilterDescriptor", a.createFilter, ptr(&p.f)); err != nil {
+	if err := a.call("cudnnCreateFilterDescriptor", a.createFilter, uintptr(unsafe.Pointer(&p.f))); err != nil {
 		return nil, err
 	}
 	if err := a.call("cudnnSetFilter4dDescriptor", a.setFilter4d, p.f, dnnDataFloat, dnnTensorNCHW,
 		uintptr(g.k), uintptr(g.c), uintptr(g.kh), uintptr(g.kw)); err != nil {
 		return nil, err
 	}
-	if err := a.call("cudnnCreateConvolutionDescriptor", a.createConv, ptr(&p.conv)); err != nil {
+	if err := a.call("cudnnCreateConvolutionDescriptor", a.createConv, uintptr(unsafe.Pointer(&p.conv))); err != nil {
 		return nil, err
 	}
 	if err := a.call("cudnnSetConvolution2dDescriptor", a.setConv2d, p.conv, uintptr(g.padH), uintptr(g.padW),
@@ -293,18 +299,18 @@ func (st *dnnState) build(d *Device, g convGeom, x, y, f uintptr) (_ *convPlan, 
 		if ferr := st.findAlgos(d, g, p, x, y, f, perf, &n); ferr == nil && n > 0 {
 			p.found = true
 		} else {
-			slog.Debug("cuda: cuDNN find failed; using heuristics", "err", ferr)
+			d.log.Debug("cuda: cuDNN find failed; using heuristics", slog.Any("err", ferr))
 			n = 0
 		}
 	}
 	switch {
 	case p.found:
 	case g.dir == convFwd:
-		err = a.call("cudnnGetConvolutionForwardAlgorithm_v7", a.fwdAlgo, st.h, p.x, p.f, p.conv, p.y, dnnMaxAlgos, ptr(&n), ptr(&perf[0]))
+		err = a.call("cudnnGetConvolutionForwardAlgorithm_v7", a.fwdAlgo, st.h, p.x, p.f, p.conv, p.y, dnnMaxAlgos, uintptr(unsafe.Pointer(&n)), uintptr(unsafe.Pointer(&perf[0])))
 	case g.dir == convBwdData:
-		err = a.call("cudnnGetConvolutionBackwardDataAlgorithm_v7", a.bwdDataAlgo, st.h, p.f, p.y, p.conv, p.x, dnnMaxAlgos, ptr(&n), ptr(&perf[0]))
+		err = a.call("cudnnGetConvolutionBackwardDataAlgorithm_v7", a.bwdDataAlgo, st.h, p.f, p.y, p.conv, p.x, dnnMaxAlgos, uintptr(unsafe.Pointer(&n)), uintptr(unsafe.Pointer(&perf[0])))
 	default:
-		err = a.call("cudnnGetConvolutionBackwardFilterAlgorithm_v7", a.bwdFilterAlgo, st.h, p.x, p.y, p.conv, p.f, dnnMaxAlgos, ptr(&n), ptr(&perf[0]))
+		err = a.call("cudnnGetConvolutionBackwardFilterAlgorithm_v7", a.bwdFilterAlgo, st.h, p.x, p.y, p.conv, p.f, dnnMaxAlgos, uintptr(unsafe.Pointer(&n)), uintptr(unsafe.Pointer(&perf[0])))
 	}
 	if err != nil {
 		return nil, err
@@ -334,11 +340,11 @@ func (st *dnnState) build(d *Device, g convGeom, x, y, f uintptr) (_ *convPlan, 
 			var ws uintptr
 			switch g.dir {
 			case convFwd:
-				err = a.call("cudnnGetConvolutionForwardWorkspaceSize", a.fwdWS, st.h, p.x, p.f, p.conv, p.y, uintptr(algo), ptr(&ws))
+				err = a.call("cudnnGetConvolutionForwardWorkspaceSize", a.fwdWS, st.h, p.x, p.f, p.conv, p.y, uintptr(algo), uintptr(unsafe.Pointer(&ws)))
 			case convBwdData:
-				err = a.call("cudnnGetConvolutionBackwardDataWorkspaceSize", a.bwdDataWS, st.h, p.f, p.y, p.conv, p.x, uintptr(algo), ptr(&ws))
+				err = a.call("cudnnGetConvolutionBackwardDataWorkspaceSize", a.bwdDataWS, st.h, p.f, p.y, p.conv, p.x, uintptr(algo), uintptr(unsafe.Pointer(&ws)))
 			default:
-				err = a.call("cudnnGetConvolutionBackwardFilterWorkspaceSize", a.bwdFilterWS, st.h, p.x, p.y, p.conv, p.f, uintptr(algo), ptr(&ws))
+				err = a.call("cudnnGetConvolutionBackwardFilterWorkspaceSize", a.bwdFilterWS, st.h, p.x, p.y, p.conv, p.f, uintptr(algo), uintptr(unsafe.Pointer(&ws)))
 			}
 			if err != nil || int64(ws) > dnnMaxWorkspace {
 				continue
@@ -373,11 +379,11 @@ func (d *Device) dnnRun(p *convPlan, g convGeom, x, y, f uintptr) error {
 	st.mu.Unlock()
 	switch g.dir {
 	case convFwd:
-		return a.call("cudnnConvolutionForward", a.fwd, st.h, ptr(&alpha), p.x, x, p.f, f, p.conv, uintptr(p.algo), ws, uintptr(p.ws), ptr(&beta), p.y, y)
+		return a.call("cudnnConvolutionForward", a.fwd, st.h, uintptr(unsafe.Pointer(&alpha)), p.x, x, p.f, f, p.conv, uintptr(p.algo), ws, uintptr(p.ws), uintptr(unsafe.Pointer(&beta)), p.y, y)
 	case convBwdData:
-		return a.call("cudnnConvolutionBackwardData", a.bwdData, st.h, ptr(&alpha), p.f, f, p.y, y, p.conv, uintptr(p.algo), ws, uintptr(p.ws), ptr(&beta), p.x, x)
+		return a.call("cudnnConvolutionBackwardData", a.bwdData, st.h, uintptr(unsafe.Pointer(&alpha)), p.f, f, p.y, y, p.conv, uintptr(p.algo), ws, uintptr(p.ws), uintptr(unsafe.Pointer(&beta)), p.x, x)
 	default:
-		return a.call("cudnnConvolutionBackwardFilter", a.bwdFilter, st.h, ptr(&alpha), p.x, x, p.y, y, p.conv, uintptr(p.algo), ws, uintptr(p.ws), ptr(&beta), p.f, f)
+		return a.call("cudnnConvolutionBackwardFilter", a.bwdFilter, st.h, uintptr(unsafe.Pointer(&alpha)), p.x, x, p.y, y, p.conv, uintptr(p.algo), ws, uintptr(p.ws), uintptr(unsafe.Pointer(&beta)), p.f, f)
 	}
 }
 
@@ -393,20 +399,6 @@ func (d *Device) tryDNN(g convGeom, x, y, f uintptr) (ran bool, err error) {
 		return false, nil
 	}
 	return true, d.dnnRun(p, g, x, y, f)
-}
-
-// SetCUDNN chooses cuDNN (true, the default when it loads) or the package's own im2col
-// kernels with cuBLAS (false) for convolutions. It fails when cuDNN did not load.
-func (d *Device) SetCUDNN(on bool) error {
-	if on && d.dnn == nil {
-		_, err := loadDNN()
-		if err == nil {
-			err = fmt.Errorf("cuda: cuDNN handle unavailable")
-		}
-		return err
-	}
-	d.useDNN = on
-	return nil
 }
 
 // CUDNN reports whether convolutions go to cuDNN, and how many cuDNN convolutions ran.
@@ -425,29 +417,4 @@ func conv2dGeom(s nn.Conv2DShape, dir int) convGeom {
 	return convGeom{n: s.N, c: s.C, h: s.H, w: s.W, k: s.K, kh: s.KH, kw: s.KW, oh: oh, ow: ow,
 		padH: s.Pad, padW: s.Pad, strH: s.Stride, strW: s.Stride,
 		xStr: [4]int{s.C * s.H * s.W, s.H * s.W, s.W, 1}, yStr: [4]int{s.K * oh * ow, oh * ow, ow, 1}, dir: dir}
-}
-
-// ConvPlans describes the cached cuDNN convolution plans, one line each: geometry,
-// direction, precision, the chosen algorithm, its math type and workspace.
-func (d *Device) ConvPlans() []string {
-	if d.dnn == nil {
-		return nil
-	}
-	d.dnn.mu.Lock()
-	defer d.dnn.mu.Unlock()
-	dirs := []string{"fwd", "bwd_data", "bwd_filter"}
-	var out []string
-	for g, p := range d.dnn.plans {
-		how := "heuristic"
-		if p.found {
-			how = "timed"
-		}
-		out = append(out, fmt.Sprintf("%s n=%d c=%d h=%d w=%d k=%d %dx%d s=%d tf32=%v: algo %d (%s) math %d workspace %d",
-			dirs[g.dir], g.n, g.c, g.h, g.w, g.k, g.kh, g.kw, g.strH, g.tf32, p.algo, how, p.math, p.ws))
-	}
-	for g, err := range d.dnn.bad {
-		out = append(out, fmt.Sprintf("%s n=%d c=%d h=%d w=%d k=%d %dx%d declined: %v", dirs[g.dir], g.n, g.c, g.h, g.w, g.k, g.kh, g.kw, err))
-	}
-	sort.Strings(out)
-	return out
 }

@@ -3,6 +3,7 @@ package cuda
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime"
 	"sync"
 	"unsafe"
@@ -20,9 +21,6 @@ type Options struct {
 	// TF32 lets cuBLAS use TF32 tensor cores for float32 matrix products
 	// (about 10 mantissa bits in the products, float32 accumulation).
 	TF32 bool
-	// NoCUDNN keeps convolutions on the package's own im2col kernels and cuBLAS even
-	// when cuDNN loads.
-	NoCUDNN bool
 	// Deterministic restricts cuDNN to algorithms it marks deterministic and turns off
 	// its timed algorithm search (whose choice can differ between runs); a convolution
 	// with no such algorithm uses the package's own kernels, which are deterministic.
@@ -30,6 +28,8 @@ type Options struct {
 	// CacheDir holds compiled kernels. Empty: $PIPELINE_CUDA_CACHE, else
 	// os.UserCacheDir()/pipeline/cuda. "-" disables the disk cache.
 	CacheDir string
+	// Logger receives the package's records (nil: none).
+	Logger *slog.Logger
 }
 
 // Device is one GPU with its primary context, a stream, cuBLAS, the compiled kernels
@@ -51,13 +51,13 @@ type Device struct {
 	blas    *blasHandle
 	dnn     *dnnState // nil without cuDNN
 	useDNN  bool
-	// tconvIm2col selects the patch-matrix temporal convolution over the windowed one.
-	tconvIm2col bool
-	mod         *module
-	alloc       *Allocator
-	closed      bool
-	launchM     sync.Mutex // guards the launch argument block
-	args        launchArgs
+	mod     *Module   // the package's own kernels
+	modules []*Module // every loaded module, mod first
+	log     *slog.Logger
+	alloc   *Allocator
+	closed  bool
+	launchM sync.Mutex // guards the launch argument block
+	args    launchArgs
 }
 
 // Available reports whether a usable CUDA GPU is present: the driver loads, reports at
@@ -69,7 +69,7 @@ func Available() (bool, string) {
 		return false, err.Error()
 	}
 	var n int32
-	if err := drv.call("cuDeviceGetCount", drv.cuDeviceGetCount, ptr(&n)); err != nil {
+	if err := drv.call("cuDeviceGetCount", drv.cuDeviceGetCount, uintptr(unsafe.Pointer(&n))); err != nil {
 		return false, err.Error()
 	}
 	if n == 0 {
@@ -94,19 +94,22 @@ func Open(ordinal int, opts Options) (*Device, error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 
-	d := &Device{drv: drv, ordinal: ordinal, opts: opts}
+	d := &Device{drv: drv, ordinal: ordinal, opts: opts, log: opts.Logger}
+	if d.log == nil {
+		d.log = slog.New(slog.DiscardHandler)
+	}
 	var count int32
-	if err := drv.call("cuDeviceGetCount", drv.cuDeviceGetCount, ptr(&count)); err != nil {
+	if err := drv.call("cuDeviceGetCount", drv.cuDeviceGetCount, uintptr(unsafe.Pointer(&count))); err != nil {
 		return nil, err
 	}
 	if ordinal < 0 || ordinal >= int(count) {
 		return nil, fmt.Errorf("cuda: no GPU %d (the driver reports %d)", ordinal, count)
 	}
-	if err := drv.call("cuDeviceGet", drv.cuDeviceGet, ptr(&d.dev), uintptr(ordinal)); err != nil {
+	if err := drv.call("cuDeviceGet", drv.cuDeviceGet, uintptr(unsafe.Pointer(&d.dev)), uintptr(ordinal)); err != nil {
 		return nil, err
 	}
 	var name [256]byte
-	if err := drv.call("cuDeviceGetName", drv.cuDeviceGetName, ptr(&name[0]), uintptr(len(name)), uintptr(d.dev)); err != nil {
+	if err := drv.call("cuDeviceGetName", drv.cuDeviceGetName, uintptr(unsafe.Pointer(&name[0])), uintptr(len(name)), uintptr(d.dev)); err != nil {
 		return nil, err
 	}
 	d.name = gostring(&name[0])
@@ -115,29 +118,31 @@ func Open(ordinal int, opts Options) (*Device, error) {
 		dst  *int
 	}{{attrComputeMajor, &d.major}, {attrComputeMinor, &d.minor}, {attrMultiprocessorCount, &d.sms}} {
 		var v int32
-		if err := drv.call("cuDeviceGetAttribute", drv.cuDeviceGetAttribute, ptr(&v), uintptr(a.attr), uintptr(d.dev)); err != nil {
+		if err := drv.call("cuDeviceGetAttribute", drv.cuDeviceGetAttribute, uintptr(unsafe.Pointer(&v)), uintptr(a.attr), uintptr(d.dev)); err != nil {
 			return nil, err
 		}
 		*a.dst = int(v)
 	}
 	var ver int32
-	if err := drv.call("cuDriverGetVersion", drv.cuDriverGetVersion, ptr(&ver)); err != nil {
+	if err := drv.call("cuDriverGetVersion", drv.cuDriverGetVersion, uintptr(unsafe.Pointer(&ver))); err != nil {
 		return nil, err
 	}
 	d.driver = int(ver)
-	if err := drv.call("cuDeviceTotalMem_v2", drv.cuDeviceTotalMem, ptr(&d.total), uintptr(d.dev)); err != nil {
+	if err := drv.call("cuDeviceTotalMem_v2", drv.cuDeviceTotalMem, uintptr(unsafe.Pointer(&d.total)), uintptr(d.dev)); err != nil {
 		return nil, err
 	}
-	if err := drv.call("cuDevicePrimaryCtxRetain", drv.cuDevicePrimaryCtxRetain, ptr(&d.ctx), uintptr(d.dev)); err != nil {
+	if err := drv.call("cuDevicePrimaryCtxRetain", drv.cuDevicePrimaryCtxRetain, uintptr(unsafe.Pointer(&d.ctx)), uintptr(d.dev)); err != nil {
 		return nil, err
 	}
 	if err := drv.call("cuCtxSetCurrent", drv.cuCtxSetCurrent, d.ctx); err != nil {
 		d.releaseCtx()
 		return nil, err
 	}
-	// A blocking stream: it orders with the legacy default stream, which cuBLAS' own
-	// internal work may use.
-	if err := drv.call("cuStreamCreate", drv.cuStreamCreate, ptr(&d.stream), 0); err != nil {
+	// A non-blocking stream: no work of ours runs on the legacy default stream
+	// (cuBLAS and cuDNN are bound to this stream), so nothing needs the legacy
+	// stream's implicit ordering, which would serialise this stream with the copy
+	// streams of NewStream.
+	if err := drv.call("cuStreamCreate", drv.cuStreamCreate, uintptr(unsafe.Pointer(&d.stream)), streamNonBlocking); err != nil {
 		d.releaseCtx()
 		return nil, err
 	}
@@ -146,14 +151,15 @@ func Open(ordinal int, opts Options) (*Device, error) {
 		d.closeLocked()
 		return nil, err
 	}
-	if d.mod, err = loadModule(d); err != nil {
+	if d.mod, err = d.loadModuleLocked(builtinModule()); err != nil {
 		d.closeLocked()
 		return nil, err
 	}
-	if !opts.NoCUDNN {
-		d.dnn = newDNN(d)
-		d.useDNN = d.dnn != nil
-	}
+	d.modules = append(d.modules, d.mod)
+	// cuDNN when it loads, else (decided here, logged as a warning) the package's
+	// im2col kernels with cuBLAS for every convolution.
+	d.dnn = newDNN(d)
+	d.useDNN = d.dnn != nil
 	return d, nil
 }
 
@@ -190,8 +196,8 @@ func (d *Device) Close() error {
 
 // closeLocked tears down in reverse order of Open; the context must be current.
 func (d *Device) closeLocked() {
-	if d.mod != nil {
-		d.mod.unload()
+	for _, m := range d.modules {
+		m.unload()
 	}
 	if d.dnn != nil {
 		d.dnn.close()
@@ -260,7 +266,7 @@ func (d *Device) MemInfo() (free, total uint64, err error) {
 		return 0, 0, err
 	}
 	defer d.leave()
-	err = d.drv.call("cuMemGetInfo_v2", d.drv.cuMemGetInfo, ptr(&free), ptr(&total))
+	err = d.drv.call("cuMemGetInfo_v2", d.drv.cuMemGetInfo, uintptr(unsafe.Pointer(&free)), uintptr(unsafe.Pointer(&total)))
 	return free, total, err
 }
 
@@ -268,10 +274,6 @@ func (d *Device) MemInfo() (free, total uint64, err error) {
 // parameter in an 8-byte slot (4-byte parameters in its low half, little-endian) and
 // ptrs points at the slots. It lives inside the heap-allocated Device, so it never moves.
 type launchArgs struct {
-	vals [24]uint64
+	vals [24]Arg
 	ptrs [24]unsafe.Pointer
 }
-
-// SetTemporalIm2col selects the patch-matrix (true) or the windowed, in-place (false,
-// the default) temporal convolution for the forward and backward-data passes.
-func (d *Device) SetTemporalIm2col(on bool) { d.tconvIm2col = on }

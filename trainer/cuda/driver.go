@@ -2,6 +2,7 @@ package cuda
 
 import (
 	"fmt"
+	"unsafe"
 
 	"github.com/ebitengine/purego"
 )
@@ -112,12 +113,22 @@ func loadDriver() (*driverAPI, error) {
 }
 
 // raw calls a driver function and returns its status.
+//
+// uintptr(unsafe.Pointer(&x)) written in a call's argument list keeps x alive
+// and in place until the call returns (go:uintptrescapes).
+//
+//go:uintptrescapes
 func (d *driverAPI) raw(fn uintptr, args ...uintptr) Result {
 	r, _, _ := purego.SyscallN(fn, args...)
 	return Result(int32(r))
 }
 
 // call calls a driver function and turns a failure into a *DriverError naming call.
+//
+// uintptr(unsafe.Pointer(&x)) written in a call's argument list keeps x alive
+// and in place until the call returns (go:uintptrescapes).
+//
+//go:uintptrescapes
 func (d *driverAPI) call(name string, fn uintptr, args ...uintptr) error {
 	r, _, _ := purego.SyscallN(fn, args...)
 	if res := Result(int32(r)); res != resultSuccess {
@@ -130,10 +141,10 @@ func (d *driverAPI) call(name string, fn uintptr, args ...uintptr) error {
 func (d *driverAPI) err(call string, r Result) error {
 	e := &DriverError{Call: call, Code: r, Name: fmt.Sprintf("CUresult %d", int(r))}
 	var name, desc *byte
-	if d.cuGetErrorName != 0 && d.raw(d.cuGetErrorName, uintptr(r), ptr(&name)) == resultSuccess {
+	if d.cuGetErrorName != 0 && d.raw(d.cuGetErrorName, uintptr(r), uintptr(unsafe.Pointer(&name))) == resultSuccess {
 		e.Name = gostring(name)
 	}
-	if d.cuGetErrorString != 0 && d.raw(d.cuGetErrorString, uintptr(r), ptr(&desc)) == resultSuccess {
+	if d.cuGetErrorString != 0 && d.raw(d.cuGetErrorString, uintptr(r), uintptr(unsafe.Pointer(&desc))) == resultSuccess {
 		e.Desc = gostring(desc)
 	}
 	return e

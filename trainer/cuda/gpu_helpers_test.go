@@ -106,10 +106,10 @@ func precisions(t *testing.T, f func(t *testing.T, tol float64)) {
 		tol  float64
 	}{{"fp32", false, tolStrict}, {"tf32", true, tolTF32}} {
 		t.Run(p.name, func(t *testing.T) {
-			if err := d.SetTF32(p.tf32); err != nil {
+			if err := d.setTF32(p.tf32); err != nil {
 				t.Fatal(err)
 			}
-			defer d.SetTF32(false)
+			defer d.setTF32(false)
 			f(t, p.tol)
 		})
 	}
@@ -126,10 +126,10 @@ func convBackends(t *testing.T, mayDecline bool, f func(t *testing.T)) {
 			name = "cudnn"
 		}
 		t.Run(name, func(t *testing.T) {
-			if err := d.SetCUDNN(useDNN); err != nil {
+			if err := d.setCUDNN(useDNN); err != nil {
 				t.Skipf("cuDNN: %v", err)
 			}
-			defer d.SetCUDNN(d.dnn != nil)
+			defer d.setCUDNN(d.dnn != nil)
 			_, before := d.CUDNN()
 			f(t)
 			_, after := d.CUDNN()
@@ -143,6 +143,17 @@ func convBackends(t *testing.T, mayDecline bool, f func(t *testing.T)) {
 			}
 		})
 	}
+}
+
+// setCUDNN chooses cuDNN (true, the default when it loads) or the package's
+// im2col kernels with cuBLAS (false), for tests of both paths; it fails when
+// cuDNN did not load.
+func (d *Device) setCUDNN(on bool) error {
+	if on && d.dnn == nil {
+		return fmt.Errorf("cuda: cuDNN did not load")
+	}
+	d.useDNN = on
+	return nil
 }
 
 // randn returns n standard normal values.
@@ -227,4 +238,42 @@ func freeAll(ts ...*Tensor) {
 	for _, x := range ts {
 		x.Free()
 	}
+}
+
+// setTF32 switches matrix products between strict float32 (false) and TF32 (true).
+func (d *Device) setTF32(on bool) error {
+	if err := d.enter(); err != nil {
+		return err
+	}
+	defer d.leave()
+	if err := d.blas.setTF32(on); err != nil {
+		return err
+	}
+	d.opts.TF32 = on
+	return nil
+}
+
+// convPlans describes the cached cuDNN convolution plans, one line each: geometry,
+// direction, precision, the chosen algorithm, its math type and workspace.
+func (d *Device) convPlans() []string {
+	if d.dnn == nil {
+		return nil
+	}
+	d.dnn.mu.Lock()
+	defer d.dnn.mu.Unlock()
+	dirs := []string{"fwd", "bwd_data", "bwd_filter"}
+	var out []string
+	for g, p := range d.dnn.plans {
+		how := "heuristic"
+		if p.found {
+			how = "timed"
+		}
+		out = append(out, fmt.Sprintf("%s n=%d c=%d h=%d w=%d k=%d %dx%d s=%d tf32=%v: algo %d (%s) math %d workspace %d",
+			dirs[g.dir], g.n, g.c, g.h, g.w, g.k, g.kh, g.kw, g.strH, g.tf32, p.algo, how, p.math, p.ws))
+	}
+	for g, err := range d.dnn.bad {
+		out = append(out, fmt.Sprintf("%s n=%d c=%d h=%d w=%d k=%d %dx%d declined: %v", dirs[g.dir], g.n, g.c, g.h, g.w, g.k, g.kh, g.kw, err))
+	}
+	sort.Strings(out)
+	return out
 }

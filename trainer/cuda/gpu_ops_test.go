@@ -50,54 +50,6 @@ func TestOpConv2D(t *testing.T) {
 	})
 }
 
-func TestOpTemporalConv(t *testing.T) {
-	shapes := []nn.TemporalConvShape{
-		{B: 1, T: 1, C: 3, K: 4, P: 5},
-		{B: 2, T: 5, C: 8, K: 8, P: 16},
-		{B: 3, T: 8, C: 16, K: 12, P: 64},
-		{B: 2, T: 25, C: 32, K: 32, P: 256},
-		{B: 3, T: 2, C: 5, K: 7, P: 33},
-		{B: 2, T: 3, C: 4, K: 4, P: 1},
-	}
-	for _, im2col := range []bool{false, true} {
-		name := "window"
-		if im2col {
-			name = "im2col"
-		}
-		t.Run(name, func(t *testing.T) {
-			device(t).SetTemporalIm2col(im2col)
-			defer device(t).SetTemporalIm2col(false)
-			precisions(t, func(t *testing.T, tol float64) {
-				d := device(t)
-				for i, s := range shapes {
-					t.Run(fmt.Sprintf("%d", i), func(t *testing.T) {
-						rng := rand.New(rand.NewPCG(uint64(i), 2))
-						x, w, b := randn(rng, s.InLen()), randn(rng, s.WeightLen()), randn(rng, s.K)
-						dy := randn(rng, s.OutLen())
-						y := make([]float32, s.OutLen())
-						nn.TemporalConvForward(y, x, w, b, s)
-						dx := make([]float32, s.InLen())
-						nn.TemporalConvBackwardData(dx, dy, w, s)
-						dw, db := make([]float32, s.WeightLen()), make([]float32, s.K)
-						nn.TemporalConvBackwardFilter(dw, db, dy, x, s)
-
-						gx, gw, gb, gdy := upload(t, d, x), upload(t, d, w), upload(t, d, b), upload(t, d, dy)
-						gy, gdx, gdw, gdb := poisoned(t, d, s.OutLen()), poisoned(t, d, s.InLen()), poisoned(t, d, s.WeightLen()), poisoned(t, d, s.K)
-						defer freeAll(gx, gw, gb, gdy, gy, gdx, gdw, gdb)
-						must(t, d.TemporalConvForward(gy, gx, gw, gb, s))
-						check(t, "y", gy, y, tol)
-						must(t, d.TemporalConvBackwardData(gdx, gdy, gw, s))
-						check(t, "dx", gdx, dx, tol)
-						must(t, d.TemporalConvBackwardFilter(gdw, gdb, gdy, gx, s))
-						check(t, "dw", gdw, dw, tol)
-						check(t, "db", gdb, db, tolStrict)
-					})
-				}
-			})
-		})
-	}
-}
-
 func TestOpGroupNorm(t *testing.T) {
 	d := device(t)
 	shapes := []nn.GroupNormShape{
@@ -146,6 +98,52 @@ func TestOpGroupNorm(t *testing.T) {
 			check(t, "dx (combined)", gdx, dx, tolStrict)
 			check(t, "dgamma (combined)", gdg, dg, tolStrict)
 			check(t, "dbeta (combined)", gdb, dbt, tolStrict)
+		})
+	}
+}
+
+// The fused GroupNorm+SiLU against nn's GroupNorm followed by SiLU.
+func TestOpGroupNormSiLU(t *testing.T) {
+	d := device(t)
+	shapes := []nn.GroupNormShape{
+		{N: 1, C: 4, P: 3, Groups: 2, Eps: 1e-5},
+		{N: 3, C: 64, P: 1024, Groups: 32, Eps: 1e-5},
+		{N: 2, C: 16, P: 4096, Groups: 1, Eps: 1e-6},
+	}
+	for i, s := range shapes {
+		t.Run(fmt.Sprintf("%d", i), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(uint64(i), 13))
+			x, gamma, beta, dy := randn(rng, s.Len()), randn(rng, s.C), randn(rng, s.C), randn(rng, s.Len())
+			for j := range x {
+				x[j] = 1 + 2*x[j]
+			}
+			h := make([]float32, s.Len())
+			nn.GroupNormForward(h, x, gamma, beta, s)
+			y := make([]float32, s.Len())
+			nn.SiLUForward(y, h)
+			dh := make([]float32, s.Len())
+			nn.SiLUBackward(dh, dy, h)
+			dx := make([]float32, s.Len())
+			nn.GroupNormBackwardData(dx, dh, x, gamma, s)
+			dg, dbt := make([]float32, s.C), make([]float32, s.C)
+			nn.GroupNormBackwardParams(dg, dbt, dh, x, s)
+
+			gx, gg, gbt, gdy := upload(t, d, x), upload(t, d, gamma), upload(t, d, beta), upload(t, d, dy)
+			gy, gdx, gdg, gdb := poisoned(t, d, s.Len()), poisoned(t, d, s.Len()), poisoned(t, d, s.C), poisoned(t, d, s.C)
+			defer freeAll(gx, gg, gbt, gdy, gy, gdx, gdg, gdb)
+			st, err := d.NewGroupNormStats(s)
+			must(t, err)
+			defer st.Free()
+			must(t, d.GroupNormSiLUForward(gy, gx, gg, gbt, st, s))
+			check(t, "y", gy, y, tolStrict)
+			must(t, d.GroupNormSiLUBackwardData(gdx, gdy, gx, gg, gbt, st, s))
+			check(t, "dx", gdx, dx, tolStrict)
+			must(t, d.GroupNormSiLUBackwardParams(gdg, gdb, gdy, gx, gg, gbt, st, s))
+			check(t, "dgamma", gdg, dg, tolStrict)
+			check(t, "dbeta", gdb, dbt, tolStrict)
+			if err := d.GroupNormSiLUForward(gy, gx, gg, gbt, nil, s); err == nil {
+				t.Error("GroupNormSiLUForward without statistics: no error")
+			}
 		})
 	}
 }
@@ -199,106 +197,6 @@ func TestOpLinear(t *testing.T) {
 
 // sdpaCPU is the test's float64 reference for scaled dot-product attention, built
 // on nn.Sgemm until trainer/nn exposes its attention math as plain functions.
-func sdpaCPU(q, k, v, do []float32, s SDPAShape) (o, dq, dk, dv []float32) {
-	L, D := s.L, s.D
-	sc := float64(s.scale())
-	o, dq, dk, dv = make([]float32, len(q)), make([]float32, len(q)), make([]float32, len(q)), make([]float32, len(q))
-	for b := 0; b < s.B; b++ {
-		off := b * L * D
-		qb, kb, vb, db := q[off:off+L*D], k[off:off+L*D], v[off:off+L*D], do[off:off+L*D]
-		p := make([]float64, L*L)
-		for i := 0; i < L; i++ {
-			m := math.Inf(-1)
-			for j := 0; j < L; j++ {
-				var a float64
-				for e := 0; e < D; e++ {
-					a += float64(qb[i*D+e]) * float64(kb[j*D+e])
-				}
-				p[i*L+j] = a * sc
-				m = math.Max(m, p[i*L+j])
-			}
-			var z float64
-			for j := 0; j < L; j++ {
-				p[i*L+j] = math.Exp(p[i*L+j] - m)
-				z += p[i*L+j]
-			}
-			for j := 0; j < L; j++ {
-				p[i*L+j] /= z
-			}
-		}
-		dp := make([]float64, L*L)
-		for i := 0; i < L; i++ {
-			for e := 0; e < D; e++ {
-				var a float64
-				for j := 0; j < L; j++ {
-					a += p[i*L+j] * float64(vb[j*D+e])
-				}
-				o[off+i*D+e] = float32(a)
-			}
-			for j := 0; j < L; j++ {
-				var a float64
-				for e := 0; e < D; e++ {
-					a += float64(db[i*D+e]) * float64(vb[j*D+e])
-				}
-				dp[i*L+j] = a
-			}
-		}
-		ds := make([]float64, L*L)
-		for i := 0; i < L; i++ {
-			var r float64
-			for j := 0; j < L; j++ {
-				r += dp[i*L+j] * p[i*L+j]
-			}
-			for j := 0; j < L; j++ {
-				ds[i*L+j] = sc * p[i*L+j] * (dp[i*L+j] - r)
-			}
-		}
-		for j := 0; j < L; j++ {
-			for e := 0; e < D; e++ {
-				var av, aq, ak float64
-				for i := 0; i < L; i++ {
-					av += p[i*L+j] * float64(db[i*D+e])
-					ak += ds[i*L+j] * float64(qb[i*D+e])
-					aq += ds[j*L+i] * float64(kb[i*D+e])
-				}
-				dv[off+j*D+e], dk[off+j*D+e], dq[off+j*D+e] = float32(av), float32(ak), float32(aq)
-			}
-		}
-	}
-	return o, dq, dk, dv
-}
-
-func TestOpSDPA(t *testing.T) {
-	shapes := []SDPAShape{
-		{B: 1, L: 1, D: 4},
-		{B: 3, L: 25, D: 16},  // temporal: T tokens
-		{B: 4, L: 64, D: 32},  // spatial 8x8
-		{B: 2, L: 256, D: 64}, // spatial 16x16
-		{B: 2, L: 300, D: 8, Scale: 0.5},
-	}
-	precisions(t, func(t *testing.T, tol float64) {
-		d := device(t)
-		for i, s := range shapes {
-			t.Run(fmt.Sprintf("%d", i), func(t *testing.T) {
-				rng := rand.New(rand.NewPCG(uint64(i), 6))
-				n := s.B * s.L * s.D
-				q, k, v, do := randn(rng, n), randn(rng, n), randn(rng, n), randn(rng, n)
-				o, dq, dk, dv := sdpaCPU(q, k, v, do, s)
-				gq, gk, gv, gdo := upload(t, d, q), upload(t, d, k), upload(t, d, v), upload(t, d, do)
-				gp := poisoned(t, d, s.B*s.L*s.L)
-				go_, gdq, gdk, gdv := poisoned(t, d, n), poisoned(t, d, n), poisoned(t, d, n), poisoned(t, d, n)
-				defer freeAll(gq, gk, gv, gdo, gp, go_, gdq, gdk, gdv)
-				must(t, d.SDPAForward(go_, gp, gq, gk, gv, s))
-				check(t, "o", go_, o, tol)
-				must(t, d.SDPABackward(gdq, gdk, gdv, gdo, gp, gq, gk, gv, s))
-				check(t, "dq", gdq, dq, tol)
-				check(t, "dk", gdk, dk, tol)
-				check(t, "dv", gdv, dv, tol)
-			})
-		}
-	})
-}
-
 func TestOpPermute(t *testing.T) {
 	d := device(t)
 	rng := rand.New(rand.NewPCG(7, 7))
@@ -411,19 +309,7 @@ func TestOpResample(t *testing.T) {
 		check(t, fmt.Sprintf("upsample %+v", s), gy, y, 0)
 		must(t, d.Upsample2xBackward(gdx, gdy, s))
 		check(t, fmt.Sprintf("upsample backward %+v", s), gdx, dx, tolStrict)
-		// Average pooling undoes nearest upsampling exactly, and its backward spreads evenly.
-		big := nn.ResampleShape{N: s.N, C: s.C, H: 2 * s.H, W: 2 * s.W}
-		gp := poisoned(t, d, n)
-		must(t, d.AvgPool2xForward(gp, gy, big))
-		check(t, "avgpool of upsample", gp, x, tolStrict)
-		gpd := poisoned(t, d, 4*n)
-		must(t, d.AvgPool2xBackward(gpd, gx, big))
-		quarter := make([]float32, 4*n)
-		for j, v := range y {
-			quarter[j] = v / 4
-		}
-		check(t, "avgpool backward", gpd, quarter, tolStrict)
-		freeAll(gx, gdy, gy, gdx, gp, gpd)
+		freeAll(gx, gdy, gy, gdx)
 	}
 }
 
@@ -464,39 +350,4 @@ func TestOpReduceAndMSE(t *testing.T) {
 	check(t, "sum rows", gr, rows, tolStrict)
 	must(t, d.SumChannels(gc, gx, cs))
 	check(t, "sum channels", gc, chans, tolStrict)
-}
-
-func TestOpAttention(t *testing.T) {
-	shapes := []nn.AttentionShape{
-		{B: 1, T: 1, C: 4, P: 1, Heads: 1},
-		{B: 2, T: 3, C: 8, P: 16, Heads: 2},                   // spatial, 4x4
-		{B: 1, T: 2, C: 32, P: 64, Heads: 4},                  // spatial, 8x8
-		{B: 2, T: 5, C: 8, P: 9, Heads: 2, Temporal: true},    // temporal
-		{B: 1, T: 25, C: 16, P: 16, Heads: 4, Temporal: true}, // 25 frames
-	}
-	precisions(t, func(t *testing.T, tol float64) {
-		d := device(t)
-		for i, s := range shapes {
-			t.Run(fmt.Sprintf("%d", i), func(t *testing.T) {
-				rng := rand.New(rand.NewPCG(uint64(i), 14))
-				qkv, dout := randn(rng, s.InLen()), randn(rng, s.OutLen())
-				out, dqkv := make([]float32, s.OutLen()), make([]float32, s.InLen())
-				nn.AttentionForward(out, qkv, s)
-				nn.AttentionBackward(dqkv, dout, qkv, s)
-				gqkv, gdout := upload(t, d, qkv), upload(t, d, dout)
-				gout, gdqkv := poisoned(t, d, len(out)), poisoned(t, d, len(dqkv))
-				defer freeAll(gqkv, gdout, gout, gdqkv)
-				var saved AttentionSaved
-				defer saved.Free()
-				must(t, d.AttentionForward(gout, gqkv, s, &saved))
-				check(t, "out", gout, out, tol)
-				must(t, d.AttentionBackward(gdqkv, gdout, gqkv, s, &saved))
-				check(t, "dqkv", gdqkv, dqkv, tol)
-				// Without saved tensors the backward recomputes them.
-				must(t, gdqkv.Fill(float32(math.NaN())))
-				must(t, d.AttentionBackward(gdqkv, gdout, gqkv, s, nil))
-				check(t, "dqkv (recomputed)", gdqkv, dqkv, tol)
-			})
-		}
-	})
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
+	"strings"
 	"sync"
 	"testing"
 
@@ -14,7 +16,7 @@ import (
 
 func TestDeviceInfo(t *testing.T) {
 	d := device(t)
-	t.Logf("device: %s; kernels from cache: %v", d, d.KernelsFromCache())
+	t.Logf("device: %s; modules: %+v", d, d.Modules())
 	if d.Arch() < 50 || d.Multiprocessors() <= 0 || d.TotalMemory() == 0 || d.DriverVersion() < 12000 {
 		t.Errorf("implausible device properties: %s", d)
 	}
@@ -103,33 +105,56 @@ func TestAllocatorSteadyState(t *testing.T) {
 	}
 }
 
-// A second Open with the same cache folder loads the compiled kernels from disk.
+// childCacheEnv, when set, makes TestKernelCache the child process that
+// opens the device with that cache folder and prints its modules' origins.
+const childCacheEnv = "PIPELINE_TEST_CHILD_CACHE"
+
+// The first Open with a fresh cache folder compiles; a second in the same
+// process compiles nothing (the process cache); a new process reads the
+// compiled image from the disk cache.
 func TestKernelCache(t *testing.T) {
+	if dir := os.Getenv(childCacheEnv); dir != "" {
+		d, err := Open(0, Options{CacheDir: dir})
+		must(t, err)
+		defer d.Close()
+		fmt.Printf("origin=%s\n", d.Modules()[0].Origin)
+		// The cached kernels work.
+		x := []float32{-2, -1, 0, 1, 2}
+		want := make([]float32, len(x))
+		nn.SiLUForward(want, x)
+		gx, err := d.FromHost(x)
+		must(t, err)
+		gy, err := d.NewTensor(len(x))
+		must(t, err)
+		must(t, d.SiLUForward(gy, gx))
+		check(t, "silu with cached kernels", gy, want, tolStrict)
+		return
+	}
+	device(t)
 	dir := t.TempDir()
-	d1, err := Open(0, Options{CacheDir: dir})
-	must(t, err)
-	from1 := d1.KernelsFromCache()
-	must(t, d1.Close())
-	d2, err := Open(0, Options{CacheDir: dir})
-	must(t, err)
-	defer d2.Close()
-	if from1 || !d2.KernelsFromCache() {
-		t.Errorf("kernels from cache: first open %v (want false), second %v (want true)", from1, d2.KernelsFromCache())
+	origins := []Origin{}
+	for range 2 {
+		d, err := Open(0, Options{CacheDir: dir})
+		must(t, err)
+		origins = append(origins, d.Modules()[0].Origin)
+		must(t, d.Close())
+	}
+	if origins[0] != OriginCompiled || origins[1] != OriginProcess {
+		t.Errorf("origins of two opens in one process: %v, want [%s %s]", origins, OriginCompiled, OriginProcess)
 	}
 	entries, _ := os.ReadDir(dir)
 	if len(entries) != 1 {
 		t.Errorf("cache folder holds %d files, want 1", len(entries))
 	}
-	// The cached kernels work.
-	x := []float32{-2, -1, 0, 1, 2}
-	want := make([]float32, len(x))
-	nn.SiLUForward(want, x)
-	gx, err := d2.FromHost(x)
-	must(t, err)
-	gy, err := d2.NewTensor(len(x))
-	must(t, err)
-	must(t, d2.SiLUForward(gy, gx))
-	check(t, "silu with cached kernels", gy, want, tolStrict)
+	cmd := exec.Command(os.Args[0], "-test.run", "^TestKernelCache$", "-test.v")
+	cmd.Env = append(os.Environ(), childCacheEnv+"="+dir)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("child process: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "origin="+string(OriginDisk)+"\n") {
+		t.Errorf("a new process did not load the kernels from the disk cache:\n%s", out)
+	}
 }
 
 // Goroutines on different OS threads share the device: each call makes the context

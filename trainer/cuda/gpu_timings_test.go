@@ -92,9 +92,6 @@ func TestTimings(t *testing.T) {
 				impls = []string{"cudnn", "im2col"}
 			}
 		}
-		if op == "tconv" {
-			impls = []string{"window", "im2col"}
-		}
 		for _, p := range precs {
 			for _, im := range impls {
 				cases = append(cases, timing{Op: op, Pass: pass, Prec: p, Impl: im, Shape: shape, Flops: flops, run: run})
@@ -123,16 +120,6 @@ func TestTimings(t *testing.T) {
 		add("conv2d", "fwd", true, sh, f, func() error { return d.Conv2DForward(y, x, w, b, s) })
 		add("conv2d", "bwd_data", true, sh, f, func() error { return d.Conv2DBackwardData(dx, dy, w, s) })
 		add("conv2d", "bwd_filter", true, sh, f, func() error { return d.Conv2DBackwardFilter(dw, db, dy, x, s) })
-	}
-	{
-		s := nn.TemporalConvShape{B: 4, T: 25, C: 64, K: 64, P: 64 * 64}
-		x, w, b, dy := T(s.InLen()), T(s.WeightLen()), T(s.K), T(s.OutLen())
-		y, dx, dw, db := T(s.OutLen()), T(s.InLen()), T(s.WeightLen()), T(s.K)
-		sh := map[string]int{"b": s.B, "t": s.T, "c": s.C, "k": s.K, "p": s.P}
-		f := float64(s.FLOPs())
-		add("tconv", "fwd", true, sh, f, func() error { return d.TemporalConvForward(y, x, w, b, s) })
-		add("tconv", "bwd_data", true, sh, f, func() error { return d.TemporalConvBackwardData(dx, dy, w, s) })
-		add("tconv", "bwd_filter", true, sh, f, func() error { return d.TemporalConvBackwardFilter(dw, db, dy, x, s) })
 	}
 	{
 		s := nn.GroupNormShape{N: 100, C: 64, P: 64 * 64, Groups: 32, Eps: 1e-5}
@@ -180,41 +167,6 @@ func TestTimings(t *testing.T) {
 			return d.LinearBackwardParams(dw, db, dy, x, s)
 		})
 	}
-	for _, s := range []SDPAShape{
-		{B: 100 * 4, L: 16 * 16, D: 64},    // spatial, 16x16, 4 heads
-		{B: 4 * 32 * 32 * 4, L: 25, D: 32}, // temporal over 25 frames at 32x32, 4 heads
-	} {
-		s := s
-		n := s.B * s.L * s.D
-		q, k, v, do := T(n), T(n), T(n), T(n)
-		o, p, dq, dk, dv := T(n), T(s.B*s.L*s.L), T(n), T(n), T(n)
-		sh := map[string]int{"b": s.B, "l": s.L, "d": s.D}
-		f := 4 * float64(s.B) * float64(s.L) * float64(s.L) * float64(s.D)
-		add("attention", "fwd", true, sh, f, func() error { return d.SDPAForward(o, p, q, k, v, s) })
-		add("attention", "bwd", true, sh, 2*f, func() error { return d.SDPABackward(dq, dk, dv, do, p, q, k, v, s) })
-	}
-	for _, s := range []nn.AttentionShape{
-		{B: 4, T: 25, C: 128, P: 16 * 16, Heads: 4},                 // spatial at 16x16
-		{B: 4, T: 25, C: 128, P: 32 * 32, Heads: 4, Temporal: true}, // temporal at 32x32
-	} {
-		s := s
-		qkv, dout, out, dqkv := T(s.InLen()), T(s.OutLen()), T(s.OutLen()), T(s.InLen())
-		sh := map[string]int{"b": s.B, "t": s.T, "c": s.C, "p": s.P, "heads": s.Heads, "temporal": 0}
-		if s.Temporal {
-			sh["temporal"] = 1
-		}
-		f := float64(s.FLOPs())
-		saved := &AttentionSaved{}
-		add("attention_nn", "fwd", true, sh, f, func() error { return d.AttentionForward(out, qkv, s, nil) })
-		add("attention_nn", "bwd", true, sh, 2*f, func() error {
-			if saved.QKV == nil {
-				if err := d.AttentionForward(out, qkv, s, saved); err != nil {
-					return err
-				}
-			}
-			return d.AttentionBackward(dqkv, dout, qkv, s, saved)
-		})
-	}
 	{
 		s := nn.ResampleShape{N: 100, C: 128, H: 32, W: 32}
 		n := s.N * s.C * s.H * s.W
@@ -234,11 +186,10 @@ func TestTimings(t *testing.T) {
 
 	for i := range cases {
 		c := &cases[i]
-		must(t, d.SetTF32(c.Prec == "tf32"))
+		must(t, d.setTF32(c.Prec == "tf32"))
 		if c.Op == "conv2d" {
-			must(t, d.SetCUDNN(c.Impl == "cudnn"))
+			must(t, d.setCUDNN(c.Impl == "cudnn"))
 		}
-		d.SetTemporalIm2col(c.Impl == "im2col")
 		_, calls := d.CUDNN()
 		ms, err := medianMS(d, c.run, 3, 15)
 		if err != nil {
@@ -254,13 +205,13 @@ func TestTimings(t *testing.T) {
 		}
 		t.Logf("%-10s %-10s %-4s %-7s %v: %.3f ms %s", c.Op, c.Pass, c.Prec, c.Impl, c.Shape, ms, tf)
 	}
-	must(t, d.SetTF32(false))
+	must(t, d.setTF32(false))
 	if d.dnn != nil {
-		must(t, d.SetCUDNN(true))
+		must(t, d.setCUDNN(true))
 	}
 	st := d.MemStats()
 	t.Logf("allocator: %+v", st)
-	for _, l := range d.ConvPlans() {
+	for _, l := range d.convPlans() {
 		t.Logf("cuDNN plan: %s", l)
 	}
 	b, err := json.MarshalIndent(cases, "", " ")

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -12,6 +13,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
+	"unsafe"
 )
 
 //go:embed kernels/*.cu kernels/*.cuh
@@ -20,40 +23,87 @@ var kernelFS embed.FS
 // CacheEnv names the variable that overrides the compiled-kernel cache folder.
 const CacheEnv = "PIPELINE_CUDA_CACHE"
 
-// kernelSource concatenates the embedded kernel files in name order, the shared header first.
-func kernelSource() (string, error) {
+// commonHeader is prepended to every module: the shared device helpers
+// (warp and block reductions, GRID_STRIDE).
+const commonHeader = "kernels/common.cuh"
+
+// ModuleSource is one NVRTC program: the package's shared helpers
+// (kernels/common.cuh) followed by every *.cu file at the root of Files, in
+// name order. The package's own kernels are one such module; trainer/gpu
+// loads its kernels as another.
+type ModuleSource struct {
+	Name  string // names the module in logs, errors and its cache file
+	Files fs.FS
+}
+
+// Source returns the program text NVRTC compiles.
+func (m ModuleSource) Source() (string, error) {
 	var b strings.Builder
-	head, err := kernelFS.ReadFile("kernels/common.cuh")
+	head, err := kernelFS.ReadFile(commonHeader)
 	if err != nil {
 		return "", err
 	}
 	b.Write(head)
-	names, err := fs.Glob(kernelFS, "kernels/*.cu")
+	names, err := fs.Glob(m.Files, "*.cu")
 	if err != nil {
 		return "", err
 	}
+	if len(names) == 0 {
+		return "", fmt.Errorf("cuda: module %s has no .cu files", m.Name)
+	}
 	sort.Strings(names)
 	for _, name := range names {
-		src, err := kernelFS.ReadFile(name)
+		src, err := fs.ReadFile(m.Files, name)
 		if err != nil {
 			return "", err
 		}
-		fmt.Fprintf(&b, "\n// ---- %s ----\n", name)
+		fmt.Fprintf(&b, "\n// ---- %s/%s ----\n", m.Name, name)
 		b.Write(src)
 	}
 	return b.String(), nil
 }
 
-// module is the loaded kernel image with its functions looked up on demand.
-type module struct {
+// builtinModule is the package's own kernels.
+func builtinModule() ModuleSource {
+	sub, err := fs.Sub(kernelFS, "kernels")
+	if err != nil {
+		panic(err) // the embedded folder always exists
+	}
+	return ModuleSource{Name: "cuda", Files: sub}
+}
+
+// Origin says where a loaded module's compiled image came from.
+type Origin string
+
+const (
+	// OriginCompiled: NVRTC compiled it in this call.
+	OriginCompiled Origin = "compiled"
+	// OriginDisk: read from the on-disk kernel cache.
+	OriginDisk Origin = "disk cache"
+	// OriginProcess: compiled or read earlier by this process.
+	OriginProcess Origin = "process cache"
+)
+
+// ModuleInfo describes a module a device loaded.
+type ModuleInfo struct {
+	Name   string
+	Origin Origin
+	Key    string // hash of source, options, driver and NVRTC version
+}
+
+// Module is a compiled module loaded in a device's context; launch its kernels with
+// [Module.Launch].
+type Module struct {
 	d     *Device
+	info  ModuleInfo
 	h     uintptr
 	mu    sync.Mutex
 	funcs map[string]uintptr
-	// Cached reports whether the image came from the disk cache.
-	cached bool
-	key    string
 }
+
+// images holds every image this process compiled or read, by cache path (or by key
+// when the disk cache is off), so a second device or step compiles nothing.
+var images sync.Map // string -> []byte
 
 // cacheDir resolves where compiled kernels live; "" means no disk cache.
 func cacheDir(opt string) string {
@@ -72,53 +122,86 @@ func cacheDir(opt string) string {
 	return filepath.Join(base, "pipeline", "cuda")
 }
 
-// loadModule compiles the kernels for the device (or reads them from the cache) and
-// loads the image; the context must be current.
-func loadModule(d *Device) (*module, error) {
+// LoadModule compiles src for the device, or takes its image from this process's
+// cache or the disk cache (Options.CacheDir), and loads it. The device unloads it on
+// Close.
+func (d *Device) LoadModule(src ModuleSource) (*Module, error) {
+	if err := d.enter(); err != nil {
+		return nil, err
+	}
+	defer d.leave()
+	m, err := d.loadModuleLocked(src)
+	if err != nil {
+		return nil, err
+	}
+	d.modules = append(d.modules, m)
+	return m, nil
+}
+
+// loadModuleLocked is LoadModule with the context current.
+func (d *Device) loadModuleLocked(src ModuleSource) (*Module, error) {
 	nv, err := loadNVRTC()
 	if err != nil {
 		return nil, err
 	}
-	src, err := kernelSource()
+	text, err := src.Source()
 	if err != nil {
-		return nil, fmt.Errorf("cuda: kernel sources: %w", err)
+		return nil, fmt.Errorf("cuda: module %s: sources: %w", src.Name, err)
 	}
 	arch := fmt.Sprintf("sm_%d%d", d.major, d.minor)
 	opts := []string{"--gpu-architecture=" + arch, "--std=c++17", "-default-device"}
 	h := sha256.New()
-	fmt.Fprintf(h, "src=%s\nopts=%s\ndriver=%d\nnvrtc=%d.%d\n", src, strings.Join(opts, " "), d.driver, nv.major, nv.minor)
+	fmt.Fprintf(h, "src=%s\nopts=%s\ndriver=%d\nnvrtc=%d.%d\n", text, strings.Join(opts, " "), d.driver, nv.major, nv.minor)
 	key := hex.EncodeToString(h.Sum(nil))[:32]
+	m := &Module{d: d, funcs: map[string]uintptr{}, info: ModuleInfo{Name: src.Name, Key: key}}
 
-	m := &module{d: d, funcs: map[string]uintptr{}, key: key}
 	dir := cacheDir(d.opts.CacheDir)
-	var image []byte
-	path := ""
+	path, memKey := "", key
 	if dir != "" {
-		path = filepath.Join(dir, "kernels-"+arch+"-"+key+".cubin")
-		if b, err := os.ReadFile(path); err == nil && len(b) > 0 {
-			image, m.cached = b, true
-		}
+		path = filepath.Join(dir, src.Name+"-"+arch+"-"+key+".cubin")
+		memKey = path
 	}
-	if image == nil {
-		if image, err = nv.compileCUBIN(src, "pipeline_kernels.cu", opts); err != nil {
-			return nil, fmt.Errorf("cuda: kernels for %s: %w", arch, err)
+	start := time.Now()
+	var image []byte
+	if v, ok := images.Load(memKey); ok {
+		image, m.info.Origin = v.([]byte), OriginProcess
+	} else if b, err := readCache(path); err == nil && len(b) > 0 {
+		image, m.info.Origin = b, OriginDisk
+	} else {
+		if image, err = nv.compileCUBIN(text, src.Name+".cu", opts); err != nil {
+			return nil, fmt.Errorf("cuda: module %s for %s: %w", src.Name, arch, err)
 		}
+		m.info.Origin = OriginCompiled
 		if path != "" {
 			if err := writeCache(path, image); err != nil {
-				slog.Warn("cuda: kernel cache not written", "path", path, "err", err)
+				d.log.Warn("cuda: kernel cache not written", slog.String("path", path), slog.Any("err", err))
 			}
 		}
 	}
-	if err := d.drv.call("cuModuleLoadData", d.drv.cuModuleLoadData, ptr(&m.h), ptr(&image[0])); err != nil {
-		if m.cached {
+	err = d.drv.call("cuModuleLoadData", d.drv.cuModuleLoadData, uintptr(unsafe.Pointer(&m.h)), uintptr(unsafe.Pointer(&image[0])))
+	if err != nil {
+		if m.info.Origin == OriginDisk {
 			// A damaged cache file: compile afresh.
-			slog.Warn("cuda: cached kernels failed to load, recompiling", "path", path, "err", err)
-			_ = os.Remove(path)
-			return loadModule(d)
+			d.log.Warn("cuda: cached kernels failed to load, recompiling", slog.String("path", path), slog.Any("err", err))
+			if rerr := os.Remove(path); rerr != nil {
+				return nil, errors.Join(err, rerr)
+			}
+			return d.loadModuleLocked(src)
 		}
-		return nil, fmt.Errorf("cuda: load kernels for %s: %w", arch, err)
+		return nil, fmt.Errorf("cuda: load module %s for %s: %w", src.Name, arch, err)
 	}
+	images.Store(memKey, image)
+	d.log.Debug("cuda: module loaded", slog.String("module", src.Name), slog.String("origin", string(m.info.Origin)),
+		slog.String("arch", arch), slog.Duration("took", time.Since(start)))
 	return m, nil
+}
+
+// readCache reads a cached image; path "" means no disk cache.
+func readCache(path string) ([]byte, error) {
+	if path == "" {
+		return nil, os.ErrNotExist
+	}
+	return os.ReadFile(path)
 }
 
 // writeCache stores the image atomically (temp file, then rename).
@@ -143,7 +226,7 @@ func writeCache(path string, image []byte) error {
 }
 
 // fn returns the kernel named name; the context must be current.
-func (m *module) fn(name string) (uintptr, error) {
+func (m *Module) fn(name string) (uintptr, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if f, ok := m.funcs[name]; ok {
@@ -151,19 +234,29 @@ func (m *module) fn(name string) (uintptr, error) {
 	}
 	var f uintptr
 	cname := cstr(name)
-	if err := m.d.drv.call("cuModuleGetFunction "+name, m.d.drv.cuModuleGetFunction, ptr(&f), m.h, ptr(&cname[0])); err != nil {
-		return 0, err
+	if err := m.d.drv.call("cuModuleGetFunction "+name, m.d.drv.cuModuleGetFunction,
+		uintptr(unsafe.Pointer(&f)), m.h, uintptr(unsafe.Pointer(&cname[0]))); err != nil {
+		return 0, fmt.Errorf("cuda: module %s: %w", m.info.Name, err)
 	}
 	m.funcs[name] = f
 	return f, nil
 }
 
-func (m *module) unload() {
+func (m *Module) unload() {
 	if m.h != 0 {
 		m.d.drv.raw(m.d.drv.cuModuleUnload, m.h)
 		m.h = 0
 	}
 }
 
-// KernelsFromCache reports whether Open found the compiled kernels in the disk cache.
-func (d *Device) KernelsFromCache() bool { return d.mod.cached }
+// Info describes the module.
+func (m *Module) Info() ModuleInfo { return m.info }
+
+// Modules describes every module the device loaded, its own kernels first.
+func (d *Device) Modules() []ModuleInfo {
+	out := make([]ModuleInfo, len(d.modules))
+	for i, m := range d.modules {
+		out[i] = m.info
+	}
+	return out
+}

@@ -3,6 +3,7 @@ package cuda
 import (
 	"fmt"
 	"strings"
+	"unsafe"
 
 	"github.com/ebitengine/purego"
 )
@@ -39,7 +40,7 @@ func loadNVRTC() (*nvrtcAPI, error) {
 			return nil, s.err
 		}
 		var major, minor int32
-		if err := n.call("nvrtcVersion", n.version, ptr(&major), ptr(&minor)); err != nil {
+		if err := n.call("nvrtcVersion", n.version, uintptr(unsafe.Pointer(&major)), uintptr(unsafe.Pointer(&minor))); err != nil {
 			return nil, err
 		}
 		n.major, n.minor = int(major), int(minor)
@@ -47,6 +48,12 @@ func loadNVRTC() (*nvrtcAPI, error) {
 	})
 }
 
+// call calls fn and turns a failure status into an error naming the call.
+//
+// uintptr(unsafe.Pointer(&x)) written in a call's argument list keeps x alive
+// and in place until the call returns (go:uintptrescapes).
+//
+//go:uintptrescapes
 func (n *nvrtcAPI) call(name string, fn uintptr, args ...uintptr) error {
 	r, _, _ := purego.SyscallN(fn, args...)
 	if st := int(int32(r)); st != 0 {
@@ -60,23 +67,23 @@ func (n *nvrtcAPI) call(name string, fn uintptr, args ...uintptr) error {
 func (n *nvrtcAPI) compileCUBIN(src, name string, opts []string) ([]byte, error) {
 	var prog uintptr
 	csrc, cname := cstr(src), cstr(name)
-	if err := n.call("nvrtcCreateProgram", n.create, ptr(&prog), ptr(&csrc[0]), ptr(&cname[0]), 0, 0, 0); err != nil {
+	if err := n.call("nvrtcCreateProgram", n.create, uintptr(unsafe.Pointer(&prog)), uintptr(unsafe.Pointer(&csrc[0])), uintptr(unsafe.Pointer(&cname[0])), 0, 0, 0); err != nil {
 		return nil, err
 	}
-	defer purego.SyscallN(n.destroy, ptr(&prog))
+	defer func() { _ = n.call("nvrtcDestroyProgram", n.destroy, uintptr(unsafe.Pointer(&prog))) }()
 	copts := make([][]byte, len(opts))
 	optPtrs := make([]*byte, len(opts))
 	for i, o := range opts {
 		copts[i] = cstr(o)
 		optPtrs[i] = &copts[i][0]
 	}
-	cerr := n.call("nvrtcCompileProgram", n.compile, prog, uintptr(len(opts)), ptr(&optPtrs[0]))
+	cerr := n.call("nvrtcCompileProgram", n.compile, prog, uintptr(len(opts)), uintptr(unsafe.Pointer(&optPtrs[0])))
 	var logSize uintptr
-	_ = n.call("nvrtcGetProgramLogSize", n.logSize, prog, ptr(&logSize))
+	_ = n.call("nvrtcGetProgramLogSize", n.logSize, prog, uintptr(unsafe.Pointer(&logSize)))
 	var log string
 	if logSize > 1 {
 		buf := make([]byte, logSize)
-		if n.call("nvrtcGetProgramLog", n.log, prog, ptr(&buf[0])) == nil {
+		if n.call("nvrtcGetProgramLog", n.log, prog, uintptr(unsafe.Pointer(&buf[0]))) == nil {
 			log = strings.TrimRight(string(buf), "\x00\n ")
 		}
 	}
@@ -84,14 +91,14 @@ func (n *nvrtcAPI) compileCUBIN(src, name string, opts []string) ([]byte, error)
 		return nil, fmt.Errorf("compile %s (%s): %w\n%s", name, strings.Join(opts, " "), cerr, log)
 	}
 	var size uintptr
-	if err := n.call("nvrtcGetCUBINSize", n.cubinSize, prog, ptr(&size)); err != nil {
+	if err := n.call("nvrtcGetCUBINSize", n.cubinSize, prog, uintptr(unsafe.Pointer(&size))); err != nil {
 		return nil, err
 	}
 	if size == 0 {
 		return nil, fmt.Errorf("compile %s: NVRTC produced no CUBIN for %s", name, strings.Join(opts, " "))
 	}
 	out := make([]byte, size)
-	if err := n.call("nvrtcGetCUBIN", n.cubin, prog, ptr(&out[0])); err != nil {
+	if err := n.call("nvrtcGetCUBIN", n.cubin, prog, uintptr(unsafe.Pointer(&out[0]))); err != nil {
 		return nil, err
 	}
 	return out, nil

@@ -26,8 +26,8 @@ func (d *Device) im2colLocked(col, x *Tensor, n0, ns int, s nn.Conv2DShape) erro
 	oh, ow := s.OutH(), s.OutW()
 	xoff := uintptr(n0*s.C*s.H*s.W) * 4
 	total := ns * s.C * s.KH * s.KW * oh * ow
-	return d.elementwise("im2col", total, argT(col), argPtr(x.Ptr()+xoff), argInt(ns), argInt(s.C), argInt(s.H), argInt(s.W),
-		argInt(s.KH), argInt(s.KW), argInt(s.Stride), argInt(s.Pad), argInt(oh), argInt(ow))
+	return d.elementwise("im2col", total, TensorArg(col), PtrArg(x.Ptr()+xoff), IntArg(ns), IntArg(s.C), IntArg(s.H), IntArg(s.W),
+		IntArg(s.KH), IntArg(s.KW), IntArg(s.Stride), IntArg(s.Pad), IntArg(oh), IntArg(ow))
 }
 
 func pointwise(s nn.Conv2DShape) bool { return s.KH == 1 && s.KW == 1 && s.Stride == 1 && s.Pad == 0 }
@@ -52,7 +52,7 @@ func (d *Device) Conv2DForward(y, x, w, b *Tensor, s nn.Conv2DShape) error {
 		if err != nil || b == nil {
 			return err
 		}
-		return d.elementwise("add_bias_ncp", out, argT(y), argT(b), argInt(s.N), argInt(s.K), argInt(ohw))
+		return d.elementwise("add_bias_ncp", out, TensorArg(y), TensorArg(b), IntArg(s.N), IntArg(s.K), IntArg(ohw))
 	}
 	ckk := s.C * s.KH * s.KW
 	chunk := convChunk(s.N, ckk*ohw)
@@ -79,7 +79,7 @@ func (d *Device) Conv2DForward(y, x, w, b *Tensor, s nn.Conv2DShape) error {
 		}
 	}
 	if b != nil {
-		return d.elementwise("add_bias_ncp", out, argT(y), argT(b), argInt(s.N), argInt(s.K), argInt(ohw))
+		return d.elementwise("add_bias_ncp", out, TensorArg(y), TensorArg(b), IntArg(s.N), IntArg(s.K), IntArg(ohw))
 	}
 	return nil
 }
@@ -122,9 +122,9 @@ func (d *Device) Conv2DBackwardData(dx, dy, w *Tensor, s nn.Conv2DShape) error {
 			return err
 		}
 		total := ns * s.C * s.H * s.W
-		if err := d.elementwise("col2im", total, argPtr(dx.Ptr()+uintptr(n0*s.C*s.H*s.W)*4), argT(col), argInt(ns),
-			argInt(s.C), argInt(s.H), argInt(s.W), argInt(s.KH), argInt(s.KW), argInt(s.Stride), argInt(s.Pad),
-			argInt(oh), argInt(ow)); err != nil {
+		if err := d.elementwise("col2im", total, PtrArg(dx.Ptr()+uintptr(n0*s.C*s.H*s.W)*4), TensorArg(col), IntArg(ns),
+			IntArg(s.C), IntArg(s.H), IntArg(s.W), IntArg(s.KH), IntArg(s.KW), IntArg(s.Stride), IntArg(s.Pad),
+			IntArg(oh), IntArg(ow)); err != nil {
 			return err
 		}
 	}
@@ -190,7 +190,7 @@ func (d *Device) Conv2DBackwardFilter(dw, db, dy, x *Tensor, s nn.Conv2DShape) e
 		if n0 > 0 {
 			acc = 1
 		}
-		if err := d.elementwise("sum_batches", wl, argT(dw), argT(part), argInt(ns), argInt(wl), argInt(acc)); err != nil {
+		if err := d.elementwise("sum_batches", wl, TensorArg(dw), TensorArg(part), IntArg(ns), IntArg(wl), IntArg(acc)); err != nil {
 			return err
 		}
 	}

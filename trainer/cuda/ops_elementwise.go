@@ -30,9 +30,9 @@ func (d *Device) SiLUForward(y, x *Tensor) error {
 	}
 	defer d.leave()
 	if vec4(n, y, x) {
-		return d.elementwise("silu_fwd4", n/4, argT(y), argT(x), argInt(n/4))
+		return d.elementwise("silu_fwd4", n/4, TensorArg(y), TensorArg(x), IntArg(n/4))
 	}
-	return d.elementwise("silu_fwd", n, argT(y), argT(x), argInt(n))
+	return d.elementwise("silu_fwd", n, TensorArg(y), TensorArg(x), IntArg(n))
 }
 
 // SiLUBackward computes dx from dy and x (nn.SiLUBackward).
@@ -46,9 +46,9 @@ func (d *Device) SiLUBackward(dx, dy, x *Tensor) error {
 	}
 	defer d.leave()
 	if vec4(n, dx, dy, x) {
-		return d.elementwise("silu_bwd4", n/4, argT(dx), argT(dy), argT(x), argInt(n/4))
+		return d.elementwise("silu_bwd4", n/4, TensorArg(dx), TensorArg(dy), TensorArg(x), IntArg(n/4))
 	}
-	return d.elementwise("silu_bwd", n, argT(dx), argT(dy), argT(x), argInt(n))
+	return d.elementwise("silu_bwd", n, TensorArg(dx), TensorArg(dy), TensorArg(x), IntArg(n))
 }
 
 // Axpby computes y = alpha*a + beta*b element-wise. y may alias a or b.
@@ -61,7 +61,7 @@ func (d *Device) Axpby(y, a *Tensor, alpha float32, b *Tensor, beta float32) err
 		return err
 	}
 	defer d.leave()
-	return d.elementwise("axpby", n, argT(y), argT(a), argF32(alpha), argT(b), argF32(beta), argInt(n))
+	return d.elementwise("axpby", n, TensorArg(y), TensorArg(a), F32Arg(alpha), TensorArg(b), F32Arg(beta), IntArg(n))
 }
 
 // Add computes y = a + b (nn.AddForward). Its backward passes dy to both inputs.
@@ -77,7 +77,7 @@ func (d *Device) Mul(y, a, b *Tensor) error {
 		return err
 	}
 	defer d.leave()
-	return d.elementwise("mul", n, argT(y), argT(a), argT(b), argInt(n))
+	return d.elementwise("mul", n, TensorArg(y), TensorArg(a), TensorArg(b), IntArg(n))
 }
 
 // Scale computes y = alpha*x. y may alias x.
@@ -90,7 +90,7 @@ func (d *Device) Scale(y, x *Tensor, alpha float32) error {
 		return err
 	}
 	defer d.leave()
-	return d.elementwise("scale", n, argT(y), argT(x), argF32(alpha), argInt(n))
+	return d.elementwise("scale", n, TensorArg(y), TensorArg(x), F32Arg(alpha), IntArg(n))
 }
 
 // AddChannelForward computes y[n,c,p] = x[n,c,p] + e[n,c] (nn.AddChannelForward).
@@ -102,7 +102,7 @@ func (d *Device) AddChannelForward(y, x, e *Tensor, s nn.ChannelShape) error {
 		return err
 	}
 	defer d.leave()
-	return d.elementwise("add_rowvec", s.Len(), argT(y), argT(x), argT(e), argInt(s.N*s.C), argInt(s.P))
+	return d.elementwise("add_rowvec", s.Len(), TensorArg(y), TensorArg(x), TensorArg(e), IntArg(s.N*s.C), IntArg(s.P))
 }
 
 // AddChannelBackwardBias computes de[n,c] = sum_p dy[n,c,p] (nn.AddChannelBackwardBias).
@@ -120,7 +120,7 @@ func (d *Device) ConcatForward(y, a, b *Tensor, s nn.ConcatShape) error {
 		return err
 	}
 	defer d.leave()
-	return d.elementwise("concat2", s.N*(la+lb), argT(y), argT(a), argT(b), argInt(s.N), argInt(la), argInt(lb))
+	return d.elementwise("concat2", s.N*(la+lb), TensorArg(y), TensorArg(a), TensorArg(b), IntArg(s.N), IntArg(la), IntArg(lb))
 }
 
 // ConcatBackward splits dy into da and db, either may be nil (nn.ConcatBackward).
@@ -134,7 +134,7 @@ func (d *Device) ConcatBackward(da, db, dy *Tensor, s nn.ConcatShape) error {
 		return err
 	}
 	defer d.leave()
-	return d.elementwise("split2", s.N*(la+lb), argOpt(da), argOpt(db), argT(dy), argInt(s.N), argInt(la), argInt(lb))
+	return d.elementwise("split2", s.N*(la+lb), TensorArg(da), TensorArg(db), TensorArg(dy), IntArg(s.N), IntArg(la), IntArg(lb))
 }
 
 // Upsample2xForward repeats each pixel into a 2x2 block (nn.Upsample2xForward).
@@ -147,7 +147,7 @@ func (d *Device) Upsample2xForward(y, x *Tensor, s nn.ResampleShape) error {
 		return err
 	}
 	defer d.leave()
-	return d.elementwise("upsample2x_fwd", 4*n, argT(y), argT(x), argInt(s.N*s.C), argInt(s.H), argInt(s.W))
+	return d.elementwise("upsample2x_fwd", 4*n, TensorArg(y), TensorArg(x), IntArg(s.N*s.C), IntArg(s.H), IntArg(s.W))
 }
 
 // Upsample2xBackward sums each 2x2 block of dy (nn.Upsample2xBackward).
@@ -160,36 +160,7 @@ func (d *Device) Upsample2xBackward(dx, dy *Tensor, s nn.ResampleShape) error {
 		return err
 	}
 	defer d.leave()
-	return d.elementwise("upsample2x_bwd", n, argT(dx), argT(dy), argInt(s.N*s.C), argInt(s.H), argInt(s.W))
-}
-
-// AvgPool2xForward averages each 2x2 block of (N, C, H, W) into (N, C, H/2, W/2), a
-// parameter-free downsample. s describes the input.
-func (d *Device) AvgPool2xForward(y, x *Tensor, s nn.ResampleShape) error {
-	n := s.N * s.C * s.H * s.W
-	no := s.N * s.C * (s.H / 2) * (s.W / 2)
-	if err := d.checkOperands("avgpool", operand{"y", y, no}, operand{"x", x, n}); err != nil {
-		return err
-	}
-	if err := d.enter(); err != nil {
-		return err
-	}
-	defer d.leave()
-	return d.elementwise("avgpool2x_fwd", no, argT(y), argT(x), argInt(s.N*s.C), argInt(s.H), argInt(s.W))
-}
-
-// AvgPool2xBackward spreads dy evenly over each 2x2 block; s describes the input.
-func (d *Device) AvgPool2xBackward(dx, dy *Tensor, s nn.ResampleShape) error {
-	n := s.N * s.C * s.H * s.W
-	no := s.N * s.C * (s.H / 2) * (s.W / 2)
-	if err := d.checkOperands("avgpool backward", operand{"dx", dx, n}, operand{"dy", dy, no}); err != nil {
-		return err
-	}
-	if err := d.enter(); err != nil {
-		return err
-	}
-	defer d.leave()
-	return d.elementwise("avgpool2x_bwd", n, argT(dx), argT(dy), argInt(s.N*s.C), argInt(s.H), argInt(s.W))
+	return d.elementwise("upsample2x_bwd", n, TensorArg(dx), TensorArg(dy), IntArg(s.N*s.C), IntArg(s.H), IntArg(s.W))
 }
 
 // TimestepEmbedding writes the sinusoidal embedding of t (N) into y (N, dim)
@@ -203,7 +174,7 @@ func (d *Device) TimestepEmbedding(y, t *Tensor, dim int) error {
 		return err
 	}
 	defer d.leave()
-	return d.elementwise("timestep_embed", n*dim, argT(y), argT(t), argInt(n), argInt(dim))
+	return d.elementwise("timestep_embed", n*dim, TensorArg(y), TensorArg(t), IntArg(n), IntArg(dim))
 }
 
 // Permute writes y = x with its axes reordered: x has shape in (up to 6 axes) and
@@ -251,12 +222,12 @@ func (d *Device) permuteLocked(y, x uintptr, in []int, perm []int) error {
 	for k, p := range perm {
 		od[pad+k], is[pad+k] = in[p], stride[p]
 	}
-	args := []uint64{argPtr(y), argPtr(x)}
+	args := []Arg{PtrArg(y), PtrArg(x)}
 	for _, v := range od {
-		args = append(args, argInt(v))
+		args = append(args, IntArg(v))
 	}
 	for _, v := range is {
-		args = append(args, argInt(v))
+		args = append(args, IntArg(v))
 	}
 	return d.elementwise("permute6", numel(in), args...)
 }

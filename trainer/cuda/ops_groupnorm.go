@@ -31,8 +31,8 @@ func (d *Device) NewGroupNormStats(s nn.GroupNormShape) (*GroupNormStats, error)
 }
 
 func (d *Device) gnStatsLocked(st *GroupNormStats, x *Tensor, s nn.GroupNormShape) error {
-	return d.perRow("gn_stats", s.N*s.Groups, argT(st.Mean), argT(st.Rstd), argT(x),
-		argInt(s.N), argInt(s.C), argInt(s.P), argInt(s.Groups), argF32(s.Eps))
+	return d.perRow("gn_stats", s.N*s.Groups, TensorArg(st.Mean), TensorArg(st.Rstd), TensorArg(x),
+		IntArg(s.N), IntArg(s.C), IntArg(s.P), IntArg(s.Groups), F32Arg(s.Eps))
 }
 
 // GroupNormForward computes y = (x-mean)/std*gamma + beta per group (nn.GroupNormForward),
@@ -61,14 +61,14 @@ func (d *Device) GroupNormForward(y, x, gamma, beta *Tensor, st *GroupNormStats,
 	}
 	if s.N*s.Groups >= 2*d.sms {
 		// enough groups to fill the GPU: statistics and output in one pass
-		return d.perRow("gn_fwd_fused", s.N*s.Groups, argT(y), argT(st.Mean), argT(st.Rstd), argT(x), argT(gamma), argT(beta),
-			argInt(s.N), argInt(s.C), argInt(s.P), argInt(s.Groups), argF32(s.Eps))
+		return d.perRow("gn_fwd_fused", s.N*s.Groups, TensorArg(y), TensorArg(st.Mean), TensorArg(st.Rstd), TensorArg(x), TensorArg(gamma), TensorArg(beta),
+			IntArg(s.N), IntArg(s.C), IntArg(s.P), IntArg(s.Groups), F32Arg(s.Eps))
 	}
 	if err := d.gnStatsLocked(st, x, s); err != nil {
 		return err
 	}
-	return d.elementwise("gn_fwd", s.Len(), argT(y), argT(x), argT(gamma), argT(beta), argT(st.Mean), argT(st.Rstd),
-		argInt(s.N), argInt(s.C), argInt(s.P), argInt(s.Groups))
+	return d.elementwise("gn_fwd", s.Len(), TensorArg(y), TensorArg(x), TensorArg(gamma), TensorArg(beta), TensorArg(st.Mean), TensorArg(st.Rstd),
+		IntArg(s.N), IntArg(s.C), IntArg(s.P), IntArg(s.Groups))
 }
 
 func (d *Device) scratchStats(s nn.GroupNormShape) (*GroupNormStats, error) {
@@ -146,21 +146,21 @@ func (d *Device) GroupNormBackward(dx, dgamma, dbeta, dy, x, gamma *Tensor, st *
 	defer tmp.Free()
 	sxhat, sdy := tmp.Ptr, tmp.Ptr+uintptr(8*nc)
 	mg, mgx := tmp.Ptr+uintptr(16*nc), tmp.Ptr+uintptr(16*nc+4*ng)
-	if err := d.perRow("gn_bwd_reduce", nc, argPtr(sxhat), argPtr(sdy), argT(dy), argT(x), argT(st.Mean), argT(st.Rstd),
-		argInt(s.N), argInt(s.C), argInt(s.P), argInt(s.Groups)); err != nil {
+	if err := d.perRow("gn_bwd_reduce", nc, PtrArg(sxhat), PtrArg(sdy), TensorArg(dy), TensorArg(x), TensorArg(st.Mean), TensorArg(st.Rstd),
+		IntArg(s.N), IntArg(s.C), IntArg(s.P), IntArg(s.Groups)); err != nil {
 		return err
 	}
-	mgArg, mgxArg := argPtr(mg), argPtr(mgx)
+	mgArg, mgxArg := PtrArg(mg), PtrArg(mgx)
 	if dx == nil {
 		mgArg, mgxArg = 0, 0
 	}
-	if err := d.elementwise("gn_bwd_finish", s.C+ng, argOpt(dgamma), argOpt(dbeta), mgArg, mgxArg, argPtr(sxhat), argPtr(sdy),
-		argT(gamma), argInt(s.N), argInt(s.C), argInt(s.P), argInt(s.Groups)); err != nil {
+	if err := d.elementwise("gn_bwd_finish", s.C+ng, TensorArg(dgamma), TensorArg(dbeta), mgArg, mgxArg, PtrArg(sxhat), PtrArg(sdy),
+		TensorArg(gamma), IntArg(s.N), IntArg(s.C), IntArg(s.P), IntArg(s.Groups)); err != nil {
 		return err
 	}
 	if dx == nil {
 		return nil
 	}
-	return d.elementwise("gn_bwd_dx", s.Len(), argT(dx), argT(dy), argT(x), argT(gamma), argT(st.Mean), argT(st.Rstd),
-		argPtr(mg), argPtr(mgx), argInt(s.N), argInt(s.C), argInt(s.P), argInt(s.Groups))
+	return d.elementwise("gn_bwd_dx", s.Len(), TensorArg(dx), TensorArg(dy), TensorArg(x), TensorArg(gamma), TensorArg(st.Mean), TensorArg(st.Rstd),
+		PtrArg(mg), PtrArg(mgx), IntArg(s.N), IntArg(s.C), IntArg(s.P), IntArg(s.Groups))
 }

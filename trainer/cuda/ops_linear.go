@@ -20,7 +20,7 @@ func (d *Device) LinearForward(y, x, w, b *Tensor, s nn.LinearShape) error {
 		return err
 	}
 	if b != nil {
-		return d.elementwise("add_bias_ncp", s.N*s.Out, argT(y), argT(b), argInt(s.N), argInt(s.Out), argInt(1))
+		return d.elementwise("add_bias_ncp", s.N*s.Out, TensorArg(y), TensorArg(b), IntArg(s.N), IntArg(s.Out), IntArg(1))
 	}
 	return nil
 }

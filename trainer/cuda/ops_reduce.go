@@ -11,7 +11,7 @@ func (d *Device) SumRows(out, x *Tensor, rows, p int) error {
 		return err
 	}
 	defer d.leave()
-	return d.perRow("sum_rows", rows, argT(out), argT(x), argInt(rows), argInt(p))
+	return d.perRow("sum_rows", rows, TensorArg(out), TensorArg(x), IntArg(rows), IntArg(p))
 }
 
 // SumChannels computes out[c] = sum_{n,p} x[n, c, p] for an (N, C, P) tensor: the bias
@@ -32,12 +32,12 @@ func (d *Device) sumChannelsLocked(out, x *Tensor, s nn.ChannelShape, accumulate
 	if accumulate {
 		acc = 1
 	}
-	return d.perRow("sum_channels", s.C, argT(out), argT(x), argInt(s.N), argInt(s.C), argInt(s.P), argInt(acc))
+	return d.perRow("sum_channels", s.C, TensorArg(out), TensorArg(x), IntArg(s.N), IntArg(s.C), IntArg(s.P), IntArg(acc))
 }
 
 // reducePartials is the block count of two-stage reductions.
 func (d *Device) reducePartials(n int) int {
-	g := d.gridFor(n)
+	g := d.GridFor(int64(n))
 	if g > 1024 {
 		g = 1024
 	}
@@ -66,10 +66,10 @@ func (d *Device) sumScaled(out, x *Tensor, scale float64) error {
 		return err
 	}
 	defer part.Free()
-	if err := d.launch("sum_partial", g, blockSize, argPtr(part.Ptr), argT(x), argInt(n)); err != nil {
+	if err := d.launch("sum_partial", g, BlockSize, PtrArg(part.Ptr), TensorArg(x), IntArg(n)); err != nil {
 		return err
 	}
-	return d.launch("finish_sum", 1, blockSize, argT(out), argPtr(part.Ptr), argInt(g), argF64(scale))
+	return d.launch("finish_sum", 1, BlockSize, TensorArg(out), PtrArg(part.Ptr), IntArg(g), F64Arg(scale))
 }
 
 // FrameMSE writes mean((pred-target)^2) over frames t >= s.Skip into loss (one
@@ -89,12 +89,12 @@ func (d *Device) FrameMSE(loss, pred, target *Tensor, s nn.FrameMSEShape) error 
 		return err
 	}
 	defer part.Free()
-	if err := d.launch("frame_mse_partial", g, blockSize, argPtr(part.Ptr), argT(pred), argT(target),
-		argInt(s.B), argInt(s.T), argInt(s.E), argInt(s.Skip)); err != nil {
+	if err := d.launch("frame_mse_partial", g, BlockSize, PtrArg(part.Ptr), TensorArg(pred), TensorArg(target),
+		IntArg(s.B), IntArg(s.T), IntArg(s.E), IntArg(s.Skip)); err != nil {
 		return err
 	}
 	count := s.B * (s.T - s.Skip) * s.E
-	return d.launch("finish_sum", 1, blockSize, argT(loss), argPtr(part.Ptr), argInt(g), argF64(1/float64(count)))
+	return d.launch("finish_sum", 1, BlockSize, TensorArg(loss), PtrArg(part.Ptr), IntArg(g), F64Arg(1/float64(count)))
 }
 
 // FrameMSEBackward computes dpred = g*2*(pred-target)/count on counted frames and 0
@@ -109,6 +109,6 @@ func (d *Device) FrameMSEBackward(dpred, pred, target *Tensor, g float32, s nn.F
 	}
 	defer d.leave()
 	k := 2 * g / float32(s.B*(s.T-s.Skip)*s.E)
-	return d.elementwise("frame_mse_bwd", n, argT(dpred), argT(pred), argT(target), argF32(k),
-		argInt(s.B), argInt(s.T), argInt(s.E), argInt(s.Skip))
+	return d.elementwise("frame_mse_bwd", n, TensorArg(dpred), TensorArg(pred), TensorArg(target), F32Arg(k),
+		IntArg(s.B), IntArg(s.T), IntArg(s.E), IntArg(s.Skip))
 }

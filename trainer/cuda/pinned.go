@@ -26,7 +26,7 @@ func (d *Device) NewPinned(n int) (*Pinned, error) {
 	}
 	defer d.leave()
 	pb := &Pinned{n: n, dev: d}
-	if err := d.drv.call("cuMemHostAlloc", d.drv.cuMemHostAlloc, ptr(&pb.p), uintptr(n*4), memHostAllocPortable); err != nil {
+	if err := d.drv.call("cuMemHostAlloc", d.drv.cuMemHostAlloc, uintptr(unsafe.Pointer(&pb.p)), uintptr(n*4), memHostAllocPortable); err != nil {
 		return nil, fmt.Errorf("pinned %d floats: %w", n, err)
 	}
 	return pb, nil

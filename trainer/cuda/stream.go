@@ -1,5 +1,7 @@
 package cuda
 
+import "unsafe"
+
 // Stream is an extra queue of device work, e.g. for copies that overlap compute on the
 // device's own stream. Order it against other streams with events.
 type Stream struct {
@@ -7,14 +9,19 @@ type Stream struct {
 	dev *Device
 }
 
-// NewStream creates a stream.
+// streamNonBlocking is CU_STREAM_NON_BLOCKING: the stream does not synchronise with
+// the legacy default stream.
+const streamNonBlocking = 1
+
+// NewStream creates a non-blocking stream: work on it overlaps the device's stream
+// unless ordered by events ([Device.Wait]).
 func (d *Device) NewStream() (*Stream, error) {
 	if err := d.enter(); err != nil {
 		return nil, err
 	}
 	defer d.leave()
 	s := &Stream{dev: d}
-	if err := d.drv.call("cuStreamCreate", d.drv.cuStreamCreate, ptr(&s.h), 0); err != nil {
+	if err := d.drv.call("cuStreamCreate", d.drv.cuStreamCreate, uintptr(unsafe.Pointer(&s.h)), streamNonBlocking); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -69,7 +76,7 @@ func (d *Device) NewEvent() (*Event, error) {
 	}
 	defer d.leave()
 	e := &Event{dev: d}
-	if err := d.drv.call("cuEventCreate", d.drv.cuEventCreate, ptr(&e.h), 0); err != nil {
+	if err := d.drv.call("cuEventCreate", d.drv.cuEventCreate, uintptr(unsafe.Pointer(&e.h)), 0); err != nil {
 		return nil, err
 	}
 	return e, nil
@@ -106,7 +113,7 @@ func Elapsed(start, end *Event) (float32, error) {
 		return 0, err
 	}
 	var ms float32
-	err := d.drv.call("cuEventElapsedTime", d.drv.cuEventElapsedTime, ptr(&ms), start.h, end.h)
+	err := d.drv.call("cuEventElapsedTime", d.drv.cuEventElapsedTime, uintptr(unsafe.Pointer(&ms)), start.h, end.h)
 	return ms, err
 }
 

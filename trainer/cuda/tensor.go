@@ -3,6 +3,7 @@ package cuda
 import (
 	"fmt"
 	"math"
+	"unsafe"
 )
 
 // DType is a tensor's element type. Only Float32 exists today.
@@ -114,7 +115,7 @@ func (t *Tensor) Upload(src []float32) error {
 	}
 	defer d.leave()
 	// From pageable memory the driver stages src before returning.
-	return d.drv.call("cuMemcpyHtoDAsync_v2", d.drv.cuMemcpyHtoDAsync, t.buf.Ptr, ptr(&src[0]), uintptr(t.Bytes()), d.stream)
+	return d.drv.call("cuMemcpyHtoDAsync_v2", d.drv.cuMemcpyHtoDAsync, t.buf.Ptr, uintptr(unsafe.Pointer(&src[0])), uintptr(t.Bytes()), d.stream)
 }
 
 // Download waits for queued work and copies the tensor into dst (len must equal Len).
@@ -130,7 +131,7 @@ func (t *Tensor) Download(dst []float32) error {
 		return err
 	}
 	defer d.leave()
-	if err := d.drv.call("cuMemcpyDtoHAsync_v2", d.drv.cuMemcpyDtoHAsync, ptr(&dst[0]), t.buf.Ptr, uintptr(t.Bytes()), d.stream); err != nil {
+	if err := d.drv.call("cuMemcpyDtoHAsync_v2", d.drv.cuMemcpyDtoHAsync, uintptr(unsafe.Pointer(&dst[0])), t.buf.Ptr, uintptr(t.Bytes()), d.stream); err != nil {
 		return err
 	}
 	return d.syncLocked()

@@ -34,8 +34,18 @@ func (s *Step) gradsDone(l model.Layer) error {
 		if err := s.dev.Wait(s.copyStream, ev); err != nil {
 			return err
 		}
+		if s.copyStart != nil {
+			if err := s.copyStart[i].Record(s.copyStream); err != nil {
+				return err
+			}
+		}
 		if err := s.wgrads[name].DownloadAsync(s.pinGrads[i], s.copyStream); err != nil {
 			return fmt.Errorf("gradient of %s: %w", name, err)
+		}
+		if s.copyEnd != nil {
+			if err := s.copyEnd[i].Record(s.copyStream); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -89,29 +99,20 @@ func (s *Step) backwardLayer(i int) error {
 		err = dataGrad(0, func(dx *cuda.Tensor) error { return d.SiLUBackward(dx, dy, x(0)) })
 	case model.Conv2D:
 		cs := s.conv2dShape(l)
-		err = dataGrad(0, func(dx *cuda.Tensor) error {
-			return s.convOp(i, "data", func() error { return d.Conv2DBackwardData(dx, dy, s.param(l, 0), cs) })
-		})
+		err = dataGrad(0, func(dx *cuda.Tensor) error { return d.Conv2DBackwardData(dx, dy, s.param(l, 0), cs) })
 		if dw, db := s.wgrad(l, 0), s.wgrad(l, 1); err == nil && dw != nil {
-			err = s.convOp(i, "filter", func() error { return d.Conv2DBackwardFilter(dw, db, dy, x(0), cs) })
+			err = d.Conv2DBackwardFilter(dw, db, dy, x(0), cs)
 		} else if err == nil && db != nil {
 			err = d.SumChannels(db, dy, s.chanShape(l.Out))
 		}
 	case model.TemporalConv:
 		ts := s.tconvShape(l)
 		err = dataGrad(0, func(dx *cuda.Tensor) error {
-			if !s.opts.CUDATemporalConv {
-				return tconvBackwardData(gpuTconv{s}, dx.Ptr(), dy.Ptr(), s.param(l, 0).Ptr(), ts)
-			}
-			return s.convOp(i, "data", func() error { return d.TemporalConvBackwardData(dx, dy, s.param(l, 0), ts) })
+			return tconvBackwardData(gpuTconv{s}, dx.Ptr(), dy.Ptr(), s.param(l, 0).Ptr(), ts)
 		})
 		if dw, db := s.wgrad(l, 0), s.wgrad(l, 1); err == nil && dw != nil {
-			if !s.opts.CUDATemporalConv {
-				if err = tconvBackwardFilter(gpuTconv{s}, dw.Ptr(), dy.Ptr(), x(0).Ptr(), ts); err == nil && db != nil {
-					err = d.SumChannels(db, dy, s.chanShape(l.Out))
-				}
-			} else {
-				err = s.convOp(i, "filter", func() error { return d.TemporalConvBackwardFilter(dw, db, dy, x(0), ts) })
+			if err = tconvBackwardFilter(gpuTconv{s}, dw.Ptr(), dy.Ptr(), x(0).Ptr(), ts); err == nil && db != nil {
+				err = d.SumChannels(db, dy, s.chanShape(l.Out))
 			}
 		} else if err == nil && db != nil {
 			err = d.SumChannels(db, dy, s.chanShape(l.Out))
@@ -124,10 +125,10 @@ func (s *Step) backwardLayer(i int) error {
 		if s.p.fusedGN[i] {
 			gamma, beta := s.param(l, 0), s.param(l, 1)
 			err = dataGrad(0, func(dx *cuda.Tensor) error {
-				return s.gnSiLUBackwardData(dx, dy, x(0), gamma, beta, st, gs)
+				return d.GroupNormSiLUBackwardData(dx, dy, x(0), gamma, beta, st, gs)
 			})
 			if err == nil && (dg != nil || db != nil) {
-				err = s.gnSiLUBackwardParams(dg, db, dy, x(0), gamma, beta, st, gs)
+				err = d.GroupNormSiLUBackwardParams(dg, db, dy, x(0), gamma, beta, st, gs)
 			}
 		} else if need(0) {
 			err = dataGrad(0, func(dx *cuda.Tensor) error {

@@ -13,19 +13,19 @@ import (
 // the same layers over the same values with the same parameter names,
 // shapes and initialisations, the batch shape and the loss.
 type NetSpec struct {
-	Config       model.Config      `json:"config"`
-	Video        bool              `json:"video"`
-	B            int               `json:"batch"`
-	T            int               `json:"frames"`
-	H            int               `json:"height"`
-	W            int               `json:"width"`
-	LossSkip     int               `json:"loss_skip"`
-	Input        int               `json:"input"`
-	Timesteps    int               `json:"timesteps"`
-	Output       int               `json:"output"`
-	Values       []model.Value     `json:"values"`
-	Layers       []model.Layer     `json:"layers"`
-	Params       []model.ParamSpec `json:"params"`
+	Config    model.Config      `json:"config"`
+	Video     bool              `json:"video"`
+	B         int               `json:"batch"`
+	T         int               `json:"frames"`
+	H         int               `json:"height"`
+	W         int               `json:"width"`
+	LossSkip  int               `json:"loss_skip"`
+	Input     int               `json:"input"`
+	Timesteps int               `json:"timesteps"`
+	Output    int               `json:"output"`
+	Values    []model.Value     `json:"values"`
+	Layers    []model.Layer     `json:"layers"`
+	Params    []model.ParamSpec `json:"params"`
 	// Trainable lists the parameters the step takes gradients for;
 	// ParamCount and TrainableCount are their element counts.
 	Trainable      []string `json:"trainable"`

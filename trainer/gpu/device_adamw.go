@@ -81,7 +81,7 @@ func (o *DeviceAdamW) Step() (optim.Stats, error) {
 	s := o.s
 	for i, q := range s.trainable {
 		g := s.wgrads[q.Name]
-		if err := s.k.launch("sumsq_partial", o.grid, aPtr(o.partial.Ptr()+uintptr(i*o.grid*8)), aT(g), aInt(g.Len())); err != nil {
+		if err := s.k.launch("sumsq_partial", o.grid, cuda.PtrArg(o.partial.Ptr()+uintptr(i*o.grid*8)), cuda.TensorArg(g), cuda.IntArg(g.Len())); err != nil {
 			return optim.Stats{}, err
 		}
 	}
@@ -113,9 +113,9 @@ func (o *DeviceAdamW) Step() (optim.Stats, error) {
 			decay = 1
 		}
 		w, g := s.weights[q.Name], s.wgrads[q.Name]
-		if err := s.k.launch("adamw_step", s.k.gridFor(int64(w.Len())), aT(w), aT(g), aT(o.m[i]), aT(o.v[i]), aInt(w.Len()),
-			aF32(scale), aF32(float32(o.cfg.Beta1)), aF32(float32(o.cfg.Beta2)), aF32(float32(st.LR/c1)),
-			aF32(float32(math.Sqrt(c2))), aF32(float32(o.cfg.Eps)), aF32(decay)); err != nil {
+		if err := s.k.launch("adamw_step", s.k.gridFor(int64(w.Len())), cuda.TensorArg(w), cuda.TensorArg(g), cuda.TensorArg(o.m[i]), cuda.TensorArg(o.v[i]), cuda.IntArg(w.Len()),
+			cuda.F32Arg(scale), cuda.F32Arg(float32(o.cfg.Beta1)), cuda.F32Arg(float32(o.cfg.Beta2)), cuda.F32Arg(float32(st.LR/c1)),
+			cuda.F32Arg(float32(math.Sqrt(c2))), cuda.F32Arg(float32(o.cfg.Eps)), cuda.F32Arg(decay)); err != nil {
 			return st, err
 		}
 	}

@@ -8,7 +8,7 @@
 // Grad(i) for Trainable()[i], in pinned host memory) and of
 // model.ForwardGraph (Predict); UploadWeights copies host weights back after
 // an optimizer update. trainer/backend.go switches a training session
-// between the two. Device resolves `device: cuda | cpu | auto`.
+// between the two. Options.Logger is handed to trainer/cuda.
 //
 // What a step does (step.go, forward.go, backward.go):
 //   - the batch is staged in pinned host buffers and uploaded;
@@ -25,18 +25,24 @@
 //   - each trainable gradient is copied to a pinned host buffer on a copy
 //     stream as soon as it is ready, overlapping the rest of the backward.
 //
-// Beyond trainer/cuda's ops: attention in the model's packed qkv layout with
-// strided GEMMs per head (attention.go), the temporal convolution as GEMMs
-// over contiguous 3-frame windows with no patch matrix (tconv.go), GroupNorm
-// fused with the SiLU after it (gnsilu.go), and the temporal conv's bias
-// added with the ResBlock's embedding in one pass. Their few kernels are
-// CUDA C under kernels/, compiled with NVRTC when a Step opens (kernels.go)
-// and launched on the legacy default stream, which is ordered with
-// trainer/cuda's blocking stream both ways.
+// One GPU path per op. Beyond trainer/cuda's ops: attention in the model's
+// packed qkv layout with strided GEMMs per head (attention.go), the temporal
+// convolution as GEMMs over contiguous 3-frame windows with no patch matrix
+// (tconv.go), and the temporal conv's bias added with the ResBlock's
+// embedding in one pass; every GroupNorm whose output only feeds a SiLU runs
+// as trainer/cuda's fused GroupNormSiLU ops (gnsilu.go finds them). Their few
+// kernels are CUDA C under kernels/, a module trainer/cuda compiles, caches
+// and loads like its own (kernels.go) and launches on the device's stream:
+// nothing here loads a library, compiles or loads a module itself.
+//
+// The network's constants (the loss skip, each group norm's eps) come from
+// the description (model.Net); a net in which two layers share a parameter
+// is refused (model.Net.Check), since gradients are written, not summed.
 //
 // The optimizer runs on the host (trainer/optim's AdamW, all cores; the GPU
 // holds no optimizer bytes) unless DeviceAdamW keeps the moments and the
 // update on the GPU (optimizer_state: device), with checkpoints in the same
-// format. Options.Profile times each layer kind (profile.go); gpubench
-// times steps against bench/torch_reference.py and runs `gpubench e2e`.
+// format. Options.Profile times each layer kind and the gradient copies
+// against the backward pass (profile.go); gpubench times steps against
+// bench/torch_reference.py and runs `gpubench e2e`.
 package gpu

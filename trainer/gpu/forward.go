@@ -88,21 +88,13 @@ func (s *Step) forward(i int) error {
 	case model.SiLU:
 		err = d.SiLUForward(y, in[0])
 	case model.Conv2D:
-		err = s.convOp(i, "fwd", func() error {
-			return d.Conv2DForward(y, in[0], s.param(l, 0), s.param(l, 1), s.conv2dShape(l))
-		})
+		err = d.Conv2DForward(y, in[0], s.param(l, 0), s.param(l, 1), s.conv2dShape(l))
 	case model.TemporalConv:
-		if s.opts.CUDATemporalConv {
-			err = s.convOp(i, "fwd", func() error {
-				return d.TemporalConvForward(y, in[0], s.param(l, 0), s.param(l, 1), s.tconvShape(l))
-			})
-		} else {
-			b := tptr(s.param(l, 1))
-			if s.p.fusedTconv[i] {
-				b = 0 // added with the embedding by the AddChannel that reads y
-			}
-			err = tconvForward(gpuTconv{s}, y.Ptr(), in[0].Ptr(), s.param(l, 0).Ptr(), b, s.tconvShape(l))
+		b := tptr(s.param(l, 1))
+		if s.p.fusedTconv[i] {
+			b = 0 // added with the embedding by the AddChannel that reads y
 		}
+		err = tconvForward(gpuTconv{s}, y.Ptr(), in[0].Ptr(), s.param(l, 0).Ptr(), b, s.tconvShape(l))
 	case model.GroupNorm:
 		gs := s.gnShape(l)
 		var st *cuda.GroupNormStats
@@ -119,7 +111,7 @@ func (s *Step) forward(i int) error {
 				}
 				defer st.Free()
 			}
-			err = s.gnSiLUForward(y, in[0], s.param(l, 0), s.param(l, 1), st, gs)
+			err = d.GroupNormSiLUForward(y, in[0], s.param(l, 0), s.param(l, 1), st, gs)
 		} else {
 			err = d.GroupNormForward(y, in[0], s.param(l, 0), s.param(l, 1), st, gs)
 		}
@@ -130,7 +122,7 @@ func (s *Step) forward(i int) error {
 	case model.Add:
 		err = d.Add(y, in[0], in[1])
 	case model.AddChannel:
-		if c := s.p.addBiasOf[i]; c >= 0 && !s.opts.CUDATemporalConv {
+		if c := s.p.addBiasOf[i]; c >= 0 {
 			// in place on the temporal conv's output: + its bias + e
 			y.Free()
 			cs := s.chanShape(l.In[0])

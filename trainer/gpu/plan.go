@@ -65,7 +65,7 @@ func shapeOf(net *model.Net, v, N, H, W int) []int {
 	}
 }
 
-func newPlan(net *model.Net, B, T, H, W int, trainable func(model.ParamSpec) bool, fuse bool) (*plan, error) {
+func newPlan(net *model.Net, B, T, H, W int, trainable func(model.ParamSpec) bool) (*plan, error) {
 	if err := net.Config.CheckSize(H, W); err != nil {
 		return nil, err
 	}
@@ -120,11 +120,11 @@ func newPlan(net *model.Net, B, T, H, W int, trainable func(model.ParamSpec) boo
 		p.addBiasOf[i] = -1
 	}
 	for i := range net.Layers {
-		if fuse && fusable(net, i) {
+		if fusable(net, i) {
 			p.fusedGN[i], p.fusedSiLU[i+1] = true, true
 			p.saves[i+1][0] = false // the fused backward recomputes the SiLU input
 		}
-		if j := fusableTconv(net, i); fuse && j >= 0 {
+		if j := fusableTconv(net, i); j >= 0 {
 			p.fusedTconv[i], p.addBiasOf[j] = true, i
 		}
 	}

@@ -18,15 +18,14 @@ func TestPlanKeepsWhatIsRead(t *testing.T) {
 		name  string
 		cfg   model.Config
 		video bool
-		fuse  bool
-	}{{"tiny-video", model.Tiny(), true, true}, {"timelapse-video", model.Timelapse(), true, true},
-		{"tiny-backbone", model.Tiny(), false, true}, {"timelapse-video-unfused", model.Timelapse(), true, false}} {
+	}{{"tiny-video", model.Tiny(), true}, {"timelapse-video", model.Timelapse(), true},
+		{"tiny-backbone", model.Tiny(), false}} {
 		t.Run(c.name, func(t *testing.T) {
 			net, err := model.Describe(c.cfg, c.video)
 			if err != nil {
 				t.Fatal(err)
 			}
-			p, err := newPlan(net, 2, 3, 16, 16, func(s model.ParamSpec) bool { return s.Temporal == c.video }, c.fuse)
+			p, err := newPlan(net, 2, 3, 16, 16, func(s model.ParamSpec) bool { return s.Temporal == c.video })
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -114,7 +113,7 @@ func TestPlanRequiresGrad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := newPlan(net, 1, 2, 16, 16, func(s model.ParamSpec) bool { return s.Temporal }, true)
+	p, err := newPlan(net, 1, 2, 16, 16, func(s model.ParamSpec) bool { return s.Temporal })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +144,7 @@ func TestPlanRequiresGrad(t *testing.T) {
 	if fused == 0 {
 		t.Error("no group norm fused with its SiLU")
 	}
-	if _, err := newPlan(net, 1, 2, 15, 16, func(model.ParamSpec) bool { return true }, true); err == nil {
+	if _, err := newPlan(net, 1, 2, 15, 16, func(model.ParamSpec) bool { return true }); err == nil {
 		t.Error("a frame size the UNet cannot halve was accepted")
 	}
 }
@@ -181,33 +180,6 @@ func TestSpecJSON(t *testing.T) {
 	}
 }
 
-func TestDeviceSetting(t *testing.T) {
-	if b, w, err := Device("cpu"); b != CPU || w != "" || err != nil {
-		t.Errorf("cpu: %v %q %v", b, w, err)
-	}
-	if _, _, err := Device("tpu"); err == nil {
-		t.Error("device tpu accepted")
-	}
-	ok, why := cudaAvailable()
-	b, w, err := Device("auto")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ok && b != CUDA || !ok && (b != CPU || !strings.Contains(w, why)) {
-		t.Errorf("auto with available=%v: %v %q", ok, b, w)
-	}
-	if _, err := ParseOptimizerState("disk"); err == nil {
-		t.Error("optimizer_state disk accepted")
-	}
-	if s, err := ParseOptimizerState(""); s != OptimizerHost || err != nil {
-		t.Errorf("default optimizer state %q %v", s, err)
-	}
-	_, _, err = Device("cuda")
-	if ok != (err == nil) {
-		t.Errorf("cuda with available=%v: err %v", ok, err)
-	}
-}
-
 // The GPU executor writes each parameter gradient once, so it refuses a
 // net in which two layers share a parameter (model.Net.Check) rather than
 // return only one layer's share of its gradient.
@@ -226,7 +198,7 @@ func TestPlanRefusesSharedParameter(t *testing.T) {
 		t.Fatalf("want two temporal convs, got %d", len(tconvs))
 	}
 	net.Layers[tconvs[1]].Params = net.Layers[tconvs[0]].Params
-	_, err = newPlan(net, 1, 3, 16, 16, func(s model.ParamSpec) bool { return s.Temporal }, true)
+	_, err = newPlan(net, 1, 3, 16, 16, func(s model.ParamSpec) bool { return s.Temporal })
 	if err == nil || !strings.Contains(err.Error(), net.Layers[tconvs[0]].Params[0]) {
 		t.Fatalf("newPlan: err %v, want one naming the shared parameter", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/timelapse-ml/pipeline/trainer/cuda"
 	"github.com/timelapse-ml/pipeline/trainer/model"
@@ -123,4 +124,34 @@ func (s *Step) ResetProfile() {
 		s.prof.total = map[string]float64{}
 		s.prof.steps = 0
 	}
+}
+
+func msDuration(ms float32) time.Duration {
+	return time.Duration(float64(ms) * float64(time.Millisecond))
+}
+
+// timeGradCopies fills Timing's gradient-copy fields from the copy events of
+// the last Run, measured from the step's start event.
+func (s *Step) timeGradCopies() error {
+	end, err := cuda.Elapsed(s.evStart, s.evEnd)
+	if err != nil {
+		return err
+	}
+	var total, overlap, last float32
+	for i := range s.copyStart {
+		a, err := cuda.Elapsed(s.evStart, s.copyStart[i])
+		if err != nil {
+			return err
+		}
+		b, err := cuda.Elapsed(s.evStart, s.copyEnd[i])
+		if err != nil {
+			return err
+		}
+		total += b - a
+		overlap += max(0, min(b, end)-a)
+		last = max(last, b)
+	}
+	s.timing.GradCopy, s.timing.GradCopyOverlap = msDuration(total), msDuration(overlap)
+	s.timing.GradCopyTail = msDuration(max(0, last-end))
+	return nil
 }

@@ -3,6 +3,7 @@ package gpu
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime"
 	"time"
 
@@ -19,17 +20,11 @@ type Options struct {
 	TF32 bool
 	// CacheDir is trainer/cuda's compiled-kernel cache ("" its default).
 	CacheDir string
-	// Profile records device time per layer kind and pass (see Profile).
+	// Profile records device time per layer kind and pass (see Profile) and
+	// times the gradient copies against the backward pass (Timing.GradCopy).
 	Profile bool
-	// NoFusion runs each GroupNorm and the SiLU after it as two ops
-	// (trainer/cuda's group norm) instead of one fused op (gnsilu.go).
-	NoFusion bool
-	// CUDATemporalConv runs temporal convolutions through trainer/cuda's ops
-	// (a 3x patch matrix) instead of this package's direct GEMMs (tconv.go).
-	CUDATemporalConv bool
-	// NoCUDNN keeps convolutions on trainer/cuda's im2col kernels and cuBLAS
-	// even when cuDNN loads.
-	NoCUDNN bool
+	// Logger receives trainer/cuda's records (nil: none).
+	Logger *slog.Logger
 }
 
 // Step is the training step of one network on one GPU for a fixed batch
@@ -55,10 +50,12 @@ type Step struct {
 
 	copyStream *cuda.Stream
 	gradReady  []*cuda.Event
-	evStart    *cuda.Event
-	evEnd      *cuda.Event
-	lossHost   []float32
-	hostGrads  bool // copy trainable gradients to the pinned buffers
+	// with Options.Profile: events around each gradient copy on copyStream
+	copyStart, copyEnd []*cuda.Event
+	evStart            *cuda.Event
+	evEnd              *cuda.Event
+	lossHost           []float32
+	hostGrads          bool // copy trainable gradients to the pinned buffers
 
 	// per-step state
 	vals   []*cuda.Tensor
@@ -66,8 +63,7 @@ type Step struct {
 	gn     map[int]*cuda.GroupNormStats
 	attn   map[int]*attnSaved
 	timing Timing
-	noDNN  map[string]bool // convolutions cuDNN failed on (dnnguard.go)
-	eval   bool            // the pass in progress is forward-only (Predict)
+	eval   bool // the pass in progress is forward-only (Predict)
 	// uploading: UploadWeights queued copies from pinWeights that no sync
 	// has waited for yet.
 	uploading bool
@@ -83,6 +79,11 @@ type Timing struct {
 	// GPU is the device time from the batch upload to the last gradient
 	// kernel (CUDA events).
 	GPU time.Duration
+	// With Options.Profile, the device-to-host gradient copies on the copy
+	// stream: their summed duration, the part of it that ran while the
+	// backward pass was still computing, and how long the last copy ended
+	// after the last backward kernel.
+	GradCopy, GradCopyOverlap, GradCopyTail time.Duration
 }
 
 // NewStep opens GPU opts.Ordinal and prepares the training step of the
@@ -96,7 +97,7 @@ func NewStep(p *model.Params, video bool, B, T, H, W int, opts Options) (*Step, 
 	if ok, why := cuda.Available(); !ok {
 		return nil, fmt.Errorf("gpu: no usable GPU: %s", why)
 	}
-	dev, err := cuda.Open(opts.Ordinal, cuda.Options{TF32: opts.TF32, CacheDir: opts.CacheDir})
+	dev, err := cuda.Open(opts.Ordinal, cuda.Options{TF32: opts.TF32, CacheDir: opts.CacheDir, Logger: opts.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("gpu: open GPU %d: %w", opts.Ordinal, err)
 	}
@@ -116,19 +117,14 @@ func newStep(dev *cuda.Device, p *model.Params, video bool, B, T, H, W int, opts
 	if T <= net.LossSkip {
 		return nil, fmt.Errorf("gpu: training needs more than %d frames per clip (the loss skips %d), got %d", net.LossSkip, net.LossSkip, T)
 	}
-	pl, err := newPlan(net, B, T, H, W, func(s model.ParamSpec) bool { return s.Temporal == video }, !opts.NoFusion)
+	pl, err := newPlan(net, B, T, H, W, func(s model.ParamSpec) bool { return s.Temporal == video })
 	if err != nil {
 		return nil, err
 	}
 	s := &Step{dev: dev, p: pl, video: video, params: p, weights: map[string]*cuda.Tensor{},
-		wgrads: map[string]*cuda.Tensor{}, gradIndex: map[string]int{}, hostGrads: true, noDNN: map[string]bool{}, opts: opts,
+		wgrads: map[string]*cuda.Tensor{}, gradIndex: map[string]int{}, hostGrads: true, opts: opts,
 		skip: net.LossSkip}
-	if on, _ := dev.CUDNN(); on && opts.NoCUDNN {
-		if err := dev.SetCUDNN(false); err != nil {
-			return nil, err
-		}
-	}
-	if s.k, err = openKernels(opts.Ordinal, dev.Arch(), dev.Multiprocessors()); err != nil {
+	if s.k, err = openKernels(dev); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("gpu: kernels: %w", err)
 	}
@@ -171,6 +167,16 @@ func newStep(dev *cuda.Device, p *model.Params, video bool, B, T, H, W int, opts
 		if err != nil {
 			s.Close()
 			return nil, err
+		}
+		if opts.Profile {
+			for _, evs := range []*[]*cuda.Event{&s.copyStart, &s.copyEnd} {
+				e, err := dev.NewEvent()
+				if err != nil {
+					s.Close()
+					return nil, err
+				}
+				*evs = append(*evs, e)
+			}
 		}
 		s.gradIndex[q.Name] = len(s.trainable)
 		s.trainable = append(s.trainable, q)
@@ -312,7 +318,12 @@ func (s *Step) Run(input, timesteps, target []float32) (float32, error) {
 	t2 := time.Now()
 	s.timing = Timing{Upload: t1.Sub(t0), Compute: t2.Sub(t1), Total: t2.Sub(t0)}
 	if ms, err := cuda.Elapsed(s.evStart, s.evEnd); err == nil {
-		s.timing.GPU = time.Duration(float64(ms) * float64(time.Millisecond))
+		s.timing.GPU = msDuration(ms)
+	}
+	if s.copyStart != nil && s.hostGrads {
+		if err := s.timeGradCopies(); err != nil {
+			return 0, err
+		}
 	}
 	return loss, nil
 }
@@ -505,8 +516,10 @@ func (s *Step) Close() error {
 	for _, p := range s.pinWeights {
 		p.Free()
 	}
-	for _, e := range s.gradReady {
-		e.Destroy()
+	for _, evs := range [][]*cuda.Event{s.gradReady, s.copyStart, s.copyEnd} {
+		for _, e := range evs {
+			e.Destroy()
+		}
 	}
 	if s.copyStream != nil {
 		s.copyStream.Destroy()
@@ -522,7 +535,6 @@ func (s *Step) Close() error {
 	if s.prof != nil {
 		s.prof.free()
 	}
-	s.k.close()
 	err := s.dev.Close()
 	s.dev = nil
 	return err

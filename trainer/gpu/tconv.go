@@ -46,25 +46,25 @@ func (g gpuTconv) alloc(n int) (uintptr, func(), error) {
 }
 func (g gpuTconv) gemm(x cuda.Gemm) error { return g.s.dev.Gemm(x) }
 func (g gpuTconv) wfwd(out, w uintptr, k, c int) error {
-	return g.s.k.launch("tconv_wfwd", g.s.k.gridFor(int64(k*3*c)), aPtr(out), aPtr(w), aInt(k), aInt(c))
+	return g.s.k.launch("tconv_wfwd", g.s.k.gridFor(int64(k*3*c)), cuda.PtrArg(out), cuda.PtrArg(w), cuda.IntArg(k), cuda.IntArg(c))
 }
 func (g gpuTconv) wdata(out, w uintptr, k, c int) error {
-	return g.s.k.launch("tconv_wdata", g.s.k.gridFor(int64(k*3*c)), aPtr(out), aPtr(w), aInt(k), aInt(c))
+	return g.s.k.launch("tconv_wdata", g.s.k.gridFor(int64(k*3*c)), cuda.PtrArg(out), cuda.PtrArg(w), cuda.IntArg(k), cuda.IntArg(c))
 }
 func (g gpuTconv) wgrad(dw, dwp uintptr, k, c int) error {
-	return g.s.k.launch("tconv_wgrad", g.s.k.gridFor(int64(k*3*c)), aPtr(dw), aPtr(dwp), aInt(k), aInt(c))
+	return g.s.k.launch("tconv_wgrad", g.s.k.gridFor(int64(k*3*c)), cuda.PtrArg(dw), cuda.PtrArg(dwp), cuda.IntArg(k), cuda.IntArg(c))
 }
 func (g gpuTconv) zeroBlock(a uintptr, rows, cols, ld, batch int, bstride int64) error {
-	return g.s.k.launch("zero_block", g.s.k.gridFor(int64(batch*rows*cols)), aPtr(a), aInt(rows), aInt(cols), aInt(ld), aInt(batch), aI64(bstride))
+	return g.s.k.launch("zero_block", g.s.k.gridFor(int64(batch*rows*cols)), cuda.PtrArg(a), cuda.IntArg(rows), cuda.IntArg(cols), cuda.IntArg(ld), cuda.IntArg(batch), cuda.Int64Arg(bstride))
 }
 func (g gpuTconv) bias(y, b uintptr, n int64, c, p int) error {
-	return g.s.k.launch("bias_ncp", g.s.k.gridFor(n*int64(c*p)), aPtr(y), aPtr(b), aI64(n), aInt(c), aInt(p))
+	return g.s.k.launch("bias_ncp", g.s.k.gridFor(n*int64(c*p)), cuda.PtrArg(y), cuda.PtrArg(b), cuda.Int64Arg(n), cuda.IntArg(c), cuda.IntArg(p))
 }
 func (g gpuTconv) biasEmb(y, b, e uintptr, n int64, c, p int) error {
-	return g.s.k.launch("bias_emb_ncp", g.s.k.gridFor(n*int64(c*p)), aPtr(y), aPtr(b), aPtr(e), aI64(n), aInt(c), aInt(p))
+	return g.s.k.launch("bias_emb_ncp", g.s.k.gridFor(n*int64(c*p)), cuda.PtrArg(y), cuda.PtrArg(b), cuda.PtrArg(e), cuda.Int64Arg(n), cuda.IntArg(c), cuda.IntArg(p))
 }
 func (g gpuTconv) ones(y uintptr, n int) error {
-	return g.s.k.launch("fill_ones", g.s.k.gridFor(int64(n)), aPtr(y), aInt(n))
+	return g.s.k.launch("fill_ones", g.s.k.gridFor(int64(n)), cuda.PtrArg(y), cuda.IntArg(n))
 }
 
 func off(p uintptr, floats int) uintptr { return p + uintptr(floats)*f32 }

@@ -125,26 +125,6 @@ extern "C" __global__ void upsample2x_bwd(float* dx, const float* dy, int nc, in
     }
 }
 
-// 2x2 average pooling of (NC, H, W) to (NC, H/2, W/2).
-extern "C" __global__ void avgpool2x_fwd(float* y, const float* x, int nc, int h, int w) {
-    int ho = h / 2, wo = w / 2;
-    GRID_STRIDE(i, nc * ho * wo) {
-        int ox = i % wo, oy = (i / wo) % ho, c = i / (wo * ho);
-        const float* r0 = x + ((long long)c * h + 2 * oy) * w + 2 * ox;
-        const float* r1 = r0 + w;
-        y[i] = 0.25f * (r0[0] + r0[1] + r1[0] + r1[1]);
-    }
-}
-
-extern "C" __global__ void avgpool2x_bwd(float* dx, const float* dy, int nc, int h, int w) {
-    int ho = h / 2, wo = w / 2;
-    GRID_STRIDE(i, nc * h * w) {
-        int x = i % w, y = (i / w) % h, c = i / (w * h);
-        int ox = x / 2, oy = y / 2;
-        dx[i] = (ox < wo && oy < ho) ? 0.25f * dy[((long long)c * ho + oy) * wo + ox] : 0.0f;
-    }
-}
-
 // General permutation of up to 6 axes: the output index (a0..a5) over output dims od
 // reads the input at sum(a_k * is_k), where is_k is the input stride of the axis that
 // becomes output axis k. Unused leading axes have od = 1.

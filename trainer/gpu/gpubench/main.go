@@ -11,10 +11,10 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/timelapse-ml/pipeline/trainer/gpu"
@@ -23,30 +23,34 @@ import (
 )
 
 type result struct {
-	Impl           string  `json:"impl"`
-	Device         string  `json:"device"`
-	Precision      string  `json:"precision"`
-	Optimizer      string  `json:"optimizer"`
-	Batch          int     `json:"batch"`
-	Frames         int     `json:"frames"`
-	Res            int     `json:"res"`
-	Params         int     `json:"params"`
-	Trainable      int     `json:"trainable"`
-	StepMS         float64 `json:"step_ms_median"`
-	StepMinMS      float64 `json:"step_ms_min"`
-	SamplesPerS    float64 `json:"samples_per_s"`
-	OptimMS        float64 `json:"optim_ms_median"`
-	OptimFrac      float64 `json:"optim_fraction"`
-	UploadMS       float64 `json:"weight_upload_ms_median"`
-	GPUMS          float64 `json:"gpu_ms_median"`
-	CUDNN          bool    `json:"cudnn"`
-	CUDNNCalls     int64   `json:"cudnn_calls"`
-	Variant        string  `json:"variant"`
-	PeakMiB        float64 `json:"peak_alloc_mib"`
-	ReservedMiB    float64 `json:"reserved_mib"`
-	DeviceUsedMiB  float64 `json:"device_used_mib"`
-	OptimDeviceMiB float64 `json:"optimizer_device_mib"`
-	FinalLoss      float64 `json:"final_loss"`
+	Impl        string   `json:"impl"`
+	Device      string   `json:"device"`
+	Precision   string   `json:"precision"`
+	Optimizer   string   `json:"optimizer"`
+	Batch       int      `json:"batch"`
+	Frames      int      `json:"frames"`
+	Res         int      `json:"res"`
+	Params      int      `json:"params"`
+	Trainable   int      `json:"trainable"`
+	StepMS      float64  `json:"step_ms_median"`
+	StepMinMS   float64  `json:"step_ms_min"`
+	SamplesPerS float64  `json:"samples_per_s"`
+	OptimMS     float64  `json:"optim_ms_median"`
+	OptimFrac   float64  `json:"optim_fraction"`
+	UploadMS    float64  `json:"weight_upload_ms_median"`
+	GPUMS       float64  `json:"gpu_ms_median"`
+	CUDNN       bool     `json:"cudnn"`
+	CUDNNCalls  int64    `json:"cudnn_calls"`
+	Modules     []string `json:"modules"` // kernel modules and where their images came from
+	// with -profile: gradient D2H copies, the part under the backward pass, the tail after it
+	GradCopyMS        float64 `json:"grad_copy_ms,omitempty"`
+	GradCopyOverlapMS float64 `json:"grad_copy_overlap_ms,omitempty"`
+	GradCopyTailMS    float64 `json:"grad_copy_tail_ms,omitempty"`
+	PeakMiB           float64 `json:"peak_alloc_mib"`
+	ReservedMiB       float64 `json:"reserved_mib"`
+	DeviceUsedMiB     float64 `json:"device_used_mib"`
+	OptimDeviceMiB    float64 `json:"optimizer_device_mib"`
+	FinalLoss         float64 `json:"final_loss"`
 }
 
 func median(d []time.Duration) float64 {
@@ -69,10 +73,7 @@ func main() {
 	tf32 := flag.Bool("tf32", false, "TF32 matrix products")
 	optState := flag.String("optimizer", "host", "optimizer state: host or device")
 	spec := flag.String("spec", "", "write the network description JSON here and exit")
-	noDNN := flag.Bool("nocudnn", false, "convolutions on trainer/cuda's im2col kernels, not cuDNN")
-	cudaTconv := flag.Bool("cudatconv", false, "temporal convolutions through trainer/cuda (patch matrix), not trainer/gpu's direct GEMMs")
-	noFusion := flag.Bool("nofusion", false, "group norm and SiLU as two ops")
-	profile := flag.String("profile", "", "write a per-layer-kind GPU time table (markdown) here")
+	profile := flag.String("profile", "", "write a per-layer-kind GPU time table (markdown) here; also times the gradient copies against the backward pass")
 	flag.Parse()
 	log.SetFlags(0)
 
@@ -97,15 +98,15 @@ func main() {
 		}
 		return
 	}
-	state, err := gpu.ParseOptimizerState(*optState)
-	if err != nil {
-		log.Fatal(err)
+	if *optState != "host" && *optState != "device" {
+		log.Fatalf("-optimizer %q: want host or device", *optState)
 	}
 	params, err := model.NewParams(cfg, 1)
 	if err != nil {
 		log.Fatal(err)
 	}
-	step, err := gpu.NewStep(params, true, *B, *T, *res, *res, gpu.Options{TF32: *tf32, NoCUDNN: *noDNN, CUDATemporalConv: *cudaTconv, NoFusion: *noFusion, Profile: *profile != ""})
+	step, err := gpu.NewStep(params, true, *B, *T, *res, *res, gpu.Options{TF32: *tf32, Profile: *profile != "",
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -115,7 +116,7 @@ func main() {
 	ocfg.LR = 1e-4
 	var hostOpt *optim.AdamW
 	var devOpt *gpu.DeviceAdamW
-	if state == gpu.OptimizerHost {
+	if *optState == "host" {
 		var ps []*optim.Param
 		for _, q := range step.Trainable() {
 			ps = append(ps, &optim.Param{Name: q.Name, Shape: q.Shape, Data: q.Data})
@@ -148,7 +149,7 @@ func main() {
 		}
 		batches[i] = b
 	}
-	var stepT, optT, upT, gpuT []time.Duration
+	var stepT, optT, upT, gpuT, copyT, overlapT, tailT []time.Duration
 	var loss float32
 	for i := 0; i < *warm+*steps; i++ {
 		b := batches[i%len(batches)]
@@ -181,30 +182,27 @@ func main() {
 			stepT = append(stepT, t3.Sub(t0))
 			optT = append(optT, t2.Sub(t1))
 			upT = append(upT, t3.Sub(t2))
-			gpuT = append(gpuT, step.Timing().GPU)
+			tm := step.Timing()
+			gpuT = append(gpuT, tm.GPU)
+			copyT, overlapT, tailT = append(copyT, tm.GradCopy), append(overlapT, tm.GradCopyOverlap), append(tailT, tm.GradCopyTail)
 		}
 	}
 	ms := step.MemStats()
 	free, total, _ := step.Device().MemInfo()
 	total0, temporal := params.Count()
 	r := result{Impl: "go", Device: step.Device().Name(), Precision: map[bool]string{false: "fp32", true: "tf32"}[*tf32],
-		Optimizer: string(state), Batch: *B, Frames: *T, Res: *res, Params: total0, Trainable: temporal,
+		Optimizer: *optState, Batch: *B, Frames: *T, Res: *res, Params: total0, Trainable: temporal,
 		StepMS: median(stepT), StepMinMS: float64(slices.Min(stepT)) / 1e6, OptimMS: median(optT), UploadMS: median(upT),
 		PeakMiB: float64(ms.Peak) / (1 << 20), ReservedMiB: float64(ms.Reserved) / (1 << 20),
 		DeviceUsedMiB: float64(total-free) / (1 << 20), FinalLoss: float64(loss)}
 	r.SamplesPerS = float64(*B) / (r.StepMS / 1e3)
 	r.GPUMS = median(gpuT)
-	var v []string
-	if *noFusion {
-		v = append(v, "unfused GN+SiLU")
+	if *profile != "" {
+		r.GradCopyMS, r.GradCopyOverlapMS, r.GradCopyTailMS = median(copyT), median(overlapT), median(tailT)
 	}
-	if *cudaTconv {
-		v = append(v, "tconv via trainer/cuda")
+	for _, m := range step.Device().Modules() {
+		r.Modules = append(r.Modules, m.Name+": "+string(m.Origin))
 	}
-	if *noDNN {
-		v = append(v, "no cuDNN")
-	}
-	r.Variant = strings.Join(v, ", ")
 	r.CUDNN, r.CUDNNCalls = step.Device().CUDNN()
 	r.OptimFrac = r.OptimMS / r.StepMS
 	if devOpt != nil {
