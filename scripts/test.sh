@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
-# The whole test suite: installs ffmpeg if missing, vets, runs every test
+# The whole test suite: installs ffmpeg and clang if missing, vets, runs every test
 # (the engine under the race detector) and each fuzz target briefly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/ensure-ffmpeg.sh
+# clang: the CUDA syntax check of both kernel sets (trainer/cuda/cudatest) runs here, never skips.
+if ! command -v clang >/dev/null 2>&1; then
+	echo "clang not found: installing it with apt-get" >&2
+	SUDO=""
+	if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+	$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends clang >/dev/null
+fi
+export PIPELINE_REQUIRE_CLANG=1
 export CGO_ENABLED=${CGO_ENABLED:-1}
 go vet ./...
 # The GPU tests run on a GPU machine; here they must at least compile.
