@@ -198,10 +198,25 @@ func TestLatentsStage(t *testing.T) {
 	}
 	near(t, "text", text, wantText)
 
-	// up to date: nothing runs; a flipped byte is caught by verify
+	// up to date: nothing runs; a changed caption re-encodes its video's
+	// shard only; a flipped byte is caught by verify
 	if ran := pipelinetest.Ran(p.Run(pipeline.Options{})); slices.Contains(ran, "latents") {
 		t.Errorf("second run re-ran latents: %v", ran)
 	}
+	os.WriteFile(caption(fv[2]), []byte("storm clouds"), 0o644)
+	encoded = nil
+	p.Run(pipeline.Options{Stages: []string{"latents"}})
+	if want := shards.ShardName(byID[fv[2].ID].Shard); !slices.Equal(encoded, []string{want}) {
+		t.Errorf("after a caption change the run encoded %v, want [%s]", encoded, want)
+	}
+	ld2, err := shards.OpenLatents(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := ld2.Videos("")[slices.IndexFunc(ld2.Videos(""), func(e shards.LatentVideoEntry) bool { return e.ID == fv[2].ID })]; v.Caption != "storm clouds" {
+		t.Errorf("caption after the change: %+v", v)
+	}
+	ld2.Close()
 	verify := LatentsKind().Verify
 	if err := verify(context.Background(), dir, nil); err != nil {
 		t.Fatalf("verify intact: %v", err)
