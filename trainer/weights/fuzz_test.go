@@ -50,6 +50,8 @@ func FuzzPickle(f *testing.F) {
 		}
 	}
 	zr.Close()
+	sd := tensor(pk{}.proto().op('}', '(').str("a"), "FloatStorage", "0", 16, 0, 4, 4)
+	f.Add([]byte(tensor(sd.str("b"), "HalfStorage", "1", 4, 0, 4).op('u', '.')))
 	for _, h := range hostilePickles("/nonexistent/x") {
 		f.Add([]byte(h.data))
 	}
@@ -58,5 +60,39 @@ func FuzzPickle(f *testing.F) {
 		if err == nil && v == nil {
 			t.Fatal("nil value without error")
 		}
+		// the whole torch reader, the pickle beside two small storages
+		zb := fuzzZip(data)
+		ts, err := readTorchZipFrom(bytes.NewReader(zb), int64(len(zb)))
+		for n, r := range ts {
+			if err != nil || r.off < 0 || r.off+r.size > int64(len(zb)) || r.size != int64(numel(r.shape))*storedSize[r.dtype] {
+				t.Fatalf("tensor %s: range [%d,%d) of %d bytes, shape %v %s", n, r.off, r.off+r.size, len(zb), r.shape, r.dtype)
+			}
+		}
 	})
+}
+
+// The fuzz seed state dict reads through the whole torch reader.
+func TestFuzzSeedStateDict(t *testing.T) {
+	sd := tensor(pk{}.proto().op('}', '(').str("a"), "FloatStorage", "0", 16, 0, 4, 4)
+	data := []byte(tensor(sd.str("b"), "HalfStorage", "1", 4, 0, 4).op('u', '.'))
+	zb := fuzzZip(data)
+	ts, err := readTorchZipFrom(bytes.NewReader(zb), int64(len(zb)))
+	if err != nil || len(ts) != 2 || ts["b"].dtype != "F16" || ts["a"].size != 64 {
+		t.Fatalf("%v %v", ts, err)
+	}
+}
+
+// fuzzZip is a torch zip container holding pickle and two small storages.
+func fuzzZip(pickle []byte) []byte {
+	var zb bytes.Buffer
+	zw := zip.NewWriter(&zb)
+	for _, e := range []struct {
+		name string
+		b    []byte
+	}{{"archive/data.pkl", pickle}, {"archive/data/0", make([]byte, 64)}, {"archive/data/1", make([]byte, 8)}} {
+		w, _ := zw.CreateHeader(&zip.FileHeader{Name: e.name, Method: zip.Store})
+		w.Write(e.b)
+	}
+	zw.Close()
+	return zb.Bytes()
 }

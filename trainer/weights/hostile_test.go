@@ -2,6 +2,7 @@ package weights
 
 import (
 	"archive/zip"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"os"
@@ -110,6 +111,7 @@ func TestPickleRefusesOtherOpcodes(t *testing.T) {
 		"empty":              pk{},
 		"memo miss":          pk{}.proto().op('h', 9, '.'),
 		"pop below mark":     pk{}.proto().op('}', '(', 0x86, '.'),
+		"too many values":    append(pk{}.proto(), bytes.Repeat([]byte{'}'}, maxValues+10)...),
 	} {
 		t.Run(name, func(t *testing.T) {
 			if v, err := unpickle(data, nil); err == nil {
@@ -150,26 +152,6 @@ func writeTorchZip(t *testing.T, path string, pickle []byte, storages map[string
 // A hand-made state dict: an OrderedDict (with BUILD of _metadata), a
 // parameter, a view at an offset into a shared storage, a BF16 storage.
 func TestPickleStateDictForms(t *testing.T) {
-	tensor := func(p pk, storageType, key string, numel byte, off byte, shape ...byte) pk {
-		p = p.global("torch._utils", "_rebuild_tensor_v2").op('(')
-		p = p.op('(').str("storage").global("torch", storageType).str(key).str("cpu").int1(numel).op('t', 'Q')
-		p = p.int1(off).op('(')
-		for _, s := range shape {
-			p = p.int1(s)
-		}
-		p = p.op('t', '(')
-		stride := byte(1)
-		strides := make([]byte, len(shape))
-		for i := len(shape) - 1; i >= 0; i-- {
-			strides[i] = stride
-			stride *= shape[i]
-		}
-		for _, s := range strides {
-			p = p.int1(s)
-		}
-		p = p.op('t', 0x89).global("collections", "OrderedDict").op(')', 'R', 't', 'R')
-		return p
-	}
 	p := pk{}.proto().global("collections", "OrderedDict").op(')', 'R', '(')
 	p = tensor(p.str("a"), "FloatStorage", "0", 6, 0, 2, 3)
 	p = tensor(p.str("b"), "FloatStorage", "0", 6, 4, 2)
@@ -211,4 +193,26 @@ func TestPickleStateDictForms(t *testing.T) {
 	if _, _, err := readWeightFile(path); err == nil || !strings.Contains(err.Error(), "missing") {
 		t.Fatalf("missing storage: %v", err)
 	}
+}
+
+// tensor appends a _rebuild_tensor_v2 call of a contiguous tensor on storage key.
+func tensor(p pk, storageType, key string, numel byte, off byte, shape ...byte) pk {
+	p = p.global("torch._utils", "_rebuild_tensor_v2").op('(')
+	p = p.op('(').str("storage").global("torch", storageType).str(key).str("cpu").int1(numel).op('t', 'Q')
+	p = p.int1(off).op('(')
+	for _, s := range shape {
+		p = p.int1(s)
+	}
+	p = p.op('t', '(')
+	stride := byte(1)
+	strides := make([]byte, len(shape))
+	for i := len(shape) - 1; i >= 0; i-- {
+		strides[i] = stride
+		stride *= shape[i]
+	}
+	for _, s := range strides {
+		p = p.int1(s)
+	}
+	p = p.op('t', 0x89).global("collections", "OrderedDict").op(')', 'R', 't', 'R')
+	return p
 }

@@ -85,9 +85,9 @@ func (e *GlobalError) Error() string {
 
 // pickle limits: a state dict pickle is a few MB at most.
 const (
-	maxPickleBytes = 256 << 20
-	maxMemo        = 1 << 24
-	maxDepth       = 64
+	maxPickleBytes = 64 << 20
+	maxMemo        = 1 << 22
+	maxValues      = 1 << 22 // values pushed in all; SD-1.5's pickle pushes ~30k
 )
 
 type unpickler struct {
@@ -97,6 +97,7 @@ type unpickler struct {
 	marks   []int
 	memo    map[int64]any
 	persist func(pid any) (any, error)
+	pushes  int
 }
 
 // unpickle interprets a pickle; persist resolves persistent ids (BINPERSID).
@@ -195,6 +196,9 @@ func (u *unpickler) run() (any, error) {
 			return b, nil
 		}
 		push := func(v any) { u.stack = append(u.stack, v) }
+		if u.pushes++; u.pushes > maxValues {
+			return nil, u.errf(op, "more than %d operations: too large for a state dict", maxValues)
+		}
 		switch op {
 		case 0x80: // PROTO
 			b, err := short(1)

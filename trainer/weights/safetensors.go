@@ -63,9 +63,7 @@ func parseSafetensorsHeader(hb []byte, dataLen, base int64) (map[string]rawTenso
 	out := make(map[string]rawTensor, len(raw))
 	for name, msg := range raw {
 		if name == "__metadata__" {
-			if err := json.Unmarshal(msg, &meta); err != nil {
-				return nil, nil, fmt.Errorf("__metadata__ must map strings to strings: %v", err)
-			}
+			_ = json.Unmarshal(msg, &meta) // unused here; some tools write non-string values
 			continue
 		}
 		var e stHeaderEntry

@@ -14,7 +14,11 @@ import (
 // The pickle goes through the restricted reader; tensors point into the
 // entries' bytes in the file.
 func readTorchZip(sf *sharedFile) (map[string]rawTensor, error) {
-	zr, err := zip.NewReader(sf.f, sf.size)
+	return readTorchZipFrom(sf.f, sf.size)
+}
+
+func readTorchZipFrom(r io.ReaderAt, size int64) (map[string]rawTensor, error) {
+	zr, err := zip.NewReader(r, size)
 	if err != nil {
 		return nil, fmt.Errorf("not a readable PyTorch zip container (truncated or damaged): %v", err)
 	}
@@ -66,7 +70,7 @@ func readTorchZip(sf *sharedFile) (map[string]rawTensor, error) {
 		if !ok || !isTensor {
 			continue // global_step, epoch and other bookkeeping
 		}
-		rt, err := tensorBytes(name, t, prefix, entries, sf.size)
+		rt, err := tensorBytes(name, t, prefix, entries, size)
 		if err != nil {
 			return nil, err
 		}
