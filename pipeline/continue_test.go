@@ -90,3 +90,23 @@ func TestContinuationAndPreviousOutputsKept(t *testing.T) {
 		t.Errorf("previous folders %v, want 2", prev)
 	}
 }
+
+// A stage recorded before one of its params became NoKey stays up to date.
+func TestStateFromBeforeNoKeyStaysUpToDate(t *testing.T) {
+	var log runLog
+	src := strings.Replace(stepsYAML, ", stop_at: 2", "", 1)
+	keyed := testKinds(&log, nil)
+	for i := range keyed {
+		for j := range keyed[i].Params {
+			keyed[i].Params[j].NoKey = false
+		}
+	}
+	p := pipelinetest.New(t, keyed, src)
+	p.Run(pipeline.Options{})
+	expectRan(t, &log, "t from 0")
+	p2 := reload(t, p, &log, src) // the kinds as they are: every and stop_at NoKey
+	if res := p2.Run(pipeline.Options{}); res[0].Action != pipeline.ActSkip {
+		t.Errorf("%s %v, want up to date", res[0].Action, res[0].Reasons)
+	}
+	expectRan(t, &log)
+}
