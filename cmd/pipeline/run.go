@@ -92,6 +92,17 @@ func printPlan(w io.Writer, cfg *pipeline.Config, plan []pipeline.Step, explain 
 		fmt.Fprintf(w, "key: %s\n", s.Key)
 		b, _ := json.MarshalIndent(s.Parts, "", "  ")
 		fmt.Fprintln(w, string(b))
+		if st := cfg.Stage(s.Stage); st != nil {
+			var out []string
+			for _, sp := range st.Kind.Params {
+				if sp.NoKey && st.Params.Has(sp.Name) {
+					out = append(out, fmt.Sprintf("%s=%v", sp.Name, st.Params[sp.Name]))
+				}
+			}
+			if len(out) > 0 {
+				fmt.Fprintf(w, "not in the key: %s\n", strings.Join(out, " "))
+			}
+		}
 	}
 }
 
