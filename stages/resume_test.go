@@ -16,31 +16,10 @@ import (
 	"github.com/timelapse-ml/pipeline/trainer"
 )
 
-// resumeYAML trains for 6 steps; %s is the edited part of train's params.
-const resumeYAML = `stages:
-  synth:
-    kind: synth
-    params: {count: 4, width: 64, height: 48, fps: 6, seconds: 7, seed: 3}
-  ingest:
-    kind: ingest
-    needs: [synth]
-  frames:
-    kind: frames
-    needs: [ingest]
-    params: {size: 32}
-  pack:
-    kind: pack
-    needs: [frames]
-    params: {val_fraction: 0.25}
-  pretrain:
-    kind: pretrain
-    needs: [pack]
-    params: {resolution: 16, batch: 2, steps: 3, cond_gap: 2, val_batches: 1}
-  train:
-    kind: train
-    needs: [pack, pretrain]
-    params: {resolution: 16, frames_length: 4, batch: 1, checkpoint_every: 4, val_batches: 1, %s}
-`
+// resumeYAML is trainingYAML up to train, which trains for the steps in %s
+// (the edited part of its params).
+var resumeYAML = strings.Replace(trainingYAML[:strings.Index(trainingYAML, "  sample:")],
+	"steps: 3, checkpoint_every: 2, val_batches: 1}", "checkpoint_every: 4, val_batches: 1, %s}", 1)
 
 // recorder keeps the trainer's log records (message and attrs) and can
 // cancel the run when a record matches.
