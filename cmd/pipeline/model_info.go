@@ -96,9 +96,15 @@ func architecture(m *weights.Model) string {
 		return "no UNet (" + strings.Join(componentNames(m), ", ") + ")"
 	}
 	_ = json.Unmarshal(b, &c)
+	sdWidths := fmt.Sprint(c.Block) == "[320 640 1280 1280]"
 	name := "SD-1.x-architecture UNet (custom widths)"
-	if fmt.Sprint(c.Block) == "[320 640 1280 1280]" && c.Ctx == 768 {
+	switch {
+	case sdWidths && c.Ctx == 768:
 		name = "Stable Diffusion 1.x UNet"
+	case sdWidths && c.Ctx == 1024:
+		name = "Stable Diffusion 2.x UNet"
+	case c.Ctx == 1024:
+		name = "SD-2.x-architecture UNet (custom widths)"
 	}
 	if c.In == 9 {
 		name += ", inpainting (9 input channels)"
