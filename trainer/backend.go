@@ -26,6 +26,9 @@ type backendOptions struct {
 	Device Device
 	TF32   bool
 	Log    *slog.Logger
+	// Net, when set, is a described net to train instead of the pixel
+	// model (the SD family; CPU only so far).
+	Net *model.Net
 }
 
 // trainShape is a training batch as the loader reads it: B windows of T
@@ -45,6 +48,9 @@ func (sh trainShape) netT() int {
 }
 
 func newBackend(o backendOptions, p *model.Params, sh trainShape) (*backend, error) {
+	if o.Net != nil {
+		return newNetBackend(o, p, sh)
+	}
 	switch o.Device {
 	case "", DeviceCPU:
 		g, err := model.BuildTrain(p, sh.Video, sh.B, sh.netT(), sh.R, sh.R)
@@ -124,6 +130,9 @@ func (gpuPredictor) Close() {}
 func (b *backend) predictor(p *model.Params, video bool, B, T, H, W int) (predictor, error) {
 	if b.gpu != nil {
 		return gpuPredictor{b.gpu}, nil
+	}
+	if b.cpu != nil && b.cpu.Net.Context >= 0 {
+		return model.BuildNetForward(b.cpu.Net, p, B, T, H, W)
 	}
 	return model.BuildForward(p, video, B, T, H, W)
 }

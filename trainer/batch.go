@@ -21,6 +21,9 @@ type example struct {
 	known            func(int) bool
 	video            bool
 	framesPerClip    int
+	// context is the conditioning sequence per frame (B*T, tokens, D) of a
+	// net that takes one (the SD family's text embeddings), else nil.
+	context []float32
 }
 
 // newExample sizes an example. Video examples use clips of T frames with
@@ -88,6 +91,9 @@ func (ex *example) clone() *example {
 	c.input = append([]float32(nil), ex.input...)
 	c.timesteps = append([]float32(nil), ex.timesteps...)
 	c.target = append([]float32(nil), ex.target...)
+	if ex.context != nil {
+		c.context = append([]float32(nil), ex.context...)
+	}
 	c.clean, c.noisy, c.cond, c.noise = nil, nil, nil, nil
 	return &c
 }

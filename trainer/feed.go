@@ -17,11 +17,11 @@ import (
 // the stream's state after each example is recorded, so a checkpoint saves
 // the state of its own step, not of the example prepared ahead.
 type feeder struct {
-	loader *shards.Loader
-	sched  *diffusion.Schedule
-	rng    *rand.PCG
-	rnd    *rand.Rand
-	bufs   [2]*example
+	// fill reads the next batch and builds ex from it, drawing from rnd.
+	fill func(ctx context.Context, ex *example, rnd *rand.Rand) error
+	rng  *rand.PCG
+	rnd  *rand.Rand
+	bufs [2]*example
 	// pending delivers the example being prepared ahead (nil: none).
 	pending chan prepared
 }
@@ -36,7 +36,19 @@ type prepared struct {
 }
 
 func newFeeder(loader *shards.Loader, sched *diffusion.Schedule, rng *rand.PCG, newEx func() *example) *feeder {
-	return &feeder{loader: loader, sched: sched, rng: rng, rnd: rand.New(rng), bufs: [2]*example{newEx(), newEx()}}
+	return newFeederFunc(func(ctx context.Context, ex *example, rnd *rand.Rand) error {
+		b, err := loader.Next(ctx)
+		if err != nil {
+			return err
+		}
+		return ex.fill(b, sched, rnd)
+	}, rng, newEx)
+}
+
+// newFeederFunc is a feeder over any example source (the SD family's
+// latent batches).
+func newFeederFunc(fill func(ctx context.Context, ex *example, rnd *rand.Rand) error, rng *rand.PCG, newEx func() *example) *feeder {
+	return &feeder{fill: fill, rng: rng, rnd: rand.New(rng), bufs: [2]*example{newEx(), newEx()}}
 }
 
 // get returns the example of step (1-based), and starts preparing the
@@ -67,12 +79,8 @@ func (f *feeder) get(ctx context.Context, step, last int) (prepared, error) {
 // prepare reads the next batch and builds the example of step into its
 // buffer.
 func (f *feeder) prepare(ctx context.Context, step int) prepared {
-	b, err := f.loader.Next(ctx)
-	if err != nil {
-		return prepared{step: step, err: err}
-	}
 	ex := f.bufs[step%2]
-	if err := ex.fill(b, f.sched, f.rnd); err != nil {
+	if err := f.fill(ctx, ex, f.rnd); err != nil {
 		return prepared{step: step, err: err}
 	}
 	st, err := f.rng.MarshalBinary()

@@ -74,6 +74,13 @@ type session struct {
 	res       Result
 	// extraHooks run after the built-in ones.
 	extraHooks []Hook
+	// net, when set, is the described net the backend trains (the SD
+	// family: model.BuildNetTrain, temporal parameters trainable), else
+	// the pixel model of params.Config. sched, when set before setup, is
+	// the noise schedule (else NoiseSchedule); objective names schedule and
+	// prediction in the loss plot's title.
+	net       *model.Net
+	objective string
 }
 
 // setup builds the graph, optimizer, checkpointer and metrics log, and
@@ -82,10 +89,12 @@ type session struct {
 func (s *session) setup(weightsFile, stateFile, format string, meta map[string]string, mustMatch []string) error {
 	c := s.c
 	var err error
-	if s.sched, err = diffusion.NewSchedule(NoiseSchedule, NoiseScheduleSteps); err != nil {
-		return err
+	if s.sched == nil {
+		if s.sched, err = diffusion.NewSchedule(NoiseSchedule, NoiseScheduleSteps); err != nil {
+			return err
+		}
 	}
-	if s.be, err = newBackend(backendOptions{Device: c.Device, TF32: c.TF32, Log: c.Log}, s.params, s.shape); err != nil {
+	if s.be, err = newBackend(backendOptions{Device: c.Device, TF32: c.TF32, Log: c.Log, Net: s.net}, s.params, s.shape); err != nil {
 		return fmt.Errorf("%s: %w", s.name, err)
 	}
 	var ops []*optim.Param
@@ -208,6 +217,11 @@ func (s *session) step(ctx context.Context, step int) (StepResult, error) {
 		return StepResult{}, err
 	}
 	ex := p.ex
+	if ex.context != nil {
+		if err := s.be.setContext(ex.context); err != nil {
+			return StepResult{}, err
+		}
+	}
 	loss, err := s.be.step(ex.input, ex.timesteps, ex.target)
 	if err != nil {
 		return StepResult{}, err
@@ -319,7 +333,11 @@ func (s *session) flushMetrics() error {
 	if err := s.mlog.Flush(); err != nil {
 		return err
 	}
-	title := fmt.Sprintf("%s loss (%s)", s.name, NoiseSchedule+" schedule, "+Prediction+"-prediction")
+	obj := s.objective
+	if obj == "" {
+		obj = NoiseSchedule + " schedule, " + Prediction + "-prediction"
+	}
+	title := fmt.Sprintf("%s loss (%s)", s.name, obj)
 	return metrics.PlotLoss(filepath.Join(s.c.OutDir, LossPlotFile), title, s.mlog.Records)
 }
 

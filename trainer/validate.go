@@ -86,6 +86,11 @@ func (v *validator) loss(ctx context.Context) (float64, error) {
 		if err := ctx.Err(); err != nil {
 			return 0, err
 		}
+		if ex.context != nil {
+			if err := setContext(v.graph, ex.context); err != nil {
+				return 0, fmt.Errorf("validation: %w", err)
+			}
+		}
 		pred, err := v.graph.Predict(ex.input, ex.timesteps)
 		if err != nil {
 			return 0, fmt.Errorf("validation: %w", err)
