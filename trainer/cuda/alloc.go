@@ -140,9 +140,9 @@ func (a *Allocator) releaseAll() {
 	a.releaseCacheLocked()
 }
 
-// Alloc returns a device buffer of n bytes from the caching allocator. Its contents are
+// allocBuffer returns a device buffer of n bytes from the caching allocator. Its contents are
 // undefined. Free it with [Buffer.Free].
-func (d *Device) Alloc(n int64) (*Buffer, error) {
+func (d *Device) allocBuffer(n int64) (*Buffer, error) {
 	if err := d.enter(); err != nil {
 		return nil, err
 	}
@@ -174,19 +174,4 @@ func (d *Device) ResetPeak() {
 	d.alloc.mu.Lock()
 	defer d.alloc.mu.Unlock()
 	d.alloc.stats.Peak = d.alloc.stats.InUse
-}
-
-// EmptyCache gives every cached (free) block back to the driver.
-func (d *Device) EmptyCache() error {
-	if err := d.enter(); err != nil {
-		return err
-	}
-	defer d.leave()
-	if err := d.syncLocked(); err != nil {
-		return err
-	}
-	d.alloc.mu.Lock()
-	defer d.alloc.mu.Unlock()
-	d.alloc.releaseCacheLocked()
-	return nil
 }

@@ -21,7 +21,6 @@ const (
 	dnnDefaultMath      = 0 // may use TF32 tensor cores
 	dnnFMAMath          = 3 // strict float32
 	dnnPerfBytes        = 48
-	dnnDeterministic    = 1 // CUDNN_DETERMINISTIC
 	dnnMaxAlgos         = 8
 	dnnMaxWorkspace     = 1 << 30
 )
@@ -142,8 +141,6 @@ type dnnState struct {
 	// findTF32, also in TF32 (where the heuristics' choice was as fast or faster, up to
 	// 1.7x; bench/RESULTS.md). PIPELINE_CUDNN_FIND=0 turns timing off, =all on for both.
 	findOn, findTF32 bool
-	// deterministic keeps only algorithms cuDNN marks deterministic (Options.Deterministic).
-	deterministic bool
 }
 
 // findWorkspaces are the scratch sizes offered to cudnnFind, largest first.
@@ -189,10 +186,7 @@ func newDNN(d *Device) *dnnState {
 	}
 	st := &dnnState{api: api, plans: map[convGeom]*convPlan{}, bad: map[convGeom]error{},
 		findOn:   os.Getenv("PIPELINE_CUDNN_FIND") != "0" && api.findFwd != 0 && api.findBwdData != 0 && api.findBwdFilter != 0,
-		findTF32: os.Getenv("PIPELINE_CUDNN_FIND") == "all", deterministic: d.opts.Deterministic}
-	if st.deterministic {
-		st.findOn = false
-	}
+		findTF32: os.Getenv("PIPELINE_CUDNN_FIND") == "all"}
 	if err := api.call("cudnnCreate", api.create, uintptr(unsafe.Pointer(&st.h))); err != nil {
 		d.log.Warn("cuda: cuDNN handle not created; convolutions use im2col and cuBLAS", slog.Any("err", err))
 		return nil
@@ -325,10 +319,6 @@ func (st *dnnState) build(d *Device, g convGeom, x, y, f uintptr) (_ *convPlan, 
 			status := int32(binary.LittleEndian.Uint32(rec[4:]))
 			mem := int64(binary.LittleEndian.Uint64(rec[16:]))
 			mathType := int32(binary.LittleEndian.Uint32(rec[28:]))
-			deterministic := binary.LittleEndian.Uint32(rec[24:]) == dnnDeterministic
-			if st.deterministic && !deterministic {
-				continue
-			}
 			if status != 0 || mem > dnnMaxWorkspace || (!g.tf32 && pass == 0 && mathType != dnnFMAMath) {
 				continue
 			}

@@ -21,10 +21,6 @@ type Options struct {
 	// TF32 lets cuBLAS use TF32 tensor cores for float32 matrix products
 	// (about 10 mantissa bits in the products, float32 accumulation).
 	TF32 bool
-	// Deterministic restricts cuDNN to algorithms it marks deterministic and turns off
-	// its timed algorithm search (whose choice can differ between runs); a convolution
-	// with no such algorithm uses the package's own kernels, which are deterministic.
-	Deterministic bool
 	// CacheDir holds compiled kernels. Empty: $PIPELINE_CUDA_CACHE, else
 	// os.UserCacheDir()/pipeline/cuda. "-" disables the disk cache.
 	CacheDir string
@@ -224,21 +220,6 @@ func (d *Device) releaseCtx() {
 
 // Name is the GPU's name, e.g. "NVIDIA H100 80GB HBM3".
 func (d *Device) Name() string { return d.name }
-
-// Arch is the compute capability as major*10+minor, e.g. 90.
-func (d *Device) Arch() int { return d.major*10 + d.minor }
-
-// Multiprocessors is the number of streaming multiprocessors.
-func (d *Device) Multiprocessors() int { return d.sms }
-
-// DriverVersion is the driver's CUDA version as reported by cuDriverGetVersion (13000 for 13.0).
-func (d *Device) DriverVersion() int { return d.driver }
-
-// TotalMemory is the GPU's memory in bytes.
-func (d *Device) TotalMemory() uint64 { return d.total }
-
-// TF32 reports whether matrix products may use TF32.
-func (d *Device) TF32() bool { return d.opts.TF32 }
 
 // String describes the device in one line.
 func (d *Device) String() string {

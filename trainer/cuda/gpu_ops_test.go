@@ -344,7 +344,7 @@ func TestOpReduceAndMSE(t *testing.T) {
 	defer freeAll(gx, gs, gm, gr, gc)
 	must(t, d.Sum(gs, gx))
 	check(t, "sum", gs, []float32{float32(tot)}, tolStrict)
-	must(t, d.Mean(gm, gx))
+	must(t, d.sumScaled(gm, gx, 1/float64(len(x))))
 	check(t, "mean", gm, []float32{float32(tot / float64(len(x)))}, tolStrict)
 	must(t, d.SumRows(gr, gx, cs.N*cs.C, cs.P))
 	check(t, "sum rows", gr, rows, tolStrict)

@@ -51,8 +51,8 @@ func (d *Device) SiLUBackward(dx, dy, x *Tensor) error {
 	return d.elementwise("silu_bwd", n, TensorArg(dx), TensorArg(dy), TensorArg(x), IntArg(n))
 }
 
-// Axpby computes y = alpha*a + beta*b element-wise. y may alias a or b.
-func (d *Device) Axpby(y, a *Tensor, alpha float32, b *Tensor, beta float32) error {
+// axpby computes y = alpha*a + beta*b element-wise. y may alias a or b.
+func (d *Device) axpby(y, a *Tensor, alpha float32, b *Tensor, beta float32) error {
 	n := y.Len()
 	if err := d.checkOperands("axpby", operand{"y", y, n}, operand{"a", a, n}, operand{"b", b, n}); err != nil {
 		return err
@@ -65,33 +65,7 @@ func (d *Device) Axpby(y, a *Tensor, alpha float32, b *Tensor, beta float32) err
 }
 
 // Add computes y = a + b (nn.AddForward). Its backward passes dy to both inputs.
-func (d *Device) Add(y, a, b *Tensor) error { return d.Axpby(y, a, 1, b, 1) }
-
-// Mul computes y = a * b element-wise.
-func (d *Device) Mul(y, a, b *Tensor) error {
-	n := y.Len()
-	if err := d.checkOperands("mul", operand{"y", y, n}, operand{"a", a, n}, operand{"b", b, n}); err != nil {
-		return err
-	}
-	if err := d.enter(); err != nil {
-		return err
-	}
-	defer d.leave()
-	return d.elementwise("mul", n, TensorArg(y), TensorArg(a), TensorArg(b), IntArg(n))
-}
-
-// Scale computes y = alpha*x. y may alias x.
-func (d *Device) Scale(y, x *Tensor, alpha float32) error {
-	n := y.Len()
-	if err := d.checkOperands("scale", operand{"y", y, n}, operand{"x", x, n}); err != nil {
-		return err
-	}
-	if err := d.enter(); err != nil {
-		return err
-	}
-	defer d.leave()
-	return d.elementwise("scale", n, TensorArg(y), TensorArg(x), F32Arg(alpha), IntArg(n))
-}
+func (d *Device) Add(y, a, b *Tensor) error { return d.axpby(y, a, 1, b, 1) }
 
 // AddChannelForward computes y[n,c,p] = x[n,c,p] + e[n,c] (nn.AddChannelForward).
 func (d *Device) AddChannelForward(y, x, e *Tensor, s nn.ChannelShape) error {

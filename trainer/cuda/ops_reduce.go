@@ -49,7 +49,6 @@ func (d *Device) reducePartials(n int) int {
 func (d *Device) Sum(out, x *Tensor) error { return d.sumScaled(out, x, 1) }
 
 // Mean writes the mean of x's elements into out (one element).
-func (d *Device) Mean(out, x *Tensor) error { return d.sumScaled(out, x, 1/float64(x.Len())) }
 
 func (d *Device) sumScaled(out, x *Tensor, scale float64) error {
 	n := x.Len()

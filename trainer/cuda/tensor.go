@@ -40,7 +40,7 @@ func (d *Device) NewTensor(shape ...int) (*Tensor, error) {
 		}
 	}
 	n := numel(shape)
-	b, err := d.Alloc(int64(n) * 4)
+	b, err := d.allocBuffer(int64(n) * 4)
 	if err != nil {
 		return nil, fmt.Errorf("tensor %v: %w", shape, err)
 	}
@@ -81,17 +81,6 @@ func (t *Tensor) Free() {
 		t.buf.Free()
 		t.buf = nil
 	}
-}
-
-// Reshape returns a view with another shape of the same number of elements. The view
-// shares memory; free only one of them.
-func (t *Tensor) Reshape(shape ...int) (*Tensor, error) {
-	if numel(shape) != t.n {
-		return nil, fmt.Errorf("cuda: reshape %v to %v: element counts differ", t.Shape, shape)
-	}
-	v := *t
-	v.Shape = append([]int(nil), shape...)
-	return &v, nil
 }
 
 func (t *Tensor) checkLen(op string, n int) error {
@@ -154,20 +143,4 @@ func (t *Tensor) Fill(v float32) error {
 	}
 	defer d.leave()
 	return d.drv.call("cuMemsetD32Async", d.drv.cuMemsetD32Async, t.buf.Ptr, uintptr(math.Float32bits(v)), uintptr(t.n), d.stream)
-}
-
-// CopyFrom copies src's elements (same count) into t on the device.
-func (t *Tensor) CopyFrom(src *Tensor) error {
-	if src.n != t.n {
-		return fmt.Errorf("cuda: copy %v into %v: element counts differ", src.Shape, t.Shape)
-	}
-	if t.n == 0 {
-		return nil
-	}
-	d := t.dev
-	if err := d.enter(); err != nil {
-		return err
-	}
-	defer d.leave()
-	return d.drv.call("cuMemcpyDtoDAsync_v2", d.drv.cuMemcpyDtoDAsync, t.buf.Ptr, src.buf.Ptr, uintptr(t.Bytes()), d.stream)
 }

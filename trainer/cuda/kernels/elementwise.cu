@@ -48,16 +48,6 @@ extern "C" __global__ void axpby(float* y, const float* a, float alpha, const fl
     GRID_STRIDE(i, n) { y[i] = alpha * a[i] + beta * b[i]; }
 }
 
-// y = a * b
-extern "C" __global__ void mul(float* y, const float* a, const float* b, int n) {
-    GRID_STRIDE(i, n) { y[i] = a[i] * b[i]; }
-}
-
-// y = alpha * x
-extern "C" __global__ void scale(float* y, const float* x, float alpha, int n) {
-    GRID_STRIDE(i, n) { y[i] = alpha * x[i]; }
-}
-
 // y[r, p] = x[r, p] + e[r] for rows r of length p (per-sample, per-channel bias).
 extern "C" __global__ void add_rowvec(float* y, const float* x, const float* e, int rows, int p) {
     GRID_STRIDE(i, rows * p) { y[i] = x[i] + e[i / p]; }
