@@ -3,7 +3,10 @@
 package cuda
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -265,5 +268,34 @@ func TestOperandChecks(t *testing.T) {
 	}
 	if err := d.Conv2DForward(a, a, a, nil, nn.Conv2DShape{N: 1}); err == nil {
 		t.Error("Conv2D accepted an invalid shape")
+	}
+}
+
+// Open logs to the logger it is given (JSON lines with typed fields) and
+// nothing to slog's default.
+func TestLoggerReceivesRecords(t *testing.T) {
+	device(t)
+	var mine, global bytes.Buffer
+	prev := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&global, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	defer slog.SetDefault(prev)
+	d, err := Open(0, Options{CacheDir: t.TempDir(), Logger: slog.New(slog.NewJSONHandler(&mine, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	must(t, err)
+	must(t, d.Close())
+	found := false
+	for _, line := range strings.Split(strings.TrimSpace(mine.String()), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("not a JSON line: %q", line)
+		}
+		if rec["msg"] == "cuda: module loaded" {
+			found = rec["module"] == "cuda" && rec["origin"] == string(OriginCompiled)
+		}
+	}
+	if !found {
+		t.Errorf("no module-loaded record with module and origin fields in:\n%s", mine.String())
+	}
+	if global.Len() != 0 {
+		t.Errorf("records reached slog's default logger:\n%s", global.String())
 	}
 }
