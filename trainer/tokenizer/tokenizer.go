@@ -30,11 +30,16 @@ const maxMerges = 49152 - 256 - 2
 // ErrNoTokenizer is wrapped when a folder has no vocab.json or merges.txt.
 var ErrNoTokenizer = errors.New("tokenizer: no CLIP tokenizer (vocab.json and merges.txt)")
 
-// pattern is CLIPTokenizer's pre-tokenizer (re.IGNORECASE): special tokens,
-// English contractions, runs of letters, single digits, runs of anything
-// else but whitespace. Go's \s is ASCII only; basicClean leaves no other
-// whitespace.
-var pattern = regexp.MustCompile(`(?i)<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|\p{L}+|\p{N}|[^\s\p{L}\p{N}]+`)
+// pattern is CLIPTokenizer's pre-tokenizer split (the matches are kept,
+// the rest, white space, dropped): special tokens, English contractions,
+// runs of letters, single digits, runs of anything else. Go's \s is ASCII
+// only; normalize leaves no other white space.
+var pattern = regexp.MustCompile(`<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|\p{L}+|\p{N}|[^\s\p{L}\p{N}]+`)
+
+// gpt2Pattern is the byte-level pre-tokenizer's own split, applied to each
+// piece of pattern's: on those pieces it changes only a special token's
+// text that was not matched as one (its letters split from its bars).
+var gpt2Pattern = regexp.MustCompile(`'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+`)
 
 type pair struct{ a, b string }
 
@@ -168,12 +173,8 @@ func splitSpecial(text string) (before, special, rest string) {
 }
 
 func (t *Tokenizer) appendSegment(ids []int, seg string) []int {
-	// The reference's regex engine, case-insensitive, matches U+0345 (a
-	// combining mark whose case variants are letters) with none of the
-	// pattern's branches, so it is dropped and ends a run; Go's folds it into
-	// \p{L}.
-	for _, piece := range strings.Split(basicClean(seg), "\u0345") {
-		for _, word := range pattern.FindAllString(piece, -1) {
+	for _, piece := range pattern.FindAllString(normalize(seg), -1) {
+		for _, word := range gpt2Pattern.FindAllString(piece, -1) {
 			for _, sym := range t.bpe(word) {
 				id, ok := t.vocab[sym]
 				if !ok {
@@ -216,9 +217,6 @@ func (t *Tokenizer) VocabSize() int { return len(t.vocab) }
 // through the byte encoder, "</w>" on the last one, then merges applied
 // lowest rank first, every occurrence left to right.
 func (t *Tokenizer) bpe(word string) []string {
-	if word == StartOfText || word == EndOfText {
-		return []string{word}
-	}
 	t.mu.Lock()
 	if c, ok := t.cache[word]; ok {
 		t.mu.Unlock()

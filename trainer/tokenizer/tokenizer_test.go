@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -74,23 +75,20 @@ func TestTruncationKeepsEndToken(t *testing.T) {
 	}
 }
 
-// TestCleaning covers what the reference's basic cleaning does to text, by
-// equalities that hold for CLIPTokenizer without ftfy.
-func TestCleaning(t *testing.T) {
+// TestNormalization covers what the reference's normalizer and
+// pre-tokenizer do to text, by equalities and differences that hold for
+// transformers 5's CLIPTokenizer (the tokenizers-library pipeline).
+func TestNormalization(t *testing.T) {
 	tok := testTokenizer(t)
 	same := [][2]string{
-		{"A  Cloud\t\nOver", "a cloud over"},     // whitespace collapsed, lower-cased
-		{"cloud\u00a0sky", "cloud sky"},          // no-break space is a space
-		{"cloud\u200bsky", "cloudsky"},           // format characters dropped
-		{"cloud\x00\ufffd\x07sky", "cloudsky"},   // NUL, U+FFFD, controls dropped
+		{"A  Cloud\t\nOver", "a cloud over"},     // white space collapsed, lower-cased
+		{"cloud\u00a0sky\u3000x", "cloud sky x"}, // Unicode white space is a space
+		{"line\u2028break\u0085x", "line break x"},
 		{"cafe\u0301", "café"},                   // NFC
-		{"ΟΔΟΣ ΣΑ", "οδος σα"},                   // Python's final sigma
-		{"東京", "東 京"},                            // CJK ideographs spaced
+		{"ΟΔΟΣ", "οδοσ"},                         // per-character lower case: no final sigma
+		{"\u0130stanbul", "i\u0307stanbul"},      // U+0130's full lower case
 		{"DON'T", "don't"},                       // contractions after lower-casing
 		{"x<|endoftext|>y", "x <|endoftext|> y"}, // special tokens split first
-		{"<|startoftext|>", "<|startoftext|>"},   // and kept
-		{"line\u2028break", "line break"},        // Python's split on U+2028
-		{"\u0130stanbul", "i\u0307stanbul"},      // U+0130's special lower case
 		{"  ", ""},                               // nothing left
 	}
 	for _, s := range same {
@@ -99,14 +97,32 @@ func TestCleaning(t *testing.T) {
 			t.Errorf("%q -> %v, %q -> %v", s[0], a, s[1], b)
 		}
 	}
-	if ids := tok.Tokens("ΟΔΟΣ"); reflect.DeepEqual(ids, tok.Tokens("οδοσ")) {
-		t.Errorf("final sigma not applied: %v", ids)
+	differ := [][2]string{
+		{"cloud\u200bsky", "cloudsky"}, // a zero-width space is kept (not white space)
+		{"東京", "東 京"},                  // CJK ideographs are one run of letters
+		{"ΟΔΟΣ", "οδος"},
+	}
+	for _, s := range differ {
+		if a, b := tok.Tokens(s[0]), tok.Tokens(s[1]); reflect.DeepEqual(a, b) {
+			t.Errorf("%q and %q both -> %v", s[0], s[1], a)
+		}
 	}
 	if got := tok.Tokens("<|startoftext|>"); !reflect.DeepEqual(got, []int{49406}) {
 		t.Errorf("start token in text: %v", got)
 	}
+	// a special token's text in other case is not the token: its letters
+	// are split from its bars by the byte-level pre-tokenizer
+	if got := tok.Tokens("<|EndOfText|>"); len(got) < 3 || slices.Contains(got, 49407) {
+		t.Errorf("<|EndOfText|>: %v", got)
+	}
 	if got := tok.Tokens("1234"); len(got) != 4 {
 		t.Errorf("digits are one token each: %v", got)
+	}
+	// contractions: 's 't 're 've 'm 'll 'd are tokens of their own
+	for _, c := range []string{"'s", "'t", "'re", "'ve", "'m", "'ll", "'d"} {
+		if got := tok.Tokens("it" + c); len(got) != 2 || got[1] != tok.vocab[c+"</w>"] {
+			t.Errorf("it%s -> %v", c, got)
+		}
 	}
 }
 
