@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: installs ffmpeg and clang if missing, vets, runs every test
-# (the engine under the race detector) and each fuzz target briefly.
+# The whole test suite: installs ffmpeg and clang if missing, vets, checks that
+# imports point down, runs every test of every package once, under the race
+# detector, and each fuzz target briefly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/ensure-ffmpeg.sh
@@ -15,12 +16,23 @@ fi
 export PIPELINE_REQUIRE_CLANG=1
 export CGO_ENABLED=${CGO_ENABLED:-1}
 go vet ./...
+# Imports point down: only stages and cmd/pipeline (and the engine's own test
+# helper) import the engine, and the trainer, frames and shards link neither
+# it nor the YAML parser.
+mod=github.com/timelapse-ml/pipeline
+importers=$(go list -f '{{.ImportPath}}: {{join .Imports " "}}' ./... | grep -E " $mod/pipeline( |\$)" | cut -d: -f1 |
+	grep -vx -e "$mod/stages" -e "$mod/cmd/pipeline" -e "$mod/pipeline/pipelinetest" || true)
+if [ -n "$importers" ]; then echo "these packages import the engine: $importers" >&2; exit 1; fi
+if go list -deps ./trainer/... ./frames ./shards | grep -E "^($mod/pipeline|go.yaml.in/yaml/v3)\$"; then
+	echo "the trainer, frames or shards link the engine or the YAML parser (above)" >&2; exit 1
+fi
 # The GPU tests run on a GPU machine; here they must at least compile.
 go vet -tags gpu ./trainer/cuda/... ./trainer/gpu/...
-# The engine and CLI under the race detector (needs cgo: gcc is on Go's Debian images).
-go test -race -shuffle=on ./pipeline/... ./cmd/...
-# Everything else.
-go test -shuffle=on -timeout 30m ./...
+# Every package under the race detector (needs cgo: gcc is on Go's Debian
+# images): the loader, the feeder and the frames and pack workers are the
+# concurrent code. Each test runs once, in this pass only; a second pass
+# without -race would only repeat the slow training and extraction tests.
+go test -race -shuffle=on -timeout 40m ./...
 # Fuzz targets, a few seconds each. Budgets are counts, not durations: a
 # duration can end the run while an input is being minimised, which go test
 # reports as a failure ("context deadline exceeded").
