@@ -46,7 +46,8 @@ func IngestKind() pipeline.Kind {
 			{Name: "ffprobe", VersionArgs: []string{"-version"}},
 			{Name: "ffmpeg", VersionArgs: []string{"-version"}},
 		},
-		Run: runIngest,
+		Run:    runIngest,
+		Verify: verifyIngest,
 	}
 }
 

@@ -32,6 +32,7 @@ func PretrainKind() pipeline.Kind {
 		Continues:    raisesTotal,
 		KeepPrevious: true,
 		Run:          runPretrain,
+		Verify:       verifyPretrain,
 	}
 }
 

@@ -34,8 +34,9 @@ func SampleKind() pipeline.Kind {
 			{Name: "scale", Type: pipeline.Int, Default: 0, Min: pipeline.Bound(0), Max: pipeline.Bound(64), Doc: "pixel enlargement of the GIF and MP4 (0: to at least 256 px)"},
 		},
 		// Without ffmpeg (a GPU box) the MP4 is skipped with a warning.
-		Tools: []pipeline.Tool{{Name: "ffmpeg", VersionArgs: []string{"-version"}, Optional: true}},
-		Run:   runSample,
+		Tools:  []pipeline.Tool{{Name: "ffmpeg", VersionArgs: []string{"-version"}, Optional: true}},
+		Run:    runSample,
+		Verify: verifySample,
 	}
 }
 

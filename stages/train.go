@@ -36,6 +36,7 @@ func TrainKind() pipeline.Kind {
 		Continues:    raisesTotal,
 		KeepPrevious: true,
 		Run:          runTrain,
+		Verify:       verifyTrain,
 	}
 }
 

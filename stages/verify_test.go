@@ -85,4 +85,13 @@ func TestVerifyFindsOneFlippedByte(t *testing.T) {
 	if rep, err := eng.Verify(t.Context()); err != nil || len(rep.Findings) != 0 {
 		t.Errorf("restored outputs: %v %v", rep.Findings, err)
 	}
+	// A broken safetensors header also fails train's own check.
+	temporal := filepath.Join(p.Dir("train"), trainer.TemporalFile)
+	b := pipelinetest.ReadFile(t, temporal)
+	b[9] = 0
+	os.WriteFile(temporal, b, 0o644)
+	rep, err = eng.Verify(t.Context())
+	if err != nil || len(rep.Findings) != 2 || !strings.Contains(rep.Findings[1].Problem, "check of kind train failed") {
+		t.Errorf("broken header: %v %v", rep.Findings, err)
+	}
 }
