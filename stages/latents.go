@@ -139,6 +139,9 @@ func runLatents(ctx context.Context, r *pipeline.StageRun) error {
 	var skipped []string
 	for _, v := range ds.Videos("") {
 		lv, err := planLatentVideo(ds, v, f)
+		if err == nil && len(todo) > 0 && lv.size != todo[0].size {
+			err = fmt.Errorf("frames are %dx%d, those of %s %dx%d: a latents folder holds one size", lv.size, lv.size, todo[0].ID, todo[0].size, todo[0].size)
+		}
 		if err != nil {
 			r.Log.Warn("video skipped", "video", v.ID, "error", err.Error())
 			skipped = append(skipped, fmt.Sprintf("skipped %s: %v", v.ID, err))
@@ -183,9 +186,6 @@ func runLatents(ctx context.Context, r *pipeline.StageRun) error {
 	enc := &latentEncoder{ds: ds, vae: vae, te: te, tok: tok, batch: p.Int("batch"), spec: spec, prog: prog}
 	built := 0
 	for si, g := range groups {
-		if len(g) > 0 && g[0].size != size {
-			return fmt.Errorf("latents: video %s has %dx%d frames, others %dx%d: a latents folder holds one size", g[0].ID, g[0].size, g[0].size, size, size)
-		}
 		file := shards.ShardName(si)
 		fp := latentFingerprint(modelFP, spec, g)
 		var info shards.ShardInfo
