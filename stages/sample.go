@@ -72,5 +72,9 @@ func runSample(ctx context.Context, r *pipeline.StageRun) error {
 	}
 	r.Report(fmt.Sprintf("%d frames at %dx%d from %s, %d DDIM steps, %.1f s", res.Frames, res.Resolution, res.Resolution,
 		res.Source, res.Steps, res.Seconds))
+	if q := res.Quality; q != nil {
+		r.Report(fmt.Sprintf("quality (sample.json): high frequency %.1f vs %.1f in the validation frames (%.2fx), "+
+			"frame change %.1f vs %.1f (%.2fx)", q.GeneratedHF, q.RealHF, q.HFRatio, q.GeneratedChange, q.RealChange, q.ChangeRatio))
+	}
 	return nil
 }

@@ -30,6 +30,10 @@ type Common struct {
 	// WeightDecay is AdamW's decoupled decay; GradClip the global-norm clip
 	// (0: none).
 	WeightDecay, GradClip float64
+	// EMADecay > 0 keeps an exponential moving average of the trainable
+	// weights (see optim.EMA); validation, previews and the weights file
+	// use it (0: none).
+	EMADecay float64
 	// Seed fixes initialisation, data order, noise and timesteps.
 	Seed int64
 	// CheckpointEvery, ValidateEvery and LogEvery are hook periods in steps

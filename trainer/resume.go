@@ -52,6 +52,7 @@ type RunSettings struct {
 	GradClip      float64 `json:"grad_clip"`
 	Seed          int64   `json:"seed"`
 	ValBatches    int     `json:"val_batches"`
+	EMADecay      float64 `json:"ema_decay,omitempty"`
 	// Pretrain only.
 	CondGap int `json:"cond_gap,omitempty"`
 	// Train only.
@@ -71,6 +72,7 @@ func (c *Common) runSettings(kind, modelHash string) (RunSettings, error) {
 		Kind: kind, ModelSHA256: modelHash, DataSHA256: data, NoiseSchedule: NoiseSchedule, Prediction: Prediction,
 		Resolution: c.Resolution, Batch: c.Batch, LR: c.LR, WarmupSteps: c.WarmupSteps, Cosine: c.Cosine,
 		WeightDecay: c.WeightDecay, GradClip: c.GradClip, Seed: c.Seed, ValBatches: c.ValBatches,
+		EMADecay: c.EMADecay,
 	}, nil
 }
 

@@ -2,13 +2,16 @@ package trainer
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"time"
 
+	"github.com/timelapse-ml/pipeline/internal/atomicfile"
 	"github.com/timelapse-ml/pipeline/shards"
 	"github.com/timelapse-ml/pipeline/trainer/checkpoint"
 	"github.com/timelapse-ml/pipeline/trainer/diffusion"
@@ -22,14 +25,21 @@ const (
 	SampleMP4   = "sample.mp4"
 	SampleSheet = "sample.png"
 	SampleStill = "still.png"
+	// SampleReport is the JSON of SampleResult, quality measure included.
+	SampleReport = "sample.json"
 )
 
 // SampleResult tells what Sample made.
 type SampleResult struct {
-	Frames, Resolution, Steps int
+	Frames     int `json:"frames"`
+	Resolution int `json:"resolution"`
+	Steps      int `json:"steps"`
 	// Source is the still image path or "shards:<video>:1".
-	Source  string
-	Seconds float64
+	Source  string  `json:"source"`
+	Seconds float64 `json:"seconds"`
+	// Quality compares the generated frames with the validation videos of
+	// the shards (nil without shards).
+	Quality *Quality `json:"quality,omitempty"`
 }
 
 // LoadVideoModel reads a temporal checkpoint and the backbone it was
@@ -143,7 +153,27 @@ func Sample(ctx context.Context, o SampleOptions) (*SampleResult, error) {
 	if err := writeMedia(ctx, o, x, cond, res); err != nil {
 		return nil, fmt.Errorf("sample: %w", err)
 	}
-	return &SampleResult{Frames: o.Frames, Resolution: res, Steps: o.Steps, Source: source, Seconds: time.Since(start).Seconds()}, nil
+	r := &SampleResult{Frames: o.Frames, Resolution: res, Steps: o.Steps, Source: source}
+	if o.Shards != "" {
+		if r.Quality, err = MeasureQuality(x, o.Frames, res, o.Shards); err != nil {
+			return nil, fmt.Errorf("sample: %w", err)
+		}
+		if log != nil {
+			q := r.Quality
+			log.Info("sample quality", slog.Float64("hf", q.GeneratedHF), slog.Float64("real_hf", q.RealHF),
+				slog.Float64("hf_ratio", q.HFRatio), slog.Float64("change", q.GeneratedChange),
+				slog.Float64("real_change", q.RealChange), slog.Float64("change_ratio", q.ChangeRatio))
+		}
+	}
+	r.Seconds = time.Since(start).Seconds()
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := atomicfile.WriteFile(filepath.Join(o.OutDir, SampleReport), append(b, '\n')); err != nil {
+		return nil, fmt.Errorf("sample: %w", err)
+	}
+	return r, nil
 }
 
 // stillFrame returns the conditioning frame (3, res, res): the still image,

@@ -36,6 +36,7 @@ func TestSampleFromValidationFrame(t *testing.T) {
 	if res.Resolution != 16 || !strings.HasPrefix(res.Source, "shards:") {
 		t.Errorf("result %+v", res)
 	}
+	checkSampleReport(t, out, res)
 	b, err := os.ReadFile(filepath.Join(out, SampleGIF))
 	if err != nil {
 		t.Fatal(err)

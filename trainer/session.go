@@ -66,6 +66,7 @@ type session struct {
 	rngState []byte
 	val      *validator
 	preview  *previewer
+	ema      *optim.EMA // the weights' average (ema.go), nil without
 	steps    int
 	start    int
 	// ckptTotal is the planned total of the run that wrote the restored
@@ -117,6 +118,9 @@ func (s *session) setup(weightsFile, stateFile, format string, meta map[string]s
 			}
 			return s.rng.MarshalBinary() // no step yet: nothing drawn ahead
 		},
+	}
+	if err := s.setupEMA(ops); err != nil {
+		return err
 	}
 	if c.Resume {
 		step, total, err := s.ckpt.restore(mustMatch...)
@@ -183,7 +187,12 @@ func (s *session) addPreview(every int) error {
 		return err
 	}
 	s.preview = p
-	s.extraHooks = append(s.extraHooks, p.hook(every))
+	h := p.hook(every)
+	write := h.Fn
+	h.Fn = func(ctx context.Context, st *Status) error { // previews show the average
+		return s.withEMA(func() error { return write(ctx, st) })
+	}
+	s.extraHooks = append(s.extraHooks, h)
 	return nil
 }
 
@@ -236,6 +245,9 @@ func (s *session) step(ctx context.Context, step int) (StepResult, error) {
 	if err != nil {
 		return StepResult{}, err
 	}
+	if err := s.updateEMA(step); err != nil {
+		return StepResult{}, err
+	}
 	s.rngState = p.rngState
 	return StepResult{Loss: float64(loss), GradNorm: st.GradNorm, LR: st.LR, Samples: s.c.Batch}, nil
 }
@@ -279,7 +291,8 @@ func (s *session) run(ctx context.Context) (*Result, error) {
 		if s.val == nil {
 			return nil
 		}
-		v, err := s.val.loss(ctx)
+		var v float64
+		err := s.withEMA(func() (err error) { v, err = s.val.loss(ctx); return err })
 		if err != nil {
 			return err
 		}

@@ -10,9 +10,11 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/timelapse-ml/pipeline/shards"
+	"github.com/timelapse-ml/pipeline/trainer/checkpoint"
 	"github.com/timelapse-ml/pipeline/trainer/diffusion"
 	"github.com/timelapse-ml/pipeline/trainer/media"
 	"github.com/timelapse-ml/pipeline/trainer/model"
@@ -33,7 +35,19 @@ func TestSpeckleCandidates(t *testing.T) {
 	temporal := filepath.Join(dir, "train", TemporalFile)
 	backbone := filepath.Join(dir, "pretrain", BackboneFile)
 	shardsDir := filepath.Join(dir, "pack")
-	p, meta, err := LoadVideoModel(temporal, backbone)
+	var p *model.Params
+	var meta map[string]string
+	var err error
+	if _, serr := os.Stat(temporal); serr == nil {
+		p, meta, err = LoadVideoModel(temporal, backbone)
+	} else {
+		// no train stage yet: the backbone alone (temporal layers at identity)
+		var f *checkpoint.File
+		p, f, err = LoadBackbone(backbone, 1)
+		if f != nil {
+			meta = f.Metadata
+		}
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,6 +130,19 @@ func TestSpeckleCandidates(t *testing.T) {
 		{"100 steps", with(func(o *candOptions) { o.steps = 100 })},
 		{"eta 1 (DDPM-like)", with(func(o *candOptions) { o.eta = 1 })},
 		{"backbone alone (temporal layers at identity)", with(func(o *candOptions) { o.backbone = true })},
+		{"eta 1, 10 steps", with(func(o *candOptions) { o.eta, o.steps = 1, 10 })},
+		{"eta 1, 50 steps", with(func(o *candOptions) { o.eta, o.steps = 1, 50 })},
+		{"eta 1, 100 steps", with(func(o *candOptions) { o.eta, o.steps = 1, 100 })},
+		{"10 steps", with(func(o *candOptions) { o.steps = 10 })},
+	}
+	if os.Getenv("SPECKLE_ONLY") != "" {
+		var keep []cand
+		for _, c := range cands {
+			if strings.Contains(c.name, os.Getenv("SPECKLE_ONLY")) || c.name == cands[0].name {
+				keep = append(keep, c)
+			}
+		}
+		cands = keep
 	}
 	tmp := t.TempDir()
 	for _, c := range cands {

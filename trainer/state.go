@@ -40,6 +40,8 @@ type checkpointer struct {
 	// instead of rng's own (the session's prefetcher may have drawn ahead).
 	rng      *rand.PCG
 	rngState func() ([]byte, error)
+	// ema, when set, is the average the weights file holds (ema.go).
+	ema *optim.EMA
 	// restoredTotal is MetaTotalSteps of the restored checkpoint.
 	restoredTotal int
 }
@@ -66,6 +68,7 @@ func (c *checkpointer) save(step int) error {
 	st.Metadata[MetaStep] = strconv.Itoa(step)
 	st.Metadata[MetaFormat] = c.format + "-state"
 	maps.Copy(st.Metadata, c.meta)
+	c.emaState(st)
 	if err := checkpoint.Write(c.statePath, st); err != nil {
 		return err
 	}
@@ -76,6 +79,7 @@ func (c *checkpointer) save(step int) error {
 	for _, p := range c.params {
 		w.Tensors[p.Name] = checkpoint.Tensor{Shape: p.Shape, Data: p.Data}
 	}
+	c.emaWeights(w)
 	return checkpoint.Write(c.weightsPath, w)
 }
 
@@ -128,6 +132,9 @@ func (c *checkpointer) restoreStep(mustMatch []string) (int, error) {
 			filepath.Base(c.weightsPath), w.Metadata[MetaStep], filepath.Base(c.statePath), st.Metadata[MetaStep])
 	}
 	if err := loadInto(c.params, w, c.weightsPath); err != nil {
+		return 0, err
+	}
+	if err := c.emaRestore(w, st); err != nil {
 		return 0, err
 	}
 	if err := c.opt.loadState(st); err != nil {

@@ -102,10 +102,13 @@ func (o *AdamW) Params() []*Param { return o.params }
 func (o *AdamW) LR() float64 { return o.cfg.LR * o.cfg.Schedule.Factor(o.step+1) }
 
 // parallel runs fn over every span on all cores.
-func (o *AdamW) parallel(fn func(i int, s span)) {
-	workers := min(runtime.GOMAXPROCS(0), len(o.work))
+func (o *AdamW) parallel(fn func(i int, s span)) { runSpans(o.work, fn) }
+
+// runSpans runs fn over every span of work on all cores.
+func runSpans(work []span, fn func(i int, s span)) {
+	workers := min(runtime.GOMAXPROCS(0), len(work))
 	if workers <= 1 {
-		for i, s := range o.work {
+		for i, s := range work {
 			fn(i, s)
 		}
 		return
@@ -120,10 +123,10 @@ func (o *AdamW) parallel(fn func(i int, s span)) {
 				i := idx
 				idx++
 				next.Unlock()
-				if i >= len(o.work) {
+				if i >= len(work) {
 					return
 				}
-				fn(i, o.work[i])
+				fn(i, work[i])
 			}
 		})
 	}
