@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"os"
 	"path/filepath"
 	"testing"
 )
@@ -69,5 +70,28 @@ func TestPretrainEMAResumeIsExact(t *testing.T) {
 	var sc *SettingsChangedError
 	if _, err := Pretrain(context.Background(), PretrainOptions{Common: split, CondGap: 2}); !errors.As(err, &sc) {
 		t.Errorf("resume with ema_decay 0 of an averaged checkpoint: %v, want a SettingsChangedError", err)
+	}
+}
+
+// Train with ema_decay: the temporal file holds the average and the
+// previews (drawn with it) are written.
+func TestTrainEMA(t *testing.T) {
+	o := trainOpts(t, 4)
+	o.EMADecay = 0.9
+	o.SampleEvery = 4
+	o.ValidateEvery = 4
+	res, err := Train(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := readTensors(t, filepath.Join(o.OutDir, TemporalFile))
+	if w.Metadata[MetaEMADecay] != "0.9" {
+		t.Errorf("temporal file metadata %v", w.Metadata)
+	}
+	if _, err := os.Stat(filepath.Join(o.OutDir, PreviewDir, "step-000004.gif")); err != nil {
+		t.Error(err)
+	}
+	if res.ValLoss <= 0 || math.IsNaN(res.ValLoss) {
+		t.Errorf("validation loss %v", res.ValLoss)
 	}
 }
