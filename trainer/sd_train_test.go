@@ -1,9 +1,12 @@
 package trainer
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"image/gif"
+	imgpng "image/png"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -164,5 +167,70 @@ func TestTrainSDResumeIsExact(t *testing.T) {
 				t.Fatalf("export %s[%d] = %v, trained %v", name, i, got.Data[i], ta.Data[i])
 			}
 		}
+	}
+}
+
+// TestSampleSD120Frames: a still image (PNG) animated into 120 frames with
+// guidance and eta > 0 (240 frames through the UNet per step), decoded in
+// batches: a GIF of 120 frames at the training resolution, the contact
+// sheet and the still; a still from the latents (no image) works too and
+// a checkpoint of other model files is refused.
+func TestSampleSD120Frames(t *testing.T) {
+	latents := writeSDLatents(t, 2, 4)
+	o := sdTrainOpts(t, latents, 1)
+	o.ValBatches = 1
+	if _, err := TrainSD(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	png := filepath.Join(t.TempDir(), "still.png")
+	f, err := os.Create(png)
+	if err == nil {
+		err = imgpng.Encode(f, cloudFrame(1, 1, 80))
+		f.Close()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	so := SDSampleOptions{Model: sdTiny, Temporal: filepath.Join(o.OutDir, TemporalFile), Image: png,
+		Prompt: "clouds over hills", NegativePrompt: "blurry", Guidance: 7.5, Eta: 0.5, Frames: 120, Steps: 2, Seed: 1,
+		DecodeBatch: 16, OutDir: t.TempDir(), Log: testLog(t)}
+	res, err := SampleSD(context.Background(), so)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Frames != 120 || res.Resolution != 64 {
+		t.Fatalf("result %+v", res)
+	}
+	b, err := os.ReadFile(filepath.Join(so.OutDir, SampleGIF))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := gif.DecodeAll(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(g.Image) != 120 || g.Config.Width < 64 {
+		t.Fatalf("GIF of %d frames, %dx%d", len(g.Image), g.Config.Width, g.Config.Height)
+	}
+	for _, f := range []string{SampleSheet, SampleStill} {
+		if _, err := os.Stat(filepath.Join(so.OutDir, f)); err != nil {
+			t.Error(err)
+		}
+	}
+	so.Image, so.Latents, so.Frames, so.Guidance, so.Eta, so.OutDir = "", latents, 4, 1, 0, t.TempDir()
+	if res, err := SampleSD(context.Background(), so); err != nil || res.Source != "latents:vidb:1" {
+		t.Fatalf("from latents: %v %+v", err, res)
+	}
+	other := t.TempDir() // the recipe's pseudo-3D UNet with the same VAE and text encoder
+	for dst, src := range map[string]string{"unet": "../trainer/weights/testdata/sd-tiny-pseudo3d/unet",
+		"vae": sdTiny + "/vae", "text_encoder": sdTiny + "/text_encoder", "tokenizer": sdTiny + "/tokenizer"} {
+		abs, _ := filepath.Abs(filepath.Join("..", "trainer", src))
+		if err := os.Symlink(abs, filepath.Join(other, dst)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	so.Model = other
+	if _, err := SampleSD(context.Background(), so); err == nil || !strings.Contains(err.Error(), "was trained on model files") {
+		t.Fatalf("checkpoint of another model: %v", err)
 	}
 }
