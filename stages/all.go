@@ -13,6 +13,8 @@ func All() []pipeline.Kind {
 		PretrainKind(),
 		TrainKind(),
 		SampleKind(),
+		TrainSDKind(),
+		SampleSDKind(),
 		// Each kind's constructor lives in its own file (synth.go, ingest.go, ...).
 	}
 }
