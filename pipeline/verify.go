@@ -28,12 +28,14 @@ type VerifyReport struct {
 	Stages   []string // stages with a finished run that were checked
 	Files    int      // recorded outputs re-hashed
 	Findings []Finding
+	// Interrupted lists stages whose last run did not finish: their partial
+	// outputs are not recorded, so there is nothing to check (not a finding).
+	Interrupted []string
 }
 
 // Verify re-hashes every recorded output of every finished stage against
 // the state (reading each file in full, whatever its size and modification
-// time say) and runs the kind's own check (Kind.Verify) on its folder. An
-// interrupted stage is reported too, since its outputs were never recorded.
+// time say) and runs the kind's own check (Kind.Verify) on its folder.
 func (e *Engine) Verify(ctx context.Context) (*VerifyReport, error) {
 	rep := &VerifyReport{}
 	for _, st := range e.cfg.Order() {
@@ -48,7 +50,7 @@ func (e *Engine) Verify(ctx context.Context) (*VerifyReport, error) {
 			continue
 		}
 		if old.Status != statusDone {
-			rep.Findings = append(rep.Findings, Finding{Stage: st.Name, Problem: "interrupted: its outputs are not recorded (run again to finish it)"})
+			rep.Interrupted = append(rep.Interrupted, st.Name)
 			continue
 		}
 		rep.Stages = append(rep.Stages, st.Name)

@@ -37,6 +37,9 @@ func cmdVerify(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	for _, f := range rep.Findings {
 		fmt.Fprintln(stdout, f)
 	}
+	for _, st := range rep.Interrupted {
+		fmt.Fprintf(stdout, "note: %s was interrupted; its partial outputs are not recorded, so not checked\n", st)
+	}
 	if len(rep.Findings) > 0 {
 		return fmt.Errorf("verify: %d problem(s) in %s", len(rep.Findings), cfg.Workdir)
 	}
