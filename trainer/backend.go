@@ -59,7 +59,7 @@ func newBackend(o backendOptions, p *model.Params, sh trainShape) (*backend, err
 		}
 		return &backend{cpu: g}, nil
 	case DeviceCUDA:
-		s, err := gpu.NewStep(p, sh.Video, sh.B, sh.netT(), sh.R, sh.R, gpu.Options{TF32: o.TF32})
+		s, err := gpu.NewStep(p, sh.Video, sh.B, sh.netT(), sh.R, sh.R, gpu.Options{TF32: o.TF32, Logger: o.Log})
 		if err != nil {
 			return nil, err
 		}
@@ -169,7 +169,7 @@ func samplePredictor(p *model.Params, o SampleOptions, res int) (predictor, erro
 	case DeviceCPU:
 		return model.BuildForward(p, true, 1, o.Frames, res, res)
 	case DeviceCUDA:
-		s, err := gpu.NewStep(p, true, 1, o.Frames, res, res, gpu.Options{TF32: o.TF32})
+		s, err := gpu.NewStep(p, true, 1, o.Frames, res, res, gpu.Options{TF32: o.TF32, Logger: log})
 		if err != nil {
 			return nil, err
 		}
