@@ -141,14 +141,3 @@ func TestDtypesAndInpaintingSingleFile(t *testing.T) {
 		t.Fatalf("counts by dtype: %v", counts)
 	}
 }
-
-func TestHalfToFloat(t *testing.T) {
-	for h, want := range map[uint16]float32{0x3c00: 1, 0xc000: -2, 0x0001: 5.960464477539063e-08, 0x7bff: 65504, 0x8000: float32(math.Copysign(0, -1))} {
-		if got := f16Table[h]; got != want || math.Signbit(float64(got)) != math.Signbit(float64(want)) {
-			t.Errorf("half %#04x = %v, want %v", h, got, want)
-		}
-	}
-	if !math.IsInf(float64(f16Table[0x7c00]), 1) || !math.IsNaN(float64(f16Table[0x7e00])) {
-		t.Error("inf/nan")
-	}
-}

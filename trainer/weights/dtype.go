@@ -90,23 +90,16 @@ var f16Table = func() *[1 << 16]float32 {
 	return &t
 }()
 
+// halfToFloat widens an IEEE half: its exponent and mantissa bits placed in
+// a float32 and scaled by 2^112 (exact, subnormals included); Inf and NaN
+// get float32's all-ones exponent.
 func halfToFloat(h uint16) float32 {
-	sign := uint32(h>>15) << 31
-	exp := uint32(h>>10) & 0x1f
-	mant := uint32(h) & 0x3ff
-	switch {
-	case exp == 0 && mant == 0:
-		return math.Float32frombits(sign)
-	case exp == 0: // subnormal: mant * 2^-24
-		v := float32(mant) * (1.0 / (1 << 24))
-		if sign != 0 {
-			v = -v
-		}
-		return v
-	case exp == 0x1f:
-		return math.Float32frombits(sign | 0x7f800000 | mant<<13)
+	sign := uint32(h&0x8000) << 16
+	rest := uint32(h & 0x7fff)
+	if rest >= 0x7c00 {
+		return math.Float32frombits(sign | 0x7f800000 | (rest&0x3ff)<<13)
 	}
-	return math.Float32frombits(sign | (exp+112)<<23 | mant<<13)
+	return math.Float32frombits(sign | math.Float32bits(math.Float32frombits(rest<<13)*0x1p112))
 }
 
 // decodeInto converts little-endian values of dtype d in b to float32 in dst

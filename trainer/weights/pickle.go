@@ -160,6 +160,32 @@ func (u *unpickler) popMark() ([]any, bool) {
 	return items, true
 }
 
+// memoIndex reads the memo index operand of a PUT or GET opcode.
+func (u *unpickler) memoIndex(op byte) (int64, error) {
+	switch op {
+	case 'q', 'h':
+		b, ok := u.take(1)
+		if !ok {
+			return 0, u.errf(op, "truncated")
+		}
+		return int64(b[0]), nil
+	case 'r', 'j':
+		b, ok := u.take(4)
+		if !ok {
+			return 0, u.errf(op, "truncated")
+		}
+		return int64(binary.LittleEndian.Uint32(b)), nil
+	case 0x94:
+		return int64(len(u.memo)), nil
+	}
+	s, ok := u.line()
+	v, err := strconv.ParseInt(s, 10, 64)
+	if !ok || err != nil {
+		return 0, u.errf(op, "memo index %q", s)
+	}
+	return v, nil
+}
+
 func (u *unpickler) memoPut(idx int64, op byte) error {
 	v, ok := u.top()
 	if !ok {
@@ -521,55 +547,17 @@ func (u *unpickler) run() (any, error) {
 			}
 			push(v)
 		case 'q', 'r', 0x94, 'p': // BINPUT, LONG_BINPUT, MEMOIZE, PUT
-			var idx int64
-			switch op {
-			case 'q':
-				b, err := short(1)
-				if err != nil {
-					return nil, err
-				}
-				idx = int64(b[0])
-			case 'r':
-				b, err := short(4)
-				if err != nil {
-					return nil, err
-				}
-				idx = int64(binary.LittleEndian.Uint32(b))
-			case 0x94:
-				idx = int64(len(u.memo))
-			default:
-				s, ok := u.line()
-				v, err := strconv.ParseInt(s, 10, 64)
-				if !ok || err != nil {
-					return nil, u.errf(op, "memo index %q", s)
-				}
-				idx = v
+			idx, err := u.memoIndex(op)
+			if err != nil {
+				return nil, err
 			}
 			if err := u.memoPut(idx, op); err != nil {
 				return nil, err
 			}
 		case 'h', 'j', 'g': // BINGET, LONG_BINGET, GET
-			var idx int64
-			switch op {
-			case 'h':
-				b, err := short(1)
-				if err != nil {
-					return nil, err
-				}
-				idx = int64(b[0])
-			case 'j':
-				b, err := short(4)
-				if err != nil {
-					return nil, err
-				}
-				idx = int64(binary.LittleEndian.Uint32(b))
-			default:
-				s, ok := u.line()
-				v, err := strconv.ParseInt(s, 10, 64)
-				if !ok || err != nil {
-					return nil, u.errf(op, "memo index %q", s)
-				}
-				idx = v
+			idx, err := u.memoIndex(op)
+			if err != nil {
+				return nil, err
 			}
 			if err := u.memoGet(idx, op); err != nil {
 				return nil, err
