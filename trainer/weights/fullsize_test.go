@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -145,4 +146,60 @@ func sd15SingleFile(d Dtype) *genSource {
 	add(ldmVAE, vaeParams(sd15VAEConfig()))
 	add(ldmCLIP+"text_model.", clipParams(sd15CLIPConfig()))
 	return g
+}
+
+// A full-size SD-1.5 single file (sparse: header and size only, no data is
+// read) opens with the published parameter counts and SD-1.5's config.
+func TestFullSizeSingleFileInfers(t *testing.T) {
+	for _, in := range []int{4, 9} {
+		g := sd15SingleFile(F16)
+		if in == 9 {
+			n := ldmUNet + "input_blocks.0.0.weight"
+			g.infos[n] = TensorInfo{Name: n, Dtype: F16, Shape: []int{320, 9, 3, 3}}
+		}
+		pid := ldmCLIP + "text_model.embeddings.position_ids"
+		g.infos[pid] = TensorInfo{Name: pid, Dtype: "I64", Shape: []int{1, 77}}
+		var infos []TensorInfo
+		var size int64
+		for _, ti := range g.infos {
+			infos = append(infos, ti)
+			size += int64(ti.Numel()) * storedSize[string(ti.Dtype)]
+		}
+		h, err := safetensorsHeader(infos, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(t.TempDir(), "sd15.safetensors")
+		if err := os.WriteFile(p, h, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Truncate(p, int64(len(h))+size); err != nil {
+			t.Fatal(err)
+		}
+		m := mustOpen(t, p)
+		unetWant := int64(859_520_964)
+		if in == 9 {
+			unetWant = 859_535_364
+		}
+		for c, want := range map[Component]int64{UNet: unetWant, VAE: 83_653_863, TextEncoder: 123_060_480} {
+			if got := m.ParamCounts(c)[F16]; got != want {
+				t.Errorf("in %d: %s has %d parameters, want %d", in, c, got, want)
+			}
+		}
+		if m.Inpainting != (in == 9) {
+			t.Errorf("in %d: inpainting %v", in, m.Inpainting)
+		}
+		for c, fields := range map[Component]map[string]string{
+			UNet: {"block_out_channels": "[320 640 1280 1280]", "cross_attention_dim": "768", "norm_num_groups": "32", "attention_head_dim": "8",
+				"layers_per_block": "2", "in_channels": fmt.Sprint(in)},
+			VAE:         {"block_out_channels": "[128 256 512 512]", "latent_channels": "4", "norm_num_groups": "32"},
+			TextEncoder: {"hidden_size": "768", "num_hidden_layers": "12", "num_attention_heads": "12", "intermediate_size": "3072", "vocab_size": "49408"},
+		} {
+			for k, want := range fields {
+				if got := fmt.Sprint(configField(t, m.Configs[c], k)); got != want {
+					t.Errorf("in %d: %s %s = %s, want %s", in, c, k, got, want)
+				}
+			}
+		}
+	}
 }

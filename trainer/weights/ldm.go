@@ -92,27 +92,14 @@ func (m *Model) addLDM(sf *sharedFile, raws map[string]rawTensor, opt Options) e
 
 func (m *Model) addLDMComponent(c Component, sf *sharedFile, src map[string]*entry, opt Options) error {
 	names := shapesOf(src)
-	var inferred, defaults map[string]any
-	var assumed []string
-	var err error
-	switch c {
-	case UNet:
-		inferred, err = unetFromLDM(names)
-		defaults, assumed = unetDefaults(), unetAssumed
-		if err == nil {
-			if in := inferred["in_channels"].(int); in != 4 && in != 9 {
-				return fmt.Errorf("%d input channels: only SD-1.x text-to-image (4) and inpainting (9) UNets are supported", in)
-			}
-		}
-	case VAE:
-		inferred, err = vaeFromLDM(names)
-		defaults, assumed = vaeDefaults(), vaeAssumed
-	case TextEncoder:
-		inferred, err = clipFromNames(names)
-		defaults, assumed = clipDefaults(), clipAssumed
-	}
+	inferred, defaults, assumed, err := inferConfig(c, names, true, false)
 	if err != nil {
 		return fmt.Errorf("cannot infer the config: %v", err)
+	}
+	if c == UNet {
+		if in := inferred["in_channels"].(int); in != 4 && in != 9 {
+			return fmt.Errorf("%d input channels: only SD-1.x text-to-image (4) and inpainting (9) UNets are supported", in)
+		}
 	}
 	cfgMap, cfg, err := buildConfig(nil, defaults, inferred, opt.Configs[c])
 	if err != nil {

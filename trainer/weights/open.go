@@ -207,23 +207,11 @@ func (m *Model) addDiffusersComponent(c Component, sf *sharedFile, raws map[stri
 	}
 	have := shapesOf(ents)
 	pseudo3D := c == UNet && isPseudo3D(have)
-	var inferred map[string]any
-	var defaults map[string]any
+	var inferred, defaults map[string]any
 	var assumed []string
 	if stored == nil {
 		var err error
-		switch c {
-		case UNet:
-			inferred, err = unetFromDiffusers(have, pseudo3D)
-			defaults, assumed = unetDefaults(), unetAssumed
-		case VAE:
-			inferred, err = vaeFromDiffusers(have)
-			defaults, assumed = vaeDefaults(), vaeAssumed
-		case TextEncoder:
-			inferred, err = clipFromNames(have)
-			defaults, assumed = clipDefaults(), clipAssumed
-		}
-		if err != nil {
+		if inferred, defaults, assumed, err = inferConfig(c, have, false, pseudo3D); err != nil {
 			return fmt.Errorf("weights %s: %s: cannot infer the config: %v", sf.path, c, err)
 		}
 	}
@@ -299,4 +287,28 @@ func readWeightFile(path string) (*sharedFile, map[string]rawTensor, error) {
 		return nil, nil, fmt.Errorf("weights %s: %w", path, err)
 	}
 	return sf, raws, nil
+}
+
+// inferConfig infers a component's config fields from its tensors (original
+// LDM names when ldm), with the defaults for what tensors cannot tell and
+// the names of those assumed fields.
+func inferConfig(c Component, names nameSet, ldm, pseudo3D bool) (inferred, defaults map[string]any, assumed []string, err error) {
+	switch c {
+	case UNet:
+		if ldm {
+			inferred, err = unetFromLDM(names)
+		} else {
+			inferred, err = unetFromDiffusers(names, pseudo3D)
+		}
+		return inferred, unetDefaults(), unetAssumed, err
+	case VAE:
+		if ldm {
+			inferred, err = vaeFromLDM(names)
+		} else {
+			inferred, err = vaeFromDiffusers(names)
+		}
+		return inferred, vaeDefaults(), vaeAssumed, err
+	}
+	inferred, err = clipFromNames(names)
+	return inferred, clipDefaults(), clipAssumed, err
 }

@@ -28,7 +28,11 @@ func safetensorsHeader(infos []TensorInfo, metadata map[string]string) ([]byte, 
 		if shape == nil {
 			shape = []int{}
 		}
-		end := off + t.Bytes()
+		es, ok := storedSize[string(t.Dtype)]
+		if !ok {
+			return nil, fmt.Errorf("tensor %s: unknown dtype %q", t.Name, t.Dtype)
+		}
+		end := off + int64(t.Numel())*es
 		header[t.Name] = stHeaderEntry{Dtype: string(t.Dtype), Shape: shape, DataOffsets: [2]int64{off, end}}
 		off = end
 	}
