@@ -3,6 +3,7 @@ package main
 import (
 	"archive/zip"
 	"encoding/binary"
+	"encoding/json"
 	"math"
 	"os"
 	"path/filepath"
@@ -128,6 +129,14 @@ func TestModelInfo(t *testing.T) {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("info lacks %q:\n%s", want, stdout)
 		}
+	}
+	code, stdout, _ = runCLI(t, "model", "info", "--json", filepath.Join(weightsTestdata, "sd-tiny-inpaint"))
+	var js modelInfo
+	if err := json.Unmarshal([]byte(stdout), &js); code != 0 || err != nil {
+		t.Fatalf("info --json: exit %d, %v", code, err)
+	}
+	if u := js.Components["unet"]; !js.Inpainting || js.Layout != "diffusers" || u.ByDtype["F16"] != u.Parameters || u.Parameters == 0 {
+		t.Fatalf("info --json: %+v", js)
 	}
 	code, stdout, _ = runCLI(t, "model", "info", filepath.Join(weightsTestdata, "sd-tiny-pseudo3d"))
 	if code != 0 || !strings.Contains(stdout, "inpainting:    yes") || !strings.Contains(stdout, "pseudo-3D:     yes") || !strings.Contains(stdout, "vae:           absent") {

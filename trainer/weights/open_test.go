@@ -159,3 +159,37 @@ func sd15VAEConfig() *vaeConfig {
 func sd15CLIPConfig() *clipConfig {
 	return &clipConfig{VocabSize: 49408, HiddenSize: 768, IntermediateSize: 3072, NumHiddenLayers: 12, MaxPositionEmbeddings: 77}
 }
+
+// Sources may be read from several goroutines at once (loaders do).
+func TestConcurrentReads(t *testing.T) {
+	m := mustOpen(t, "testdata/sd-tiny-ldm.safetensors")
+	u := m.Components[UNet]
+	names := u.Names()
+	want := map[string][]float32{}
+	for _, n := range names {
+		want[n] = readAll(t, u, n)
+	}
+	errs := make(chan error, 4)
+	for g := 0; g < 4; g++ {
+		go func(g int) {
+			for i := g; i < len(names); i += 4 {
+				ti, _ := u.Info(names[i])
+				dst := make([]float32, ti.Numel())
+				if err := u.Read(names[i], dst); err != nil {
+					errs <- err
+					return
+				}
+				if !reflect.DeepEqual(dst, want[names[i]]) {
+					errs <- fmt.Errorf("%s differs when read concurrently", names[i])
+					return
+				}
+			}
+			errs <- nil
+		}(g)
+	}
+	for g := 0; g < 4; g++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
