@@ -1,0 +1,267 @@
+// Package plan estimates the memory a network needs before anything runs:
+// weights by precision, activations (all kept, as the Gorgonia CPU graph
+// does, or freed after their last use, with or without activation
+// checkpointing), the attention workspace, gradients and optimizer state,
+// on the device and in host memory. Everything is computed from the net
+// description (trainer/model), which knows every tensor's size; the
+// estimate of the CPU graph equals its measured allocation (a test), and
+// the device figures use the same counts.
+package plan
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/timelapse-ml/pipeline/trainer/model"
+)
+
+// Job is one network run to plan.
+type Job struct {
+	Net *model.Net
+	// B clips of T frames of H x W (the net's input size).
+	B, T, H, W int
+	// Train plans a training step (forward, backward of the trainable
+	// parameters, optimizer); else inference.
+	Train bool
+	// Trainable selects the parameters gradients are taken for (nil: the
+	// temporal ones).
+	Trainable func(model.ParamSpec) bool
+	// WeightBytes is the size of a frozen weight element (2 for float16);
+	// ActBytes of an activation element; trainable weights, their
+	// gradients and optimizer moments are float32.
+	WeightBytes, ActBytes int
+	// KeepAll keeps every value allocated to the end (the Gorgonia CPU
+	// graph); else each is freed after its last use (a planned executor).
+	KeepAll bool
+	// Checkpoint keeps only block boundaries for the backward pass and
+	// recomputes one block at a time (planned executor, training only).
+	Checkpoint bool
+	// OptimizerOnDevice puts AdamW's moments on the device (else in host
+	// memory, the recipe's trick: the device holds no optimizer bytes).
+	OptimizerOnDevice bool
+}
+
+// Estimate is a Job's memory, in bytes.
+type Estimate struct {
+	// Params and TrainableParams are element counts.
+	Params, TrainableParams int64
+	// Device side.
+	FrozenWeights, TrainableWeights int64
+	Activations                     int64 // forward values (kept, or the peak live set)
+	// ActivationsCheckpointed is the forward figure with activation
+	// checkpointing (training, planned executor), for comparison.
+	ActivationsCheckpointed int64
+	ActivationGrads         int64 // gradients of values in the backward pass
+	ParamGrads              int64 // gradients of the trainable parameters
+	Attention               int64 // attention score workspace
+	Optimizer               int64 // AdamW moments on the device
+	Total                   int64
+	// Host side: AdamW's moments (when not on the device) and the pinned
+	// gradient buffers the device copies into.
+	HostOptimizer, HostGradients int64
+}
+
+// Estimate plans j.
+func Plan(j Job) (Estimate, error) {
+	n := j.Net
+	if n == nil || j.B < 1 || j.T < 1 || j.H < 1 || j.W < 1 || j.WeightBytes < 1 || j.ActBytes < 1 {
+		return Estimate{}, fmt.Errorf("plan: bad job (batch %d, frames %d, %dx%d, weight bytes %d, activation bytes %d)",
+			j.B, j.T, j.H, j.W, j.WeightBytes, j.ActBytes)
+	}
+	if err := n.CheckSize(j.H, j.W); err != nil {
+		return Estimate{}, err
+	}
+	trainable := j.Trainable
+	if trainable == nil {
+		trainable = func(p model.ParamSpec) bool { return p.Temporal }
+	}
+	var e Estimate
+	isTrain := map[string]bool{}
+	for _, p := range n.Params {
+		s := int64(p.Size())
+		e.Params += s
+		if j.Train && trainable(p) {
+			isTrain[p.Name] = true
+			e.TrainableParams += s
+			e.TrainableWeights += 4 * s
+		} else {
+			e.FrozenWeights += int64(j.WeightBytes) * s
+		}
+	}
+	size := func(v int) int64 { return int64(n.Size(v, j.B, j.T, j.H, j.W)) * int64(j.ActBytes) }
+	var all int64
+	for v := range n.Values {
+		all += size(v)
+	}
+	peak := livePeak(n, size)
+	if !j.Train {
+		e.Activations = peak
+		if j.KeepAll {
+			e.Activations = all
+		}
+		e.Attention = maxAttention(n, j)
+		if j.KeepAll {
+			e.Attention = 0 // the CPU ops compute scores a row at a time
+		}
+		e.Total = e.FrozenWeights + e.Activations + e.Attention
+		return e, nil
+	}
+	// values downstream of a trainable parameter carry a gradient
+	down := make([]bool, len(n.Values))
+	var downBytes int64
+	for _, l := range n.Layers {
+		d := false
+		for _, p := range l.Params {
+			d = d || isTrain[p]
+		}
+		for _, v := range l.In {
+			d = d || down[v]
+		}
+		if d && !down[l.Out] {
+			down[l.Out] = true
+			downBytes += size(l.Out)
+		}
+	}
+	e.ParamGrads = 4 * e.TrainableParams
+	target := size(n.Output)
+	e.ActivationsCheckpointed = checkpointed(n, size)
+	if j.KeepAll {
+		e.Activations = all + target
+		e.ActivationGrads = downBytes
+	} else {
+		e.Activations = all + target
+		if j.Checkpoint {
+			e.Activations = e.ActivationsCheckpointed + target
+		}
+		// gradients live in reverse order over the same spans as the
+		// forward values: the forward's live peak bounds them
+		e.ActivationGrads = peak
+		e.Attention = 2 * maxAttention(n, j) // scores and their gradient
+	}
+	if j.OptimizerOnDevice {
+		e.Optimizer = 8 * e.TrainableParams
+	} else {
+		e.HostOptimizer = 8 * e.TrainableParams
+		e.HostGradients = 4 * e.TrainableParams
+	}
+	e.Total = e.FrozenWeights + e.TrainableWeights + e.Activations + e.ActivationGrads + e.ParamGrads + e.Attention + e.Optimizer
+	return e, nil
+}
+
+// livePeak is the largest sum of live values when each value is freed
+// after the last layer that reads it (inputs live from the start, the
+// output to the end).
+func livePeak(n *model.Net, size func(int) int64) int64 {
+	last := make([]int, len(n.Values))
+	for i := range last {
+		last[i] = -1
+	}
+	for i, l := range n.Layers {
+		for _, v := range l.In {
+			last[v] = i
+		}
+	}
+	last[n.Output] = len(n.Layers)
+	var live, peak int64
+	for v := range n.Values {
+		if v == n.Input || v == n.Timesteps || v == n.Context {
+			live += size(v)
+		}
+	}
+	peak = live
+	for i, l := range n.Layers {
+		live += size(l.Out)
+		peak = max(peak, live)
+		for _, v := range l.In {
+			if last[v] == i {
+				live -= size(v)
+			}
+		}
+	}
+	return peak
+}
+
+// group is the block a layer belongs to for checkpointing: diffusers'
+// resnet or transformer ("down_blocks.0.resnets.1"), else the first name
+// component; unnamed layers join the block of the layer before them.
+func group(name, prev string) string {
+	if name == "" {
+		return prev
+	}
+	parts := strings.Split(name, ".")
+	for i, p := range parts {
+		if (p == "resnets" || p == "attentions" || p == "downsamplers" || p == "upsamplers") && i+1 < len(parts) {
+			return strings.Join(parts[:i+2], ".")
+		}
+	}
+	return parts[0]
+}
+
+// checkpointed is the forward memory with activation checkpointing: the
+// values leaving each block (kept for the backward) plus the largest
+// block's own values (recomputed and kept while its backward runs).
+func checkpointed(n *model.Net, size func(int) int64) int64 {
+	blockOf := make([]string, len(n.Values))
+	g := ""
+	for _, l := range n.Layers {
+		g = group(l.Name, g)
+		blockOf[l.Out] = g
+	}
+	read := map[int]map[string]bool{}
+	for _, l := range n.Layers {
+		gl := blockOf[l.Out]
+		for _, v := range l.In {
+			if read[v] == nil {
+				read[v] = map[string]bool{}
+			}
+			read[v][gl] = true
+		}
+	}
+	var boundary int64
+	inner := map[string]int64{}
+	for v := range n.Values {
+		leaves := v == n.Output || v == n.Input || v == n.Timesteps || v == n.Context
+		for gr := range read[v] {
+			leaves = leaves || gr != blockOf[v]
+		}
+		if leaves {
+			boundary += size(v)
+		} else {
+			inner[blockOf[v]] += size(v)
+		}
+	}
+	var big int64
+	for _, s := range inner {
+		big = max(big, s)
+	}
+	return boundary + big
+}
+
+// maxAttention is the largest attention score matrix (batch x heads x
+// queries x keys) of one layer.
+func maxAttention(n *model.Net, j Job) int64 {
+	var best int64
+	for _, l := range n.Layers {
+		if l.Kind != model.SeqAttention && l.Kind != model.Attention {
+			continue
+		}
+		q := n.Shape(l.In[0], j.B, j.T, j.H, j.W)
+		k := q
+		if len(l.In) > 1 {
+			k = n.Shape(l.In[1], j.B, j.T, j.H, j.W)
+		}
+		var s int64
+		if len(q) == 3 && len(k) == 3 {
+			s = int64(q[0]) * int64(max(1, l.Heads)) * int64(q[1]) * int64(k[1])
+		} else if len(q) == 4 { // pixel model attention over H*W or frames
+			p := int64(q[2]) * int64(q[3])
+			if l.Temporal {
+				s = int64(j.B) * p * int64(max(1, l.Heads)) * int64(j.T) * int64(j.T)
+			} else {
+				s = int64(q[0]) * int64(max(1, l.Heads)) * p * p
+			}
+		}
+		best = max(best, s*int64(j.ActBytes))
+	}
+	return best
+}
