@@ -30,6 +30,7 @@ Usage:
   pipeline validate [CONFIG]
   pipeline verify [CONFIG]
   pipeline stages
+  pipeline plan [CONFIG] [--gpu-memory 24GiB] [--precision float16]
   pipeline model info PATH [--json]
   pipeline model convert IN OUT
   pipeline model tokenize [--tokenizer DIR | MODEL] TEXT...
@@ -68,6 +69,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdStages(args[1:], stdout, stderr)
 	case "model":
 		err = cmdModel(args[1:], stdout, stderr)
+	case "plan":
+		err = cmdPlan(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK

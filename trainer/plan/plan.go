@@ -237,6 +237,27 @@ func checkpointed(n *model.Net, size func(int) int64) int64 {
 	return boundary + big
 }
 
+// MaxAttentionChunked is the largest attention score matrix when the
+// frame-independent attention (spatial self-attention and the text
+// cross-attention, whose batch is the frames) runs chunk frames at a
+// time; attention over frames is unchanged.
+func MaxAttentionChunked(n *model.Net, B, T, H, W, actBytes, chunk int) int64 {
+	j := Job{Net: n, B: B, T: T, H: H, W: W, ActBytes: actBytes}
+	var best int64
+	for _, l := range n.Layers {
+		if l.Kind != model.SeqAttention {
+			continue
+		}
+		one := &model.Net{Values: n.Values, Layers: []model.Layer{l}}
+		s := maxAttention(one, j)
+		if n.Values[l.In[0]].Seq != model.SeqFrames && B*T > chunk {
+			s = s * int64(chunk) / int64(B*T)
+		}
+		best = max(best, s)
+	}
+	return best
+}
+
 // maxAttention is the largest attention score matrix (batch x heads x
 // queries x keys) of one layer.
 func maxAttention(n *model.Net, j Job) int64 {
