@@ -293,7 +293,9 @@ func planSampleSD(cfg *pipeline.Config, s *pipeline.Stage, o PlanOptions, sp *St
 		return err
 	}
 	weightsAll := uv.FrozenWeights + dv.FrozenWeights + tv.FrozenWeights
-	peak := func(u plan.Estimate) int64 { return weightsAll + max(u.Activations+u.Attention, dv.Activations+dv.Attention) }
+	peak := func(u plan.Estimate) int64 {
+		return weightsAll + max(u.Activations+u.Attention, dv.Activations+dv.Attention)
+	}
 	// the spatial and text attention treat frames independently: in
 	// chunks of frames their score matrices shrink with the chunk
 	const chunk = 8
