@@ -2,9 +2,6 @@ package stages
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -49,60 +46,6 @@ func sliceVideos(t *testing.T) string {
 		}
 	}
 	return dir
-}
-
-// treeDigests maps every non-hidden file under dir to its SHA-256.
-func treeDigests(t *testing.T, dir string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if strings.HasPrefix(d.Name(), ".") && path != dir {
-			if d.IsDir() {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if d.IsDir() {
-			return nil
-		}
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, path)
-		sum := sha256.Sum256(data)
-		out[rel] = hex.EncodeToString(sum[:])
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-// sameTrees fails the test unless the stages' output folders of two
-// workdirs hold the same files with the same bytes.
-func sameTrees(t *testing.T, a, b string, stages ...string) {
-	t.Helper()
-	for _, s := range stages {
-		ta, tb := treeDigests(t, filepath.Join(a, s)), treeDigests(t, filepath.Join(b, s))
-		if len(ta) == 0 {
-			t.Fatalf("%s: no files in %s", s, a)
-		}
-		for k, v := range ta {
-			if tb[k] != v {
-				t.Errorf("%s/%s: digest %.12s here, %.12s there", s, k, v, tb[k])
-			}
-		}
-		for k := range tb {
-			if _, ok := ta[k]; !ok {
-				t.Errorf("%s/%s: only in the second run", s, k)
-			}
-		}
-	}
 }
 
 // The Indexed Job contract: slices 0..N-1 of the frames stage, then a merge
@@ -154,7 +97,7 @@ func TestSlicesThenMergeEqualLocal(t *testing.T) {
 	if rep := report(res, "ingest"); !strings.Contains(rep, "5 videos: 3 ok, 2 quarantined") {
 		t.Errorf("merge ingest report:\n%s", rep)
 	}
-	sameTrees(t, local.Workdir, p.Workdir, "ingest", "frames", "pack")
+	pipelinetest.SameTrees(t, local.Workdir, p.Workdir, "ingest", "frames", "pack")
 	if err := RemoveStaging(p.Workdir); err != nil {
 		t.Fatal(err)
 	}

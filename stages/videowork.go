@@ -101,9 +101,22 @@ func ingestRoot(cfg *pipeline.Config, is *pipeline.Stage) (string, error) {
 	return "", fmt.Errorf("stage %s: set folder, or need exactly one stage whose output holds the videos", is.Name)
 }
 
-// framesStageOf returns the frames stage named stage, or the only frames
-// stage that needs the ingest stage named stage.
+// framesStageOf returns the frames stage named stage, the only frames
+// stage that needs the ingest stage named stage, or, for "", the config's
+// only frames stage.
 func framesStageOf(cfg *pipeline.Config, stage string) (*pipeline.Stage, error) {
+	if stage == "" {
+		var found []*pipeline.Stage
+		for _, o := range cfg.Stages {
+			if o.Kind.Name == "frames" {
+				found = append(found, o)
+			}
+		}
+		if len(found) != 1 {
+			return nil, &pipeline.UsageError{Msg: fmt.Sprintf("%d frames stages in %s: name one with --stage", len(found), cfg.File)}
+		}
+		return found[0], nil
+	}
 	s := cfg.Stage(stage)
 	if s == nil {
 		return nil, &pipeline.UsageError{Msg: fmt.Sprintf("no stage %q in %s", stage, cfg.File)}

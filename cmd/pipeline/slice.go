@@ -25,32 +25,23 @@ func (s *sliceFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&s.merge, "merge", false, "after every slice finished: check they cover every video once, then run as usual, adopting their work")
 }
 
-// sliceStage returns the stage a slice or a merge is about: the one --stage,
-// or the config's only frames stage.
-func sliceStage(cfg *pipeline.Config, only []string) (string, error) {
-	if len(only) == 1 {
+// sliceStage returns the stage a slice or a merge is about: the one
+// --stage, or "" (the config's only frames stage).
+func sliceStage(only []string) (string, error) {
+	switch len(only) {
+	case 0:
+		return "", nil
+	case 1:
 		return only[0], nil
 	}
-	if len(only) > 1 {
-		return "", &pipeline.UsageError{Msg: "--shard/--num-shards/--merge take one --stage (a frames stage or its ingest stage)"}
-	}
-	var found []string
-	for _, s := range cfg.Stages {
-		if s.Kind.Name == "frames" {
-			found = append(found, s.Name)
-		}
-	}
-	if len(found) != 1 {
-		return "", &pipeline.UsageError{Msg: fmt.Sprintf("%d frames stages in %s: name one with --stage", len(found), cfg.File)}
-	}
-	return found[0], nil
+	return "", &pipeline.UsageError{Msg: "--shard/--num-shards/--merge take one --stage (a frames stage or its ingest stage)"}
 }
 
 func runSlice(ctx context.Context, cfg *pipeline.Config, only []string, sl sliceFlags, stdout io.Writer) error {
 	if sl.merge {
 		return &pipeline.UsageError{Msg: "--merge runs after the slices, not with --shard"}
 	}
-	stage, err := sliceStage(cfg, only)
+	stage, err := sliceStage(only)
 	if err != nil {
 		return err
 	}
@@ -64,7 +55,7 @@ func runSlice(ctx context.Context, cfg *pipeline.Config, only []string, sl slice
 }
 
 func checkMerge(cfg *pipeline.Config, only []string) error {
-	stage, err := sliceStage(cfg, only)
+	stage, err := sliceStage(only)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,111 @@
+package beamrun
+
+import (
+	"context"
+	"flag"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+
+	"github.com/timelapse-ml/pipeline/pipeline"
+	"github.com/timelapse-ml/pipeline/pipeline/pipelinetest"
+	"github.com/timelapse-ml/pipeline/stages"
+	"github.com/timelapse-ml/pipeline/synth"
+)
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	beam.Init()
+	os.Exit(m.Run())
+}
+
+var kinds = []pipeline.Kind{stages.IngestKind(), stages.FramesKind(), stages.PackKind()}
+
+// configYAML reads a folder of videos, extracts and packs them.
+func configYAML(folder string) string {
+	return `stages:
+  ingest:
+    kind: ingest
+    params: {folder: "` + folder + `"}
+  frames:
+    kind: frames
+    needs: [ingest]
+    params: {size: 32, workers: 1}
+  pack:
+    kind: pack
+    needs: [frames]
+    params: {shard_mb: 1, val_fraction: 0.34}
+`
+}
+
+// testVideos writes three tiny videos, a copy of one (a duplicate) and a
+// file that is not a video into a new folder.
+func testVideos(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for i, name := range []string{"a.mp4", "b.mp4", "c.mp4"} {
+		spec := synth.Spec{Width: 96, Height: 64, FPS: 10, Seconds: 5.5, FrozenHead: 2, FrozenTail: 2, Seed: int64(21 + i)}
+		if err := synth.Render(context.Background(), spec, filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "b.mp4"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range map[string][]byte{"b-copy.mp4": data, "broken.mp4": []byte("not a video")} {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func report(res []pipeline.Result, stage string) string {
+	for _, r := range res {
+		if r.Stage == stage {
+			return strings.Join(r.Reports, "\n")
+		}
+	}
+	return ""
+}
+
+// runAdopting runs the engine over the stages a Beam job covered and
+// checks it redid no video's work.
+func runAdopting(t *testing.T, p *pipelinetest.Pipeline, res *Result) {
+	t.Helper()
+	if !slices.Equal(res.Stages, []string{"ingest", "frames", "pack"}) {
+		t.Errorf("job covered %v", res.Stages)
+	}
+	out := p.Run(pipeline.Options{Stages: res.Stages})
+	if rep := report(out, "ingest"); !strings.Contains(rep, "5 videos: 3 ok, 2 quarantined") {
+		t.Errorf("ingest report:\n%s", rep)
+	}
+	if rep := report(out, "frames"); !strings.Contains(rep, "0 extracted, 3 cached") {
+		t.Errorf("the engine extracted frames the job had made:\n%s", rep)
+	}
+	if err := stages.RemoveStaging(p.Workdir); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Beam on in-process prism, then the engine adopting its work: the same
+// manifest, frames, index and shards as the local engine, byte for byte.
+func TestPrismEqualsLocal(t *testing.T) {
+	src := testVideos(t)
+	local := pipelinetest.Run(t, kinds, configYAML(src))
+	p := pipelinetest.New(t, kinds, configYAML(src))
+	res, err := Run(context.Background(), p.Config, Options{Runner: "prism"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Videos != 5 {
+		t.Errorf("job saw %d videos, want 5", res.Videos)
+	}
+	runAdopting(t, p, res)
+	pipelinetest.SameTrees(t, local.Workdir, p.Workdir, "ingest", "frames", "pack")
+}
