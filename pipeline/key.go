@@ -127,6 +127,13 @@ func (e *Engine) keyParts(ctx context.Context, st *Stage, inputDigests map[strin
 	if st.Kind.ExternalInputs != nil {
 		external = append(external, st.Kind.ExternalInputs(st.Params)...)
 	}
+	if st.Kind.InputsFromNeeds != nil {
+		needs := map[string]string{}
+		for _, n := range st.Needs {
+			needs[n] = filepath.Join(e.cfg.Workdir, n)
+		}
+		external = append(external, st.Kind.InputsFromNeeds(st.Params, needs)...)
+	}
 	for _, path := range external {
 		if path == "" {
 			continue

@@ -22,6 +22,12 @@ type Kind struct {
 	// sizes, modification times) enters the cache key, so adding or editing a
 	// source file makes the stage stale.
 	ExternalInputs func(p Params) []string
+	// InputsFromNeeds, when set, returns more files outside the workdir that
+	// the stage finds through its needed stages' outputs; needs maps each
+	// needed stage's name to its output folder (the caption file beside each
+	// source video that a frames index lists, say). Their listing enters the
+	// cache key as ExternalInputs' does, so editing one makes the stage stale.
+	InputsFromNeeds func(p Params, needs map[string]string) []string
 	// Run does the stage's work. It writes its outputs under r.OutDir (see
 	// StageRun for atomicity) and returns an error to fail the stage.
 	Run func(ctx context.Context, r *StageRun) error

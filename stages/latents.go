@@ -11,6 +11,7 @@ import (
 	"image/jpeg"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -55,8 +56,9 @@ func LatentsKind() pipeline.Kind {
 			{Name: "device", NoKey: true, Type: pipeline.String, Default: "auto", Enum: []string{"auto", "cpu"},
 				Doc: "where the VAE and text encoder run (this version: the CPU)"},
 		},
-		Run:    runLatents,
-		Verify: func(_ context.Context, dir string, _ pipeline.Params) error { return shards.VerifyLatents(dir) },
+		InputsFromNeeds: captionFiles,
+		Run:             runLatents,
+		Verify:          func(_ context.Context, dir string, _ pipeline.Params) error { return shards.VerifyLatents(dir) },
 	}
 }
 
@@ -268,10 +270,35 @@ func planLatentVideo(ds *shards.Dataset, v shards.VideoInfo, f int) (latentVideo
 	return lv, nil
 }
 
+// captionFiles lists, with captions set, the caption file of every video in
+// a needed frames stage's index (present or not), so adding or editing one
+// makes the stage stale; its shard alone is re-encoded (the per-shard cache).
+func captionFiles(p pipeline.Params, needs map[string]string) []string {
+	if !p.Bool("captions") {
+		return nil
+	}
+	var files []string
+	for _, dir := range needs {
+		fv, err := frames.ReadIndex(dir)
+		if err != nil {
+			continue // not a frames stage, or not run yet
+		}
+		for _, v := range fv {
+			files = append(files, captionPath(v.Source))
+		}
+	}
+	sort.Strings(files)
+	return files
+}
+
+func captionPath(source string) string {
+	return strings.TrimSuffix(source, filepath.Ext(source)) + ".txt"
+}
+
 // readCaption reads <source without extension>.txt; ok is false when
 // there is none or it is unusable (a warning names the file).
 func readCaption(r *pipeline.StageRun, source string) (text, path string, ok bool) {
-	path = strings.TrimSuffix(source, filepath.Ext(source)) + ".txt"
+	path = captionPath(source)
 	b, err := os.ReadFile(path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
