@@ -30,9 +30,15 @@ fi
 go vet -tags gpu ./trainer/cuda/... ./trainer/gpu/...
 # Every package under the race detector (needs cgo: gcc is on Go's Debian
 # images): the loader, the feeder and the frames and pack workers are the
-# concurrent code. Each test runs once, in this pass only; a second pass
-# without -race would only repeat the slow training and extraction tests.
+# concurrent code. There is no second full pass without -race: that would only
+# repeat the slow training and extraction tests.
 go test -race -shuffle=on -timeout 40m ./...
+# The few heaviest numeric tests skip themselves under -race
+# (internal/testenv.SkipUnderRace: single-goroutine arithmetic, 10-30x slower
+# there); their packages, found by their import of testenv, run again without it.
+heavy=$(go list -f '{{.ImportPath}} {{join .TestImports " "}} {{join .XTestImports " "}}' ./... |
+	grep " $mod/internal/testenv" | cut -d' ' -f1 | grep -vx "$mod/internal/testenv" || true)
+if [ -n "$heavy" ]; then go test -shuffle=on -timeout 30m $heavy; fi
 # Fuzz targets, a few seconds each. Budgets are counts, not durations: a
 # duration can end the run while an input is being minimised, which go test
 # reports as a failure ("context deadline exceeded").

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/timelapse-ml/pipeline/internal/testenv"
 	"github.com/timelapse-ml/pipeline/trainer/checkpoint"
 )
 
@@ -24,6 +25,7 @@ func trained(t *testing.T) TrainOptions {
 }
 
 func TestSampleFromValidationFrame(t *testing.T) {
+	testenv.SkipUnderRace(t)
 	o := trained(t)
 	out := t.TempDir()
 	res, err := Sample(context.Background(), SampleOptions{

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/timelapse-ml/pipeline/internal/testenv"
 	"github.com/timelapse-ml/pipeline/shards"
 	"github.com/timelapse-ml/pipeline/trainer/model"
 	"github.com/timelapse-ml/pipeline/trainer/weights"
@@ -95,6 +96,7 @@ func sdTrainOpts(t *testing.T, latents string, steps int) SDTrainOptions {
 // backbone frame by frame; the exported video model loads back as the
 // recipe's pseudo-3D UNet with the trained temporal values.
 func TestTrainSDResumeIsExact(t *testing.T) {
+	testenv.SkipUnderRace(t)
 	latents := writeSDLatents(t, 3, 5)
 	straight := sdTrainOpts(t, latents, 6)
 	res, err := TrainSD(context.Background(), straight)
@@ -176,6 +178,7 @@ func TestTrainSDResumeIsExact(t *testing.T) {
 // sheet and the still; a still from the latents (no image) works too and
 // a checkpoint of other model files is refused.
 func TestSampleSD120Frames(t *testing.T) {
+	testenv.SkipUnderRace(t)
 	latents := writeSDLatents(t, 2, 4)
 	o := sdTrainOpts(t, latents, 1)
 	o.ValBatches = 1

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"testing"
 
+	"github.com/timelapse-ml/pipeline/internal/testenv"
 	"github.com/timelapse-ml/pipeline/trainer/diffusion"
 	"github.com/timelapse-ml/pipeline/trainer/nn"
 )
@@ -351,6 +352,7 @@ func overfit(t *testing.T, cfg Config, video bool, T int, lr float64) {
 }
 
 func TestOverfitVideo(t *testing.T) {
+	testenv.SkipUnderRace(t)
 	cfg := small()
 	cfg.BaseChannels = 16
 	overfit(t, cfg, true, 4, 1e-2)

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/timelapse-ml/pipeline/internal/testenv"
 	"github.com/timelapse-ml/pipeline/trainer/checkpoint"
 	"github.com/timelapse-ml/pipeline/trainer/weights"
 )
@@ -109,6 +110,7 @@ func TestUNetMatchesDiffusers(t *testing.T) {
 // recipe's output on one clip of 4 frames; the Gorgonia graph agrees with
 // the interpreter.
 func TestPseudo3DMatchesRecipe(t *testing.T) {
+	testenv.SkipUnderRace(t)
 	cases := readCases(t, "sd-tiny-pseudo3d-cases.safetensors")
 	u := loadUNet(t, weightsData+"/sd-tiny-pseudo3d/unet", weights.Options{}, UNetOptions{})
 	if !u.Options.Pseudo3D || u.Options.GroupNorm != GroupNormJoint {

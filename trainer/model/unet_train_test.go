@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/timelapse-ml/pipeline/internal/testenv"
 	"github.com/timelapse-ml/pipeline/trainer/weights"
 )
 
@@ -66,6 +67,7 @@ func TestInflatedUNetIsBackboneAtInit(t *testing.T) {
 // differences on a few elements), the backbone stays bit-identical, and
 // the exported model loads back in the recipe's layout by name.
 func TestTrainTinySDUNet(t *testing.T) {
+	testenv.SkipUnderRace(t)
 	base := tinyInpaint(t)
 	u, err := Inflate(base, UNetOptions{}, 3)
 	if err != nil {
@@ -233,6 +235,7 @@ func checkUNetGrads(t *testing.T, tg *TrainGraph, u *UNet, in Inputs, target []f
 // Gradients through every temporal layer kind with live weights: the
 // recipe's pseudo-3D fixture (random temporal weights, joint group norms).
 func TestPseudo3DGradients(t *testing.T) {
+	testenv.SkipUnderRace(t)
 	u := loadUNet(t, weightsData+"/sd-tiny-pseudo3d/unet", weights.Options{}, UNetOptions{})
 	const B, T, H, W = 1, 3, 8, 8
 	rng := rand.New(rand.NewPCG(6, 6))

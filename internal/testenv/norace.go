@@ -1,0 +1,6 @@
+//go:build !race
+
+package testenv
+
+// Race is true in a -race build.
+const Race = false
