@@ -7,7 +7,7 @@
 #   bash bench/gpu_step_compare.sh build [OLD_COMMIT] [DIR]
 #       here (no GPU): builds into DIR (default .gpu/step-compare) the gpu-tagged test
 #       binaries of trainer/cuda, trainer/gpu and trainer, this commit's gpubench and
-#       OLD_COMMIT's (default a86fbd6, from a temporary git worktree), gzipped, and
+#       OLD_COMMIT's (default a86fbd6, from a temporary git worktree), as one tar.xz, and
 #       copies this script and bench/torch_reference.py next to them
 #   bash DIR/gpu_step_compare.sh device DIR
 #       on the GPU machine (carry DIR): logs under $OUT, a table last; ROUNDS (2), OPTS
@@ -32,8 +32,10 @@ if [[ $mode == build ]]; then
 	git worktree remove --force "$wt"
 	git rev-parse --short HEAD > "$dir/commit-new"
 	git rev-parse --short "$old" > "$dir/commit-old"
-	gzip -f "$dir"/*.test
-	xz -9 -T2 -f "$dir"/gpubench-* # the two gpubench binaries are the largest: xz to fit 64 MiB
+	# one xz stream over all five: the binaries share most of their bytes, which fits them
+	# (with the working tree) into the 64 MiB a device call carries
+	(cd "$dir" && tar -cf - cuda.test gpu.test trainer.test gpubench-new gpubench-old | xz -9 -T1 > bins.tar.xz &&
+		rm cuda.test gpu.test trainer.test gpubench-new gpubench-old)
 	cp bench/gpu_step_compare.sh bench/torch_reference.py "$dir/"
 	du -sh "$dir"
 	exit 0
@@ -44,12 +46,9 @@ out="${OUT:-gpu-out}"
 mkdir -p "$out"
 bin=/tmp/step-compare
 mkdir -p "$bin"
-for f in "$dir"/*.gz "$dir"/*.xz; do # xz through Python's lzma: the machine may lack xz
-	[[ -f $f ]] || continue
-	b="$bin/$(basename "${f%.*}")"
-	python3 -c 'import gzip,lzma,shutil,sys; o=(lzma.open if sys.argv[1].endswith(".xz") else gzip.open); shutil.copyfileobj(o(sys.argv[1]), open(sys.argv[2],"wb"))' "$f" "$b"
-	chmod +x "$b"
-done
+# unpacked with Python's tarfile: the machine may lack xz
+python3 -c 'import sys,tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$dir/bins.tar.xz" "$bin"
+chmod +x "$bin"/*
 export PIPELINE_CUDA_CACHE=/tmp/kernel-cache PIPELINE_REQUIRE_CLANG=1
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv,noheader | tee "$out/gpu.txt"
 date -u +"date: %Y-%m-%dT%H:%MZ" | tee -a "$out/gpu.txt"
