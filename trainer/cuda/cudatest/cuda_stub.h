@@ -7,6 +7,7 @@
 #include <__clang_cuda_builtin_vars.h>
 __device__ float expf(float);
 __device__ float sqrtf(float);
+__device__ float erff(float);
 __device__ double sqrt(double);
 __device__ double exp(double);
 __device__ double log(double);

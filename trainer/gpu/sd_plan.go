@@ -1,0 +1,132 @@
+package gpu
+
+import (
+	"fmt"
+
+	"github.com/timelapse-ml/pipeline/trainer/model"
+)
+
+// sdKinds are the layer kinds the SD executor runs (SDNet): the SD UNet's,
+// the VAE's and the CLIP text encoder's, and the pixel model's simple ones.
+var sdKinds = map[model.LayerKind]bool{
+	model.TimestepEmbed: true, model.SinusoidalEmbed: true, model.Linear: true, model.SiLU: true,
+	model.Conv2D: true, model.Conv2DPadEnd: true, model.TemporalConv: true, model.GroupNorm: true,
+	model.LayerNorm: true, model.GEGLU: true, model.GELU: true, model.QuickGELU: true,
+	model.SeqAttention: true, model.TokenEmbed: true, model.ToTokens: true, model.ToFrames: true,
+	model.ToTime: true, model.FromTime: true, model.Upsample: true, model.Add: true,
+	model.AddChannel: true, model.Concat: true,
+}
+
+// sdPlan is what an SD step needs to know before running: value shapes,
+// which values a gradient reaches, what backward reads and when each value
+// can be freed (in a training pass and in a forward-only pass).
+type sdPlan struct {
+	net        *model.Net
+	B, T, H, W int
+	shapes     [][]int
+	trainable  map[string]bool
+	reqGrad    []bool
+	backward   []bool
+	saves      [][]bool
+	// freeFwd[l]/freeBwd[l]: values to free after layer l's forward /
+	// backward in a training pass; freeEval[l]: after its forward in a
+	// forward-only pass.
+	freeFwd, freeBwd, freeEval [][]int
+	persistent                 []bool
+}
+
+func newSDPlan(net *model.Net, B, T, H, W int, trainable func(model.ParamSpec) bool) (*sdPlan, error) {
+	if err := net.CheckSize(H, W); err != nil {
+		return nil, err
+	}
+	if err := net.Check(); err != nil {
+		return nil, err
+	}
+	if B <= 0 || T <= 0 {
+		return nil, fmt.Errorf("gpu: batch %d and frames %d must be > 0", B, T)
+	}
+	for i, l := range net.Layers {
+		if l.Kind == model.Attention {
+			return nil, fmt.Errorf("gpu: layer %d (%s): packed attention belongs to the pixel model's step (NewStep)", i, l.Name)
+		}
+		if !sdKinds[l.Kind] {
+			return nil, fmt.Errorf("gpu: layer %d (%s %s): kind %q is not supported", i, l.Kind, l.Name, l.Kind)
+		}
+	}
+	p := &sdPlan{net: net, B: B, T: T, H: H, W: W, trainable: map[string]bool{}}
+	for _, s := range net.Params {
+		if trainable != nil && trainable(s) {
+			p.trainable[s.Name] = true
+		}
+	}
+	nv, nl := len(net.Values), len(net.Layers)
+	p.shapes = make([][]int, nv)
+	for v := range net.Values {
+		p.shapes[v] = net.Shape(v, B, T, H, W)
+	}
+	if net.Timesteps >= 0 {
+		p.shapes[net.Timesteps] = []int{B * T}
+	}
+	p.reqGrad = make([]bool, nv)
+	p.backward = make([]bool, nl)
+	p.saves = make([][]bool, nl)
+	for i, l := range net.Layers {
+		wTrain := false
+		for _, n := range l.Params {
+			wTrain = wTrain || p.trainable[n]
+		}
+		any := wTrain
+		for _, v := range l.In {
+			any = any || p.reqGrad[v]
+		}
+		p.reqGrad[l.Out], p.backward[i] = any, any
+		p.saves[i] = make([]bool, len(l.In))
+		if !any {
+			continue
+		}
+		switch l.Kind {
+		case model.Linear, model.Conv2D, model.Conv2DPadEnd, model.TemporalConv:
+			p.saves[i][0] = wTrain
+		case model.GroupNorm, model.LayerNorm, model.SiLU, model.GELU, model.QuickGELU, model.GEGLU:
+			p.saves[i][0] = true
+		case model.SeqAttention:
+			for j := range l.In {
+				p.saves[i][j] = true
+			}
+		}
+	}
+	p.persistent = make([]bool, nv)
+	for _, v := range []int{net.Input, net.Timesteps, net.Context, net.Output} {
+		if v >= 0 {
+			p.persistent[v] = true
+		}
+	}
+	lastFwd, lastBwd := make([]int, nv), make([]int, nv)
+	for v := range lastFwd {
+		lastFwd[v], lastBwd[v] = -1, nl
+	}
+	for i, l := range net.Layers {
+		for j, v := range l.In {
+			lastFwd[v] = i
+			if p.backward[i] && p.saves[i][j] && i < lastBwd[v] {
+				lastBwd[v] = i
+			}
+		}
+	}
+	p.freeFwd, p.freeBwd, p.freeEval = make([][]int, nl), make([][]int, nl), make([][]int, nl)
+	for v := range net.Values {
+		if p.persistent[v] {
+			continue
+		}
+		if lastFwd[v] >= 0 {
+			p.freeEval[lastFwd[v]] = append(p.freeEval[lastFwd[v]], v)
+		}
+		switch {
+		case lastBwd[v] < nl:
+			p.freeBwd[lastBwd[v]] = append(p.freeBwd[lastBwd[v]], v)
+		case lastFwd[v] >= 0:
+			p.freeFwd[lastFwd[v]] = append(p.freeFwd[lastFwd[v]], v)
+		}
+	}
+	return p, nil
+}
