@@ -40,8 +40,9 @@ func SampleSDKind() pipeline.Kind {
 			{Name: "device", NoKey: true, Type: pipeline.String, Default: "cpu", Enum: []string{"cpu", "cuda", "auto"},
 				Doc: "cpu (this version; cuda is refused until the SD GPU step lands); auto falls back to the CPU"},
 		},
-		Tools: []pipeline.Tool{{Name: "ffmpeg", VersionArgs: []string{"-version"}, Optional: true}},
-		Run:   runSampleSD,
+		Tools:  []pipeline.Tool{{Name: "ffmpeg", VersionArgs: []string{"-version"}, Optional: true}},
+		Run:    runSampleSD,
+		Verify: verifySample,
 	}
 }
 

@@ -36,7 +36,8 @@ func loadSD15Tiny(t *testing.T, workdir string) *pipeline.Config {
 // SD model, with a Ctrl-C (context cancel) in train at step 4: the rerun
 // resumes at step 4 and re-runs nothing upstream, the sample GIF has the
 // configured frames, the preview GIF and the exported video model are
-// there; a forced straight re-run of train ends on the same bytes.
+// there; a forced straight re-run of train ends on the same bytes, and
+// verify passes (checkpoints decode, the export opens, the GIF decodes).
 func TestSD15TinyConfig(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the whole SD flow (about a minute on 2 cores)")
@@ -83,5 +84,9 @@ func TestSD15TinyConfig(t *testing.T) {
 		if !bytes.Equal(straight[f], resumed[f]) {
 			t.Errorf("%s of the interrupted and resumed run differs from a straight run's", f)
 		}
+	}
+	rep, err := pipeline.New(cfg, pipeline.Options{}).Verify(t.Context())
+	if err != nil || len(rep.Findings) > 0 {
+		t.Errorf("verify: %v %v", err, rep.Findings)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"path/filepath"
 	"slices"
 
 	"github.com/timelapse-ml/pipeline/pipeline"
@@ -59,7 +60,25 @@ func TrainSDKind() pipeline.Kind {
 		Continues:    raisesTotal,
 		KeepPrevious: true,
 		Run:          runTrainSD,
+		Verify:       verifyTrainSD,
 	}
+}
+
+// verifyTrainSD decodes the checkpoint files and opens the exported video
+// model (every tensor's header and offsets checked).
+func verifyTrainSD(ctx context.Context, dir string, p pipeline.Params) error {
+	if err := verifyTrain(ctx, dir, p); err != nil {
+		return err
+	}
+	m, err := weights.Open(filepath.Join(dir, trainer.VideoModelDir))
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	if !m.Pseudo3D {
+		return fmt.Errorf("%s: not a pseudo-3D UNet", trainer.VideoModelDir)
+	}
+	return nil
 }
 
 func runTrainSD(ctx context.Context, r *pipeline.StageRun) error {
