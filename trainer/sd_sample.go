@@ -16,9 +16,19 @@ import (
 // > 0 the variance noise is one draw per step shared by every frame.
 type sdDenoise struct {
 	sm *sdModel
-	// fg is the forward graph for (halves, frames), built on first use.
-	fg             *model.ForwardGraph
+	// fg is the forward pass for (halves, frames), built on first use by
+	// build (nil: the Gorgonia CPU graph).
+	fg             sdForward
+	build          func(halves, frames, h, w int) (sdForward, error)
 	halves, frames int
+}
+
+// sdForward is the video UNet's forward pass over a batch of fixed shape:
+// the context is set once, then each DDIM step predicts.
+type sdForward interface {
+	SetContext(ctx []float32) error
+	Predict(input, timesteps []float32) ([]float32, error)
+	Close()
 }
 
 // sdSampling are the inputs of one sampling run.
@@ -61,7 +71,11 @@ func (d *sdDenoise) run(ctx context.Context, o sdSampling) ([]float32, error) {
 	}
 	if d.fg == nil || d.halves != halves || d.frames != T {
 		d.close()
-		fg, err := model.BuildNetForward(u.Net, u.Params, halves, T, o.H, o.W)
+		build := d.build
+		if build == nil {
+			build = func(b, t, h, w int) (sdForward, error) { return model.BuildNetForward(u.Net, u.Params, b, t, h, w) }
+		}
+		fg, err := build(halves, T, o.H, o.W)
 		if err != nil {
 			return nil, err
 		}
