@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/timelapse-ml/pipeline/pipeline/pipelinetest"
 	"github.com/timelapse-ml/pipeline/trainer/weights"
 )
 
@@ -103,12 +104,12 @@ func TestModelConvertNeverOverwrites(t *testing.T) {
 	out := filepath.Join(dir, "out")
 	os.MkdirAll(out, 0o755) // an empty folder the user made
 	os.WriteFile(filepath.Join(dir, "keep"), []byte("x"), 0o644)
-	before := snapshot(t, dir)
+	before := pipelinetest.TreeDigests(t, dir)
 	code, _, stderr := runCLI(t, "model", "convert", filepath.Join(weightsTestdata, "sd-tiny-ldm.safetensors"), out)
 	if code != exitUsage || !strings.Contains(stderr, out) || !strings.Contains(stderr, "exists") {
 		t.Fatalf("exit %d, stderr %q", code, stderr)
 	}
-	after := snapshot(t, dir)
+	after := pipelinetest.TreeDigests(t, dir)
 	if len(after) != len(before) {
 		t.Fatalf("files changed: %v -> %v", before, after)
 	}

@@ -1,43 +1,13 @@
 package main
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-)
 
-// snapshot hashes every file under dir except the engine's state folder.
-func snapshot(t *testing.T, dir string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() && d.Name() == ".pipeline" {
-			return fs.SkipDir
-		}
-		if !d.Type().IsRegular() {
-			return nil
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		h := sha256.Sum256(b)
-		rel, _ := filepath.Rel(dir, p)
-		out[rel] = hex.EncodeToString(h[:])
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
+	"github.com/timelapse-ml/pipeline/pipeline/pipelinetest"
+)
 
 func writeFiles(t *testing.T, dir string, files map[string]string) {
 	t.Helper()
@@ -87,7 +57,7 @@ func TestRefusesOutputFoldersOverUserFiles(t *testing.T) {
 			"workdir: .\nstages:\n  ingest:\n    kind: ingest\n    params: {folder: videos}\n  models:\n    kind: synth\n  train:\n    kind: train\n    needs: [ingest]\n    params: {backbone: models/backbone.safetensors}\n",
 			[]string{`stage "models"`, "contains param backbone of stage \"train\""}},
 		{"a still image inside a stage folder, reached through a symlinked workdir",
-			"workdir: link\nstages:\n  models:\n    kind: synth\n  sample:\n    kind: sample\n    needs: [models]\n    params: {image: models/backbone.safetensors}\n",
+			"workdir: .link\nstages:\n  models:\n    kind: synth\n  sample:\n    kind: sample\n    needs: [models]\n    params: {image: models/backbone.safetensors}\n",
 			[]string{`stage "models"`, "param image of stage \"sample\""}},
 		{"a stage output that is the config's folder",
 			"workdir: ..\nstages:\n  project:\n    kind: synth\n",
@@ -97,7 +67,7 @@ func TestRefusesOutputFoldersOverUserFiles(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
 			writeFiles(t, dir, user)
-			if err := os.Symlink(".", filepath.Join(dir, "link")); err != nil {
+			if err := os.Symlink(".", filepath.Join(dir, ".link")); err != nil {
 				t.Fatal(err)
 			}
 			cfgDir := dir
@@ -108,7 +78,7 @@ func TestRefusesOutputFoldersOverUserFiles(t *testing.T) {
 			if err := os.WriteFile(cfg, []byte(c.yaml), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			before := snapshot(t, dir)
+			before := pipelinetest.TreeDigests(t, dir)
 			for _, cmd := range []string{"validate", "run"} {
 				code, _, stderr := runCLI(t, cmd, cfg)
 				if code != exitUsage {
@@ -120,7 +90,7 @@ func TestRefusesOutputFoldersOverUserFiles(t *testing.T) {
 					}
 				}
 			}
-			after := snapshot(t, dir)
+			after := pipelinetest.TreeDigests(t, dir)
 			if len(after) != len(before) {
 				t.Errorf("files before %d, after %d", len(before), len(after))
 			}
