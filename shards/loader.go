@@ -53,6 +53,13 @@ type LoaderOptions struct {
 	// windows (Next returns io.EOF; the last batch may be short). 0 is
 	// endless.
 	Epochs int
+	// Parts > 1 splits every batch of Batch windows (the global batch of
+	// data-parallel training) into Parts equal contiguous slices; the loader
+	// decodes and returns only slice Part (0-based), this rank's. The order
+	// of windows is that of the whole stream, so the ranks together read
+	// what one loader of Batch would, and no window twice in an epoch.
+	// Batch must be a multiple of Parts.
+	Part, Parts int
 }
 
 // Batch is one batch of clips.
@@ -124,6 +131,13 @@ func NewLoader(ds *Dataset, opt LoaderOptions) (*Loader, error) {
 	if opt.Batch < 1 || opt.Workers < 1 || opt.Epochs < 0 || opt.StartStep < 0 {
 		return nil, fmt.Errorf("shards: loader: batch %d, workers %d, epochs %d, start step %d: want positive values",
 			opt.Batch, opt.Workers, opt.Epochs, opt.StartStep)
+	}
+	if opt.Parts == 0 {
+		opt.Parts = 1
+	}
+	if opt.Parts < 1 || opt.Part < 0 || opt.Part >= opt.Parts || opt.Batch%opt.Parts != 0 {
+		return nil, fmt.Errorf("shards: loader: part %d of %d of a batch of %d: want 0 <= part < parts and the batch a multiple of parts",
+			opt.Part, opt.Parts, opt.Batch)
 	}
 	if opt.Prefetch <= 0 {
 		opt.Prefetch = 2 * opt.Workers
@@ -198,6 +212,10 @@ func (l *Loader) dispatch(ctx context.Context, jobs chan<- job) {
 			j.wins[i] = l.windows[w]
 		}
 		pos += size
+		if per := l.opt.Batch / l.opt.Parts; l.opt.Parts > 1 {
+			lo, hi := min(size, l.opt.Part*per), min(size, (l.opt.Part+1)*per)
+			j.wins = j.wins[lo:hi]
+		}
 		if step < l.opt.StartStep {
 			continue
 		}

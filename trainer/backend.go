@@ -25,7 +25,9 @@ type backendOptions struct {
 	// Device is DeviceCPU or DeviceCUDA (resolved); TF32 as in Common.
 	Device Device
 	TF32   bool
-	Log    *slog.Logger
+	// Ordinal is the GPU (a data-parallel rank's).
+	Ordinal int
+	Log     *slog.Logger
 	// Net, when set, is a described net to train instead of the pixel
 	// model (the SD family; CPU only so far).
 	Net *model.Net
@@ -59,7 +61,7 @@ func newBackend(o backendOptions, p *model.Params, sh trainShape) (*backend, err
 		}
 		return &backend{cpu: g}, nil
 	case DeviceCUDA:
-		s, err := gpu.NewStep(p, sh.Video, sh.B, sh.netT(), sh.R, sh.R, gpu.Options{TF32: o.TF32, Logger: o.Log})
+		s, err := gpu.NewStep(p, sh.Video, sh.B, sh.netT(), sh.R, sh.R, gpu.Options{Ordinal: o.Ordinal, TF32: o.TF32, Logger: o.Log})
 		if err != nil {
 			return nil, err
 		}

@@ -24,6 +24,10 @@ type example struct {
 	// context is the conditioning sequence per frame (B*T, tokens, D) of a
 	// net that takes one (the SD family's text embeddings), else nil.
 	context []float32
+	// before and after are the clips of the global batch before and after
+	// this rank's (data-parallel training): their timesteps and noise are
+	// drawn and dropped, so the stream is the one process's.
+	before, after int
 }
 
 // newExample sizes an example. Video examples use clips of T frames with
@@ -68,12 +72,17 @@ func (ex *example) fill(b *shards.Batch, s *diffusion.Schedule, rnd *rand.Rand) 
 			copy(ex.clean[i*fl:(i+1)*fl], b.Data[(2*i+1)*fl:])
 		}
 	}
+	skipTimesteps(rnd, ex.before, s.Steps())
 	for i := range ex.steps {
 		ex.steps[i] = rnd.IntN(s.Steps())
 	}
+	skipTimesteps(rnd, ex.after, s.Steps())
+	perClip := len(ex.noise) / l.B
+	skipNoise(rnd, ex.before*perClip)
 	for i := range ex.noise {
 		ex.noise[i] = float32(rnd.NormFloat64())
 	}
+	skipNoise(rnd, ex.after*perClip)
 	if err := s.QSample(ex.noisy, ex.clean, ex.noise, ex.steps, l.T*fl); err != nil {
 		return err
 	}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+
+	"github.com/timelapse-ml/pipeline/trainer/dist"
 )
 
 // Common holds the settings shared by Pretrain and Train. Zero values are
@@ -56,6 +58,11 @@ type Common struct {
 	// Log receives every record of the run, from every package it calls
 	// (nil: discarded).
 	Log *slog.Logger
+
+	// Dist, when it has more than one rank (or NCCL at world size 1), trains
+	// data-parallel (trainer/dist; see dataParallel): Batch is then the
+	// global batch, a multiple of the world size. Nil: one process.
+	Dist *dist.Group
 
 	// OnStep, when set, is called after each completed step (progress).
 	OnStep func(step, total int)

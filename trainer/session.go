@@ -82,6 +82,9 @@ type session struct {
 	// prediction in the loss plot's title.
 	net       *model.Net
 	objective string
+	// dp is the session's part in a data-parallel job (dataparallel.go),
+	// nil for one process.
+	dp *dataParallel
 }
 
 // setup builds the graph, optimizer, checkpointer and metrics log, and
@@ -90,12 +93,22 @@ type session struct {
 func (s *session) setup(weightsFile, stateFile, format string, meta map[string]string, mustMatch []string) error {
 	c := s.c
 	var err error
+	if err := s.setupDist(); err != nil {
+		return fmt.Errorf("%s: %w", s.name, err)
+	}
 	if s.sched == nil {
 		if s.sched, err = diffusion.NewSchedule(NoiseSchedule, NoiseScheduleSteps); err != nil {
 			return err
 		}
 	}
-	if s.be, err = newBackend(backendOptions{Device: c.Device, TF32: c.TF32, Log: c.Log, Net: s.net}, s.params, s.shape); err != nil {
+	bo := backendOptions{Device: c.Device, TF32: c.TF32, Log: c.Log, Net: s.net}
+	if s.dp != nil {
+		bo.Ordinal = s.dp.g.Env.DeviceOrdinal()
+	}
+	if s.be, err = newBackend(bo, s.params, s.shape); err != nil {
+		return fmt.Errorf("%s: %w", s.name, err)
+	}
+	if err := s.openDist(); err != nil {
 		return fmt.Errorf("%s: %w", s.name, err)
 	}
 	var ops []*optim.Param
@@ -138,6 +151,9 @@ func (s *session) setup(weightsFile, stateFile, format string, meta map[string]s
 			}
 		}
 	}
+	if err := s.startDist(); err != nil {
+		return fmt.Errorf("%s: %w", s.name, err)
+	}
 	if s.mlog, err = metrics.Open(filepath.Join(c.OutDir, MetricsFile), s.start > 0, s.start); err != nil {
 		return err
 	}
@@ -156,6 +172,7 @@ func (s *session) openData(ctx context.Context) error {
 		Split: shards.SplitTrain, FramesLength: s.shape.T, Stride: s.stride, Resolution: c.Resolution,
 		Batch: c.Batch, Workers: c.Workers, Seed: c.Seed, Sampling: shards.SamplingEpoch,
 		StartStep: s.start, // a resumed run sees the batches a straight run would
+		Part:      s.part(), Parts: s.parts(),
 	})
 	if err != nil {
 		return err
@@ -168,17 +185,45 @@ func (s *session) openData(ctx context.Context) error {
 		return err
 	}
 	sh := s.shape
-	s.feed = newFeeder(s.loader, s.sched, s.rng, func() *example { return newExample(sh.Video, sh.B, sh.T, sh.R) })
+	s.feed = newFeeder(s.loader, s.sched, s.rng, s.newTrainExample)
+	if !c.root() {
+		return nil // rank 0 validates
+	}
+	valShape, parts := sh, s.parts()
+	valShape.B *= parts // the global batch's, in this rank's slices
 	s.val, err = newValidator(ctx,
-		validationSet{DS: s.ds, Sched: s.sched, Shape: sh, Stride: s.stride, Batches: c.ValBatches, Seed: c.Seed, Log: c.Log},
+		validationSet{DS: s.ds, Sched: s.sched, Shape: valShape, Stride: s.stride, Batches: c.ValBatches, Seed: c.Seed, Log: c.Log},
 		validationNet{Skip: s.be.skip(), NewPredictor: func(B, T, H, W int) (predictor, error) {
-			return s.be.predictor(s.params, sh.Video, B, T, H, W)
+			p, err := s.be.predictor(s.params, sh.Video, B/parts, T, H, W)
+			if err != nil || parts == 1 {
+				return p, err
+			}
+			return slicedPredictor{p: p, parts: parts}, nil
 		}})
 	return err
 }
 
-// addPreview adds the sample hook (Train's sample_every).
+// part and parts are this rank's slice of the global batch (0 of 1 for
+// one process).
+func (s *session) part() int {
+	if s.dp == nil {
+		return 0
+	}
+	return s.dp.g.Rank()
+}
+
+func (s *session) parts() int {
+	if s.dp == nil {
+		return 1
+	}
+	return s.dp.g.World()
+}
+
+// addPreview adds the sample hook (Train's sample_every; rank 0 only).
 func (s *session) addPreview(every int) error {
+	if !s.c.root() {
+		return nil
+	}
 	p, err := newPreviewer(previewOptions{
 		Shards: s.c.Shards, OutDir: s.c.OutDir, Frames: s.shape.T, Resolution: s.shape.R, Seed: s.c.Seed,
 		Params: s.params, Sched: s.sched, SyncHost: s.opt.syncHost,
@@ -215,6 +260,9 @@ func (s *session) close() {
 	if s.opt != nil {
 		s.opt.close()
 	}
+	if err := s.closeDist(); err != nil {
+		s.c.Log.Warn("closing the data-parallel communicator", slog.String("error", err.Error()))
+	}
 	s.be.close()
 }
 
@@ -234,6 +282,11 @@ func (s *session) step(ctx context.Context, step int) (StepResult, error) {
 	loss, err := s.be.step(ex.input, ex.timesteps, ex.target)
 	if err != nil {
 		return StepResult{}, err
+	}
+	if s.dp != nil { // the ranks' gradients and loss averaged
+		if loss, err = s.reduceStep(loss); err != nil {
+			return StepResult{}, err
+		}
 	}
 	if math.IsNaN(float64(loss)) || math.IsInf(float64(loss), 0) {
 		return StepResult{Loss: float64(loss)}, fmt.Errorf("loss %v: %w", loss, ErrNonFinite)
@@ -334,8 +387,12 @@ func (s *session) run(ctx context.Context) (*Result, error) {
 	return &s.res, nil
 }
 
-// checkpoint writes the weights, optimizer and RNG state, metrics and plot.
+// checkpoint writes the weights, optimizer and RNG state, metrics and plot
+// (rank 0 only).
 func (s *session) checkpoint(step int) error {
+	if !s.c.root() {
+		return nil
+	}
 	if err := s.ckpt.save(step); err != nil {
 		return err
 	}
@@ -343,6 +400,9 @@ func (s *session) checkpoint(step int) error {
 }
 
 func (s *session) flushMetrics() error {
+	if !s.c.root() {
+		return nil
+	}
 	if err := s.mlog.Flush(); err != nil {
 		return err
 	}

@@ -143,6 +143,9 @@ func Train(ctx context.Context, o TrainOptions) (*Result, error) {
 	if err != nil {
 		return res, fmt.Errorf("train: %w", err)
 	}
+	if !c.root() {
+		return res, nil
+	}
 	sum := Summary{
 		Backbone: o.Backbone, BackboneSHA256: bbHash, Shards: c.Shards, Resolution: c.Resolution,
 		FramesLength: o.FramesLength, Steps: res.Steps, Loss: metrics.Float(res.Loss), ValLoss: metrics.Float(res.ValLoss),

@@ -173,3 +173,13 @@ func firstHost(list string) string {
 	}
 	return host
 }
+
+// DeviceOrdinal is the GPU this rank uses among those it sees: its local
+// rank, or 0 when CUDA_VISIBLE_DEVICES shows it one GPU (a launcher that
+// gives each task its own, such as srun --gpus-per-task).
+func (e Env) DeviceOrdinal() int {
+	if v := strings.TrimSpace(os.Getenv("CUDA_VISIBLE_DEVICES")); v != "" && !strings.Contains(v, ",") {
+		return 0
+	}
+	return e.LocalRank
+}

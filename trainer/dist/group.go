@@ -24,6 +24,8 @@ type Group struct {
 	id   UniqueID
 	comm *Comm
 	log  *slog.Logger
+	// opened: the id was used (a communicator was made)
+	opened bool
 }
 
 // UsesNCCL reports whether env needs NCCL: world size above 1, or
@@ -86,6 +88,10 @@ func (g *Group) Open(mem Memory) error {
 	if g.api == nil || g.comm != nil {
 		return nil
 	}
+	if g.opened {
+		return fmt.Errorf("dist: one NCCL communicator per rendezvous")
+	}
+	g.opened = true
 	c, err := newComm(g.api, g.id, g.Env, mem)
 	if err != nil {
 		return err
@@ -186,6 +192,13 @@ func (g *Group) Same(what string, v int64) error {
 		}
 	}
 	return nil
+}
+
+// CloseComm destroys the communicator (before its Memory goes).
+func (g *Group) CloseComm() error {
+	err := g.comm.Destroy()
+	g.comm = nil
+	return err
 }
 
 // Close destroys the communicator and closes the control channel.

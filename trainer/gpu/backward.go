@@ -16,10 +16,11 @@ func (s *Step) wgrad(l model.Layer, i int) *cuda.Tensor {
 	return s.wgrads[l.Params[i]]
 }
 
-// gradsDone queues the device-to-host copies of layer l's trainable
-// gradients on the copy stream, after the work that computed them.
+// gradsDone hands layer l's trainable gradients to the reducer, if one is
+// set, or else queues their device-to-host copies on the copy stream,
+// after the work that computed them.
 func (s *Step) gradsDone(l model.Layer) error {
-	if !s.hostGrads {
+	if !s.hostGrads && s.reducer == nil {
 		return nil
 	}
 	for _, name := range l.Params {
@@ -31,21 +32,76 @@ func (s *Step) gradsDone(l model.Layer) error {
 		if err := ev.Record(nil); err != nil {
 			return err
 		}
-		if err := s.dev.Wait(s.copyStream, ev); err != nil {
+		if s.reducer != nil {
+			if err := s.reducer.Ready(i, s.wgrads[name], ev); err != nil {
+				return fmt.Errorf("gradient of %s: %w", name, err)
+			}
+			continue
+		}
+		if err := s.downloadGrad(i, ev); err != nil {
 			return err
 		}
-		if s.copyStart != nil {
-			if err := s.copyStart[i].Record(s.copyStream); err != nil {
-				return err
-			}
+	}
+	return nil
+}
+
+// downloadGrad queues the copy of gradient i to its pinned buffer on the
+// copy stream, after ev.
+func (s *Step) downloadGrad(i int, ev *cuda.Event) error {
+	if err := s.dev.Wait(s.copyStream, ev); err != nil {
+		return err
+	}
+	if s.copyStart != nil {
+		if err := s.copyStart[i].Record(s.copyStream); err != nil {
+			return err
 		}
-		if err := s.wgrads[name].DownloadAsync(s.pinGrads[i], s.copyStream); err != nil {
-			return fmt.Errorf("gradient of %s: %w", name, err)
+	}
+	name := s.trainable[i].Name
+	if err := s.wgrads[name].DownloadAsync(s.pinGrads[i], s.copyStream); err != nil {
+		return fmt.Errorf("gradient of %s: %w", name, err)
+	}
+	if s.copyEnd != nil {
+		if err := s.copyEnd[i].Record(s.copyStream); err != nil {
+			return err
 		}
-		if s.copyEnd != nil {
-			if err := s.copyEnd[i].Record(s.copyStream); err != nil {
-				return err
-			}
+	}
+	return nil
+}
+
+// GradReducer is handed each trainable gradient (index in Trainable) as
+// soon as the backward pass has queued the work computing it, ready once
+// computed has happened: data-parallel training all-reduces buckets of
+// them on a stream of its own while the backward pass goes on. Flush, after
+// the backward pass, returns an event after the last reduction; the
+// device's stream waits for it before the gradients are copied to the host
+// or read by the optimizer on the device.
+type GradReducer interface {
+	Ready(i int, grad *cuda.Tensor, computed *cuda.Event) error
+	Flush() (*cuda.Event, error)
+}
+
+// SetGradReducer makes every later Run hand its gradients to r (nil: none).
+func (s *Step) SetGradReducer(r GradReducer) { s.reducer = r }
+
+// reduced waits for the reducer's reductions and then copies the reduced
+// gradients to the host (when they go there).
+func (s *Step) reduced() error {
+	ev, err := s.reducer.Flush()
+	if err != nil {
+		return err
+	}
+	if err := s.dev.Wait(nil, ev); err != nil {
+		return err
+	}
+	if !s.hostGrads {
+		return nil
+	}
+	for i, ready := range s.gradReady {
+		if err := ready.Record(nil); err != nil {
+			return err
+		}
+		if err := s.downloadGrad(i, ready); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -56,6 +56,7 @@ type Step struct {
 	evEnd              *cuda.Event
 	lossHost           []float32
 	hostGrads          bool // copy trainable gradients to the pinned buffers
+	reducer            GradReducer
 
 	// per-step state
 	vals   []*cuda.Tensor
@@ -428,6 +429,11 @@ func (s *Step) run() (float32, error) {
 		}
 		if err := s.prof.mark(layerLabel(l, "bwd")); err != nil {
 			return 0, err
+		}
+	}
+	if s.reducer != nil {
+		if err := s.reduced(); err != nil {
+			return 0, fmt.Errorf("gpu: gradient reduction: %w", err)
 		}
 	}
 	if err := s.evEnd.Record(nil); err != nil {
