@@ -81,7 +81,16 @@ func runAdopting(t *testing.T, p *pipelinetest.Pipeline, res *Result) {
 	if !slices.Equal(res.Stages, []string{"ingest", "frames", "pack"}) {
 		t.Errorf("job covered %v", res.Stages)
 	}
+	staged, _ := filepath.Glob(filepath.Join(stages.StagingDir(p.Workdir, "pack"), "shard-*.arrow"))
+	if len(staged) == 0 {
+		t.Error("the job staged no shard")
+	}
 	out := p.Run(pipeline.Options{Stages: res.Stages})
+	for _, f := range staged {
+		if _, err := os.Stat(f); err == nil {
+			t.Errorf("the engine wrote %s again instead of adopting it", filepath.Base(f))
+		}
+	}
 	if rep := report(out, "ingest"); !strings.Contains(rep, "5 videos: 3 ok, 2 quarantined") {
 		t.Errorf("ingest report:\n%s", rep)
 	}

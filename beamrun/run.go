@@ -54,7 +54,14 @@ func Run(ctx context.Context, cfg *pipeline.Config, opt Options) (*Result, error
 		return nil, err
 	}
 	p, s := beam.NewPipelineWithRoot()
-	Build(s, *w, paths)
+	rows := Build(s, *w, paths)
+	for _, name := range res.Stages[2:] {
+		pw, err := stages.NewPackWork(cfg, name, w.FFmpeg)
+		if err != nil {
+			return nil, err
+		}
+		BuildPack(s, *pw, w.FramesDir(), rows)
+	}
 	log.Info("beam job", "runner", opt.Runner, "videos", len(paths), "staging", stages.StagingDir(cfg.Workdir, ""))
 	start := time.Now()
 	if _, err := beam.Run(ctx, opt.Runner, p); err != nil {

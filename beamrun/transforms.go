@@ -11,6 +11,7 @@ import (
 
 	"github.com/timelapse-ml/pipeline/frames"
 	"github.com/timelapse-ml/pipeline/ingest"
+	"github.com/timelapse-ml/pipeline/shards"
 	"github.com/timelapse-ml/pipeline/stages"
 )
 
@@ -18,7 +19,10 @@ func init() {
 	register.DoFn3x1[context.Context, string, func(string, string), error](&inspectFn{})
 	register.DoFn3x0[string, func(*string) bool, func(string)](&firstByPathFn{})
 	register.DoFn3x1[context.Context, string, func(string), error](&extractFn{})
+	register.DoFn3x1[int, func(*string) bool, func(int, string), error](&planShardsFn{})
+	register.DoFn3x1[context.Context, int, func(*string) bool, error](&writeShardFn{})
 	register.Emitter1[string]()
+	register.Emitter2[int, string]()
 	register.Emitter2[string, string]()
 	register.Iter1[string]()
 }
@@ -34,6 +38,76 @@ func Build(s beam.Scope, w stages.VideoWork, paths []string) beam.PCollection {
 	byContent := beam.ParDo(s, &inspectFn{Work: w}, col)
 	usable := beam.ParDo(s, &firstByPathFn{}, beam.GroupByKey(s, byContent))
 	return beam.ParDo(s, &extractFn{Work: w}, usable)
+}
+
+// BuildPack adds the shard writing of the pack stage pw to s, for the
+// frames index rows of the videos whose frames are staged under framesDir:
+//
+//	rows -> group all -> plan (as pack does) -> (shard, video) -> group by shard -> write shard (staged)
+func BuildPack(s beam.Scope, pw stages.PackWork, framesDir string, rows beam.PCollection) {
+	s = s.Scope("pack")
+	all := beam.GroupByKey(s, beam.AddFixedKey(s, rows))
+	byShard := beam.ParDo(s, &planShardsFn{Work: pw, FramesDir: framesDir}, all)
+	beam.ParDo0(s, &writeShardFn{Work: pw, FramesDir: framesDir}, beam.GroupByKey(s, byShard))
+}
+
+// planShardsFn plans the shards of every video (only index rows and frame
+// sizes pass through it) and emits each video keyed by its shard number.
+type planShardsFn struct {
+	Work      stages.PackWork
+	FramesDir string
+}
+
+func (f *planShardsFn) ProcessElement(_ int, rows func(*string) bool, emit func(int, string)) error {
+	var all []string
+	var row string
+	for rows(&row) {
+		all = append(all, row)
+	}
+	vs, err := decodeRows(all)
+	if err != nil {
+		return err
+	}
+	jobs, err := f.Work.Plan(f.FramesDir, vs)
+	if err != nil {
+		return err
+	}
+	for _, j := range jobs {
+		for _, v := range j.Videos {
+			one := j
+			one.Videos = []shards.JobVideo{v}
+			b, err := json.Marshal(one)
+			if err != nil {
+				return err
+			}
+			emit(j.Shard, string(b))
+		}
+	}
+	return nil
+}
+
+// writeShardFn writes one shard from its videos' parts.
+type writeShardFn struct {
+	Work      stages.PackWork
+	FramesDir string
+}
+
+func (f *writeShardFn) ProcessElement(ctx context.Context, shard int, parts func(*string) bool) error {
+	var job shards.ShardJob
+	var part string
+	for parts(&part) {
+		var one shards.ShardJob
+		if err := json.Unmarshal([]byte(part), &one); err != nil {
+			return fmt.Errorf("beamrun: shard %d: %w", shard, err)
+		}
+		if job.Videos == nil {
+			job = one
+			continue
+		}
+		job.Videos = append(job.Videos, one.Videos...)
+	}
+	_, err := f.Work.Write(ctx, f.FramesDir, job)
+	return err
 }
 
 // inspectFn probes one video (a path) and emits its manifest row keyed by

@@ -113,9 +113,18 @@ type plannedVideo struct {
 	bytes int64
 }
 
-// Pack writes the shards of opt.Videos (or the frames index) and index.json
-// to out. The same input gives byte-identical files.
-func Pack(ctx context.Context, opt PackOptions, out Output) (*PackResult, error) {
+// packPlan is what Pack decides before it writes: the options with their
+// defaults, each shard's videos and the schema metadata.
+type packPlan struct {
+	opt    PackOptions
+	groups [][]plannedVideo
+	md     map[string]string
+	res    *PackResult
+}
+
+// planPack plans a pack: the usable videos sorted by ID, their split and
+// frame sizes, the shards and the metadata.
+func planPack(opt PackOptions) (*packPlan, error) {
 	if opt.Compression == "" {
 		opt.Compression = CompressionNone
 	}
@@ -176,6 +185,17 @@ func Pack(ctx context.Context, opt PackOptions, out Output) (*PackResult, error)
 	if err != nil {
 		return nil, err
 	}
+	return &packPlan{opt: opt, groups: groups, md: md, res: res}, nil
+}
+
+// Pack writes the shards of opt.Videos (or the frames index) and index.json
+// to out. The same input gives byte-identical files.
+func Pack(ctx context.Context, opt PackOptions, out Output) (*PackResult, error) {
+	pl, err := planPack(opt)
+	if err != nil {
+		return nil, err
+	}
+	opt, groups, md, res := pl.opt, pl.groups, pl.md, pl.res
 	ix := &Index{
 		Format:      Format,
 		Compression: opt.Compression,

@@ -58,21 +58,12 @@ func runPack(ctx context.Context, r *pipeline.StageRun) error {
 	if err != nil {
 		return fmt.Errorf("pack: %w", err)
 	}
-	p := r.Params
 	prog := r.Progress("videos", len(videos))
 	defer prog.Done()
 	start := time.Now()
-	res, err := shards.Pack(ctx, shards.PackOptions{
-		FramesDir:   in,
-		Videos:      videos,
-		ShardBytes:  int64(p.Float("shard_mb") * (1 << 20)),
-		ValFraction: p.Float("val_fraction"),
-		Seed:        int64(p.Int("seed")),
-		Compression: p.String("compression"),
-		Tools:       map[string]string{"ffmpeg": ffv},
-		Workers:     p.Int("workers"),
-		OnVideo:     func(string) { prog.Add(1) },
-	}, r)
+	opt := packOptions(r.Params, ffv)
+	opt.FramesDir, opt.Videos, opt.OnVideo = in, videos, func(string) { prog.Add(1) }
+	res, err := shards.Pack(ctx, opt, adoptingOutput{r, adoptingItem(r, PackKind())})
 	if err != nil {
 		return err
 	}
@@ -100,4 +91,17 @@ func runPack(ctx context.Context, r *pipeline.StageRun) error {
 		}
 	}
 	return nil
+}
+
+// packOptions are the pack params p as shards.PackOptions (without the
+// frames), ffv the version of the ffmpeg that made the frames.
+func packOptions(p pipeline.Params, ffv string) shards.PackOptions {
+	return shards.PackOptions{
+		ShardBytes:  int64(p.Float("shard_mb") * (1 << 20)),
+		ValFraction: p.Float("val_fraction"),
+		Seed:        int64(p.Int("seed")),
+		Compression: p.String("compression"),
+		Tools:       map[string]string{"ffmpeg": ffv},
+		Workers:     p.Int("workers"),
+	}
 }

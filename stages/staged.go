@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/timelapse-ml/pipeline/internal/atomicfile"
 	"github.com/timelapse-ml/pipeline/pipeline"
@@ -137,31 +136,14 @@ func adoptingItem(r *pipeline.StageRun, kind pipeline.Kind) func(ctx context.Con
 	}
 }
 
-// adoptFolder moves every staged file of a stage that writes one whole
-// folder (pack) into the stage's output folder when the folder's marker
-// matches fp, and reports whether it did. Files are renamed one by one;
-// the marker is removed last.
-func adoptFolder(r *pipeline.StageRun, kind pipeline.Kind, fp string) (bool, error) {
-	s := newStaging(r.Workdir, r.Name, kind)
-	const rel = "output"
-	if !s.has(rel, fp) {
-		return false, nil
-	}
-	src := filepath.Join(s.dir, rel)
-	ents, err := os.ReadDir(src)
-	if err != nil {
-		return false, nil
-	}
-	for _, e := range ents {
-		if !e.Type().IsRegular() || strings.HasPrefix(e.Name(), ".") {
-			continue
-		}
-		if err := atomicfile.Rename(filepath.Join(src, e.Name()), filepath.Join(r.OutDir, e.Name())); err != nil {
-			return false, fmt.Errorf("%s: adopt staged %s: %w", r.Name, e.Name(), err)
-		}
-	}
-	if err := os.Remove(filepath.Join(s.dir, rel) + markerSuffix); err != nil {
-		return true, fmt.Errorf("%s: staged marker: %w", r.Name, err)
-	}
-	return true, nil
+// adoptingOutput is a stage's output for shards.Pack whose items are
+// first looked for in the staging folder.
+type adoptingOutput struct {
+	*pipeline.StageRun
+	item func(ctx context.Context, rel, fp string, build func(tmp string) error) (bool, error)
+}
+
+// Item builds or adopts one shard.
+func (o adoptingOutput) Item(ctx context.Context, rel, fp string, build func(tmp string) error) (bool, error) {
+	return o.item(ctx, rel, fp, build)
 }
