@@ -23,7 +23,7 @@ func SampleSDKind() pipeline.Kind {
 			"guidance on the prompt against the negative prompt (variance noise shared across frames when eta > 0); " +
 			"the VAE decodes the frames in batches. Without an image, the first frame of a validation clip (and its " +
 			"caption unless prompt is set). Writes sample.gif, sample.mp4 (with ffmpeg), sample.png (contact sheet) " +
-			"and still.png. Needs one train_sd stage. CPU only in this version (tiny models).",
+			"and still.png. Needs one train_sd stage.",
 		Params: []pipeline.ParamSpec{
 			{Name: "image", Type: pipeline.Path, Doc: "still image to animate (JPEG, PNG, ...); default: the first frame of a validation clip"},
 			{Name: "prompt", Type: pipeline.String, Doc: "what the clip shows; default: the validation clip's caption without image, else the empty prompt"},
@@ -38,7 +38,8 @@ func SampleSDKind() pipeline.Kind {
 			{Name: "fps", Type: pipeline.Float, Default: 8.0, Min: pipeline.Bound(0.1), Max: pipeline.Bound(120), Doc: "playback rate of the GIF and MP4"},
 			{Name: "scale", Type: pipeline.Int, Default: 0, Min: pipeline.Bound(0), Max: pipeline.Bound(64), Doc: "pixel enlargement of the GIF and MP4 (0: to at least 256 px)"},
 			{Name: "device", NoKey: true, Type: pipeline.String, Default: "cpu", Enum: []string{"cpu", "cuda", "auto"},
-				Doc: "cpu (this version; cuda is refused until the SD GPU step lands); auto falls back to the CPU"},
+				Doc: "cpu; cuda runs the UNet and the VAE decoder on the GPU (trainer/gpu's SD executor, float32); auto picks the GPU when one is usable, else the CPU with a warning"},
+			{Name: "tf32", NoKey: true, Type: pipeline.Bool, Default: false, Doc: "on the GPU, let matrix products use TF32 tensor cores"},
 		},
 		Tools:  []pipeline.Tool{{Name: "ffmpeg", VersionArgs: []string{"-version"}, Optional: true}},
 		Run:    runSampleSD,
@@ -68,6 +69,7 @@ func runSampleSD(ctx context.Context, r *pipeline.StageRun) error {
 		Latents: sum.Latents, NegativePrompt: p.String("negative_prompt"), Guidance: p.Float("guidance_scale"), Eta: p.Float("eta"),
 		Frames: p.Int("frames"), Steps: p.Int("steps"), Seed: int64(p.Int("seed")), DecodeBatch: p.Int("decode_batch"),
 		FPS: p.Float("fps"), Scale: p.Int("scale"), OutDir: r.OutDir, Log: r.Log, Device: trainer.Device(p.String("device")),
+		TF32: p.Bool("tf32"),
 	}
 	if p.Has("image") {
 		o.Image = p.String("image")

@@ -8,11 +8,12 @@ import (
 
 // newNetBackend trains a described net (the SD family's inflated UNet) on
 // the Gorgonia CPU graph: the temporal parameters trainable, the loss over
-// frames net.LossSkip.. of each clip. The GPU executor for these nets is
-// not built yet (the full-size SD step is its own issue).
+// frames net.LossSkip.. of each clip. trainer/gpu's SD executor (SDNet)
+// is not wired in yet: with AdamW on the host it needs the updated
+// temporal weights uploaded after each step.
 func newNetBackend(o backendOptions, p *model.Params, sh trainShape) (*backend, error) {
 	if o.Device == DeviceCUDA {
-		return nil, fmt.Errorf("device cuda: the GPU step of the SD family is not built yet; use device cpu (tiny models only)")
+		return nil, fmt.Errorf("device cuda: the SD family's GPU training step is not wired in yet; use device cpu (tiny models only)")
 	}
 	g, err := model.BuildNetTrain(o.Net, p, sh.B, sh.netT(), sh.R, sh.R, func(q *model.Param) bool { return q.Temporal })
 	if err != nil {

@@ -158,8 +158,13 @@ func (d *sdDenoise) run(ctx context.Context, o sdSampling) ([]float32, error) {
 }
 
 // decodeLatents turns scaled latents (n, C, h, w) into images (n, 3,
-// h*f, w*f) in [-1, 1] with the VAE, batch frames per call.
+// h*f, w*f) in [-1, 1] with the VAE, batch frames per call (on the CPU).
 func decodeLatents(vae *model.VAE, x []float32, n, h, w, batch int) ([]float32, error) {
+	return decodeLatentsWith(vae, func(lat []float32, k int) ([]float32, error) { return vae.Decode(lat, k, h, w) }, x, n, h, w, batch)
+}
+
+// decodeLatentsWith is decodeLatents with a decoder of k unscaled latents.
+func decodeLatentsWith(vae *model.VAE, decode func(lat []float32, k int) ([]float32, error), x []float32, n, h, w, batch int) ([]float32, error) {
 	if batch < 1 {
 		batch = 1
 	}
@@ -179,7 +184,7 @@ func decodeLatents(vae *model.VAE, x []float32, n, h, w, batch int) ([]float32, 
 		for j := range s {
 			s[j] = x[i*fl+j] * inv
 		}
-		img, err := vae.Decode(s, k, h, w)
+		img, err := decode(s, k)
 		if err != nil {
 			return nil, fmt.Errorf("decode frames %d-%d: %w", i+1, i+k, err)
 		}

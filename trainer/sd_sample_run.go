@@ -36,8 +36,11 @@ type SDSampleOptions struct {
 	Seed          int64
 	// DecodeBatch is the frames per VAE decoder call (0 means 8).
 	DecodeBatch int
-	// Device: the CPU only so far (the SD GPU step is its own issue).
+	// Device: DeviceCUDA runs the UNet and the VAE decoder on the GPU
+	// (trainer/gpu's SD executor, float32), DeviceCPU (or "") on the
+	// Gorgonia CPU graph and interpreter; TF32 as in Common.
 	Device Device
+	TF32   bool
 	// FPS and Scale shape the GIF and MP4 (0: 8 fps, scale to >= 256 px).
 	FPS    float64
 	Scale  int
@@ -73,9 +76,6 @@ func SampleSD(ctx context.Context, o SDSampleOptions) (*SampleResult, error) {
 	dev, err := o.Device.resolve(o.Log)
 	if err != nil {
 		return nil, fmt.Errorf("sample: %w", err)
-	}
-	if dev == DeviceCUDA {
-		return nil, fmt.Errorf("sample: device cuda: the GPU step of the SD family is not built yet; use device cpu (tiny models only)")
 	}
 	sm, err := openSD(o.Model, sdLoad{GroupNorm: o.GroupNorm, Tokenizer: o.Tokenizer, Text: true, VAE: true})
 	if err != nil {
@@ -140,6 +140,14 @@ func SampleSD(ctx context.Context, o SDSampleOptions) (*SampleResult, error) {
 	tl := len(emb) / 2
 	den := &sdDenoise{sm: sm}
 	defer den.close()
+	var g *sdGPU
+	if dev == DeviceCUDA {
+		if g, err = openSDGPU(o.TF32, o.Log); err != nil {
+			return nil, fmt.Errorf("sample: %w", err)
+		}
+		defer g.close()
+		den.build = g.unet(sm.UNet)
+	}
 	o.Log.Info("sampling", slog.String("family", FamilySD), slog.Int("frames", o.Frames), slog.Int("steps", o.Steps),
 		slog.Float64("guidance_scale", o.Guidance), slog.Float64("eta", o.Eta), slog.String("source", source),
 		slog.String("prompt", o.Prompt))
@@ -154,7 +162,16 @@ func SampleSD(ctx context.Context, o SDSampleOptions) (*SampleResult, error) {
 		return nil, err
 	}
 	den.close()
-	img, err := decodeLatents(sm.VAE, x, o.Frames, h, h, o.DecodeBatch)
+	decode := func(lat []float32, k int) ([]float32, error) { return sm.VAE.Decode(lat, k, h, h) }
+	if g != nil {
+		d, closeDec, err := g.decoder(sm.VAE, h, h)
+		if err != nil {
+			return nil, fmt.Errorf("sample: %w", err)
+		}
+		defer closeDec()
+		decode = d
+	}
+	img, err := decodeLatentsWith(sm.VAE, decode, x, o.Frames, h, h, o.DecodeBatch)
 	if err != nil {
 		return nil, fmt.Errorf("sample: %w", err)
 	}

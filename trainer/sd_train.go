@@ -120,6 +120,13 @@ func TrainSD(ctx context.Context, o SDTrainOptions) (*Result, error) {
 		return nil, fmt.Errorf("train: latents %s are %dx%d; the trainer takes square frames", c.Shards, lh, lw)
 	}
 	c.Resolution = lh * 8
+	if c.Device == DeviceAuto {
+		// the SD family trains on the CPU graph in this version
+		if c.Log != nil {
+			c.Log.Warn("device auto: the SD family's training runs on the CPU in this version")
+		}
+		c.Device = DeviceCPU
+	}
 	if err := c.defaults(); err != nil {
 		ds.Close()
 		return nil, err
