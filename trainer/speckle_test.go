@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"image"
 	"image/gif"
+	"image/png"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -306,4 +307,53 @@ func gifHF(t *testing.T, dir string, x []float32, frames, res int) float64 {
 		out = append(out, media.ToCHW(small)...)
 	}
 	return HighFrequency(out, frames-1, 3, res, res)
+}
+
+// TestSpeckleSheet measures a contact sheet written by Sample (sample.png:
+// frames upscaled by an integer factor with nearest neighbour, 2-pixel
+// gaps), recovering the frames at the model's resolution exactly: the
+// quality of a sample made by a build that did not measure it yet.
+//
+//	SPECKLE_SHEET=work/default/sample/sample.png SPECKLE_SHARDS=work/default/pack \
+//	SPECKLE_FRAMES=25 SPECKLE_RES=32 go test ./trainer -run TestSpeckleSheet -v
+func TestSpeckleSheet(t *testing.T) {
+	path := os.Getenv("SPECKLE_SHEET")
+	if path == "" {
+		t.Skip("SPECKLE_SHEET not set")
+	}
+	var frames, res int
+	fmt.Sscan(os.Getenv("SPECKLE_FRAMES"), &frames)
+	fmt.Sscan(os.Getenv("SPECKLE_RES"), &res)
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cols := int(math.Ceil(math.Sqrt(float64(frames))))
+	const gap = 2
+	// sheet width = cols*(res*scale+gap)+gap
+	scale := (img.Bounds().Dx() - gap) / cols
+	scale = (scale - gap) / res
+	fl := 3 * res * res
+	x := make([]float32, frames*fl)
+	for i := range frames {
+		x0, y0 := gap+(i%cols)*(res*scale+gap), gap+(i/cols)*(res*scale+gap)
+		small := image.NewRGBA(image.Rect(0, 0, res, res))
+		for y := range res {
+			for xx := range res {
+				small.Set(xx, y, img.At(x0+xx*scale, y0+y*scale))
+			}
+		}
+		copy(x[i*fl:], media.ToCHW(small))
+	}
+	q, err := MeasureQuality(x, frames, res, os.Getenv("SPECKLE_SHARDS"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s (scale %d): hf %.2f vs real %.2f (%.2fx), change %.2f vs %.2f (%.2fx), %d real frames",
+		path, scale, q.GeneratedHF, q.RealHF, q.HFRatio, q.GeneratedChange, q.RealChange, q.ChangeRatio, q.RealFrames)
 }
