@@ -354,6 +354,17 @@ func TestSpeckleSheet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if out := os.Getenv("SPECKLE_SMALL_SHEET"); out != "" {
+		// the first 16 frames at the model's resolution, for bench/
+		n := min(16, frames)
+		imgs, err := media.Frames(x[:n*fl], n, res, res)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := media.WriteContactSheet(out, imgs, 0, max(1, 64/res)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	t.Logf("%s (scale %d): hf %.2f vs real %.2f (%.2fx), change %.2f vs %.2f (%.2fx), %d real frames",
 		path, scale, q.GeneratedHF, q.RealHF, q.HFRatio, q.GeneratedChange, q.RealChange, q.ChangeRatio, q.RealFrames)
 }
