@@ -72,7 +72,7 @@ func (s *SDNet) backwardLayer(i int) error {
 	case model.Linear:
 		rows, c := s.rowsOf(l.In[0])
 		ls := nn.LinearShape{N: rows, In: c, Out: s.p.net.Values[l.Out].Channels}
-		err = dataGrad(0, func(dx *cuda.Tensor) error { return d.LinearBackwardData(dx, dy, s.param(l, 0), ls) })
+		err = dataGrad(0, func(dx *cuda.Tensor) error { return s.linearBackwardData(l, dx, dy, ls) })
 		if dw, db := s.wgrad(l, 0), s.wgrad(l, 1); err == nil && (dw != nil || db != nil) {
 			err = d.LinearBackwardParams(dw, db, dy, x(0), ls)
 		}
@@ -142,7 +142,11 @@ func (s *SDNet) backwardLayer(i int) error {
 			}
 		}
 		if err == nil {
-			err = s.seqAttentionBackward(l, dq, dk, dv, dy, x(0), x(1), x(2))
+			if s.bf16 {
+				err = s.seqAttentionBackwardBF16(l, dq, dk, dv, dy, x(0), x(1), x(2))
+			} else {
+				err = s.seqAttentionBackward(l, dq, dk, dv, dy, x(0), x(1), x(2))
+			}
 		}
 		for j, t := range []*cuda.Tensor{dq, dk, dv} {
 			if t == nil {

@@ -34,7 +34,8 @@ func TestSDFullSizeBench(t *testing.T) {
 	if os.Getenv("PIPELINE_SD_BENCH_UNET") != "0" {
 		rows = append(rows, benchUNet(t, d, prec)...)
 	}
-	rows = append(rows, benchVAE(t, d, prec)...)
+	rows = append(rows, benchVAE(t, d, prec, false)...)
+	rows = append(rows, benchVAE(t, d, prec, true)...)
 	fmt.Println("| what | precision | ms | rate | peak GiB |\n|---|---|---:|---:|---:|")
 	for _, r := range rows {
 		fmt.Println(r)
@@ -72,43 +73,52 @@ func benchUNet(t *testing.T, dev *cuda.Device, prec string) []string {
 		in.Timesteps[i] = 500
 	}
 	target := randn(rng, B*T*4*H*W, 1)
-	dev.ResetPeak()
-	s, err := NewSDNet(dev, net, p, B, T, H, W, SDOptions{Trainable: func(q model.ParamSpec) bool { return q.Temporal }, Profile: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	weightsGiB := gib(dev.MemStats().InUse)
-	var wall, gpuT []time.Duration
-	for i := 0; i < 4; i++ {
-		st := time.Now()
-		loss, err := s.TrainStep(in, target)
+	fwd := net.FLOPs(B, T, H, W)
+	bwd := net.BackwardFLOPs(B, T, H, W, func(q *model.Param) bool { return q.Temporal })
+	tflop := float64(fwd+bwd) / 1e12
+	t.Logf("FLOPs per step (description): forward %.2f T + backward %.2f T = %.2f TFLOP", float64(fwd)/1e12, float64(bwd)/1e12, tflop)
+	var rows []string
+	for _, bf16 := range []bool{false, true} {
+		mode := prec
+		if bf16 {
+			mode = "bf16 linears+attention, rest " + prec
+		}
+		dev.ResetPeak()
+		s, err := NewSDNet(dev, net, p, B, T, H, W, SDOptions{Trainable: func(q model.ParamSpec) bool { return q.Temporal }, Profile: true, BF16: bf16})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if i == 0 {
-			s.ResetProfile()
-			t.Logf("first step %v, loss %g", time.Since(st), loss)
-			continue
+		weightsGiB := gib(dev.MemStats().InUse)
+		var wall, gpuT []time.Duration
+		var losses []float32
+		for i := 0; i < 4; i++ {
+			st := time.Now()
+			loss, err := s.TrainStep(in, target)
+			if err != nil {
+				t.Fatal(err)
+			}
+			losses = append(losses, loss)
+			if i == 0 {
+				s.ResetProfile()
+				continue
+			}
+			wall = append(wall, time.Since(st))
+			gpuT = append(gpuT, s.GPUTime())
 		}
-		wall = append(wall, time.Since(st))
-		gpuT = append(gpuT, s.GPUTime())
+		ms := s.MemStats()
+		g := median(gpuT)
+		t.Logf("UNet step %s: wall %v, GPU %v (median of %d), weights %.2f GiB, peak %.2f GiB, losses %v, %.1f TFLOP/s",
+			mode, median(wall), g, len(gpuT), weightsGiB, gib(ms.Peak), losses, tflop/g.Seconds())
+		fmt.Printf("UNet step profile by layer kind, %s (profiled steps, events on)\n", mode)
+		fmt.Print(FormatProfile(s.Profile()))
+		s.Close()
+		rows = append(rows, fmt.Sprintf("| UNet step B=1 T=25 64x64, no checkpointing | %s | %.1f | %.1f TFLOP/s | %.2f |",
+			mode, float64(g.Microseconds())/1000, tflop/g.Seconds(), gib(ms.Peak)))
 	}
-	ms := s.MemStats()
-	fwd := net.FLOPs(B, T, H, W)
-	bwd := net.BackwardFLOPs(B, T, H, W, func(q *model.Param) bool { return q.Temporal })
-	g := median(gpuT)
-	tflop := float64(fwd+bwd) / 1e12
-	t.Logf("UNet step: wall %v, GPU %v (median of %d), weights %.2f GiB, peak %.2f GiB, cuMemAlloc calls %d", median(wall), g, len(gpuT), weightsGiB, gib(ms.Peak), ms.DriverOps)
-	t.Logf("FLOPs per step (description): forward %.2f T + backward %.2f T = %.2f TFLOP, %.1f TFLOP/s", float64(fwd)/1e12, float64(bwd)/1e12, tflop, tflop/g.Seconds())
-	prof := s.Profile()
-	fmt.Println("UNet step profile by layer kind (profiled steps, events on)")
-	fmt.Print(FormatProfile(prof))
-	return []string{fmt.Sprintf("| UNet step B=1 T=25 64x64, no checkpointing | %s | %.1f | %.1f TFLOP/s | %.2f |",
-		prec, float64(g.Microseconds())/1000, tflop/g.Seconds(), gib(ms.Peak))}
+	return rows
 }
 
-func benchVAE(t *testing.T, dev *cuda.Device, prec string) []string {
+func benchVAE(t *testing.T, dev *cuda.Device, prec string, bf16 bool) []string {
 	cfg := model.VAEConfig{InChannels: 3, OutChannels: 3, BlockOutChannels: []int{128, 256, 512, 512}, LayersPerBlock: 2,
 		LatentChannels: 4, NormGroups: 32, ScalingFactor: 0.18215, UseQuantConv: true, UsePostQuantConv: true}
 	enc, err := model.DescribeVAEEncoder(cfg)
@@ -135,7 +145,7 @@ func benchVAE(t *testing.T, dev *cuda.Device, prec string) []string {
 			t.Fatal(err)
 		}
 		dev.ResetPeak()
-		s, err := NewSDNet(dev, c.net, p, N, 1, H, W, SDOptions{})
+		s, err := NewSDNet(dev, c.net, p, N, 1, H, W, SDOptions{BF16: bf16, Profile: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -146,12 +156,21 @@ func benchVAE(t *testing.T, dev *cuda.Device, prec string) []string {
 			}
 			if i > 0 {
 				gpuT = append(gpuT, s.GPUTime())
+			} else {
+				s.ResetProfile()
 			}
 		}
 		g := median(gpuT)
 		peak := s.MemStats().Peak
+		prof := s.Profile()
 		s.Close()
-		rows = append(rows, fmt.Sprintf("| %s | %s | %.1f | %.1f frames/s | %.2f |", c.name, prec, float64(g.Microseconds())/1000, N/g.Seconds(), gib(peak)))
+		mode := prec
+		if bf16 {
+			mode = "bf16 attention, rest " + prec
+		}
+		fmt.Printf("%s profile by layer kind, %s\n", c.name, mode)
+		fmt.Print(FormatProfile(prof))
+		rows = append(rows, fmt.Sprintf("| %s | %s | %.1f | %.1f frames/s | %.2f |", c.name, mode, float64(g.Microseconds())/1000, N/g.Seconds(), gib(peak)))
 	}
 	return rows
 }

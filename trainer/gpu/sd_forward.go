@@ -130,7 +130,7 @@ func (s *SDNet) forward(i int) error {
 		}
 	case model.Linear:
 		rows, c := s.rowsOf(l.In[0])
-		err = d.LinearForward(y, x, s.param(l, 0), s.param(l, 1), nn.LinearShape{N: rows, In: c, Out: s.p.net.Values[l.Out].Channels})
+		err = s.linearForward(l, y, x, nn.LinearShape{N: rows, In: c, Out: s.p.net.Values[l.Out].Channels})
 	case model.SiLU:
 		err = d.SiLUForward(y, x)
 	case model.GELU:
@@ -151,7 +151,11 @@ func (s *SDNet) forward(i int) error {
 	case model.LayerNorm:
 		err = s.layerNormForward(i, l, y, x)
 	case model.SeqAttention:
-		err = s.seqAttentionForward(l, y, in[0], in[1], in[2])
+		if s.bf16 {
+			err = s.seqAttentionForwardBF16(l, y, in[0], in[1], in[2])
+		} else {
+			err = s.seqAttentionForward(l, y, in[0], in[1], in[2])
+		}
 	case model.TokenEmbed:
 		err = s.tokenEmbedForward(l, y, x)
 	case model.ToTokens, model.ToFrames, model.ToTime, model.FromTime:

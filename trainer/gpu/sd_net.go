@@ -27,6 +27,8 @@ type SDNet struct {
 	params *model.Params
 
 	weights   map[string]*cuda.Tensor
+	halfW     map[string]*cuda.Tensor // bfloat16 frozen linear weights (SDOptions.BF16)
+	bf16      bool
 	wgrads    map[string]*cuda.Tensor
 	trainable []*model.Param
 
@@ -55,6 +57,10 @@ type SDOptions struct {
 	Trainable func(model.ParamSpec) bool
 	// Profile records device time per layer kind and pass (SDNet.Profile).
 	Profile bool
+	// BF16 stores the frozen linear weights in bfloat16 and runs the
+	// linear layers' and attention's matrix products on bfloat16 operands
+	// with float32 accumulation (sd_bf16.go).
+	BF16 bool
 	// AttentionScores bounds the float32 attention scores held at once
 	// (elements; 0: 1<<28, 1 GiB).
 	AttentionScores int
@@ -73,7 +79,7 @@ func NewSDNet(dev *cuda.Device, net *model.Net, p *model.Params, B, T, H, W int,
 		return nil, fmt.Errorf("gpu: kernels: %w", err)
 	}
 	s := &SDNet{dev: dev, k: k, p: pl, params: p, weights: map[string]*cuda.Tensor{}, wgrads: map[string]*cuda.Tensor{},
-		ln: map[int]*lnSaved{}, attnBudget: o.AttentionScores}
+		halfW: map[string]*cuda.Tensor{}, bf16: o.BF16, ln: map[int]*lnSaved{}, attnBudget: o.AttentionScores}
 	if s.attnBudget <= 0 {
 		s.attnBudget = 1 << 28
 	}
@@ -89,6 +95,15 @@ func NewSDNet(dev *cuda.Device, net *model.Net, p *model.Params, B, T, H, W int,
 		if len(q.Data) != spec.Size() {
 			s.Close()
 			return nil, fmt.Errorf("gpu: parameter %s has %d values, want %d", spec.Name, len(q.Data), spec.Size())
+		}
+		if halfWeight(net, o, spec.Name) {
+			h, err := s.uploadHalf(q.Data, spec.Shape)
+			if err != nil {
+				s.Close()
+				return nil, fmt.Errorf("gpu: upload %s: %w", spec.Name, err)
+			}
+			s.halfW[spec.Name] = h
+			continue
 		}
 		t, err := dev.FromHost(q.Data, spec.Shape...)
 		if err != nil {
@@ -225,8 +240,8 @@ func (s *SDNet) Forward(in model.Inputs, outputs ...int) (map[int][]float32, err
 		out[o] = h
 	}
 	s.timeLast()
-	if s.prof != nil {
-		s.prof.n = 0 // forward-only passes are not profiled
+	if err := s.prof.collect(); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -347,8 +362,8 @@ func (s *SDNet) release() {
 	}
 }
 
-// Profile returns the mean device milliseconds per profiled training step
-// by layer kind and pass, largest first (nil without SDOptions.Profile).
+// Profile returns the mean device milliseconds per profiled pass (training
+// step or forward pass) by layer kind and pass, largest first (nil without SDOptions.Profile).
 func (s *SDNet) Profile() []ProfileEntry {
 	p := s.prof
 	if p == nil || p.steps == 0 {
@@ -379,7 +394,10 @@ func (s *SDNet) Close() {
 	for _, t := range s.wgrads {
 		t.Free()
 	}
-	s.weights, s.wgrads = map[string]*cuda.Tensor{}, map[string]*cuda.Tensor{}
+	for _, t := range s.halfW {
+		t.Free()
+	}
+	s.weights, s.wgrads, s.halfW = map[string]*cuda.Tensor{}, map[string]*cuda.Tensor{}, map[string]*cuda.Tensor{}
 	for _, e := range []*cuda.Event{s.evStart, s.evEnd} {
 		if e != nil {
 			e.Destroy()

@@ -208,3 +208,75 @@ extern "C" __global__ void sd_accumulate(float* y, const float* x, long long n) 
 extern "C" __global__ void sd_copy(float* y, const float* x, long long n) {
     SD_STRIDE(i, n) { y[i] = x[i]; }
 }
+
+// bfloat16 storage (sd_bf16.go): round to nearest even, float32 arithmetic.
+
+__device__ __forceinline__ unsigned short sd_to_bf16(float x) {
+    union {
+        float f;
+        unsigned int u;
+    } c;
+    c.f = x;
+    if ((c.u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;  // NaN
+    c.u += 0x7fffu + ((c.u >> 16) & 1u);
+    return (unsigned short)(c.u >> 16);
+}
+
+__device__ __forceinline__ float sd_from_bf16(unsigned short h) {
+    union {
+        float f;
+        unsigned int u;
+    } c;
+    c.u = (unsigned int)h << 16;
+    return c.f;
+}
+
+// y (bf16) = x.
+extern "C" __global__ void sd_f32_to_bf16(unsigned short* y, const float* x, long long n) {
+    SD_STRIDE(i, n) { y[i] = sd_to_bf16(x[i]); }
+}
+
+// p (bf16) = softmax(s) over rows of lk float32 scores, masked as sd_softmax_masked.
+extern "C" __global__ void sd_softmax_bf16(unsigned short* p, const float* s, long long rows, int lq, int lk, int causal) {
+    long long warp = ((long long)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+    int lane = threadIdx.x & 31;
+    long long nwarps = ((long long)gridDim.x * blockDim.x) >> 5;
+    for (long long r = warp; r < rows; r += nwarps) {
+        const float* sr = s + r * lk;
+        unsigned short* pr = p + r * lk;
+        int n = causal ? (int)(r % lq) + 1 : lk;
+        // one pass: running max and the sum rescaled to it
+        float m = __int_as_float(0xff800000), z = 0.0f;
+        for (int j = lane; j < n; j += 32) {
+            float v = sr[j];
+            if (v > m) {
+                z = z * expf(m - v) + 1.0f;
+                m = v;
+            } else {
+                z += expf(v - m);
+            }
+        }
+        float gm = warp_max(m);
+        z = m == __int_as_float(0xff800000) ? 0.0f : z * expf(m - gm);
+        for (int o = 16; o > 0; o >>= 1) z += __shfl_xor_sync(0xffffffffu, z, o);
+        float inv = 1.0f / z;
+        for (int j = lane; j < lk; j += 32) pr[j] = sd_to_bf16(j < n ? expf(sr[j] - gm) * inv : 0.0f);
+    }
+}
+
+// ds (bf16) = scale * p * (dp - sum_j dp*p) row-wise; p bf16, dp float32.
+extern "C" __global__ void sd_softmax_bwd_bf16(unsigned short* ds, const float* dp, const unsigned short* p, long long rows, int l,
+                                               float scale) {
+    long long warp = ((long long)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+    int lane = threadIdx.x & 31;
+    long long nwarps = ((long long)gridDim.x * blockDim.x) >> 5;
+    for (long long r = warp; r < rows; r += nwarps) {
+        const float* dpr = dp + r * l;
+        const unsigned short* pr = p + r * l;
+        unsigned short* out = ds + r * l;
+        float acc = 0.0f;
+        for (int j = lane; j < l; j += 32) acc += dpr[j] * sd_from_bf16(pr[j]);
+        for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+        for (int j = lane; j < l; j += 32) out[j] = sd_to_bf16(scale * sd_from_bf16(pr[j]) * (dpr[j] - acc));
+    }
+}
