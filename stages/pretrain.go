@@ -44,9 +44,13 @@ func runPretrain(ctx context.Context, r *pipeline.StageRun) error {
 	if shardsDir == "" {
 		return fmt.Errorf("pretrain: needs a pack stage (needs: %v)", r.Needs)
 	}
-	res, err := trainer.Pretrain(ctx, trainer.PretrainOptions{
+	o := trainer.PretrainOptions{
 		Common: commonOptions(r, shardsDir), Model: r.Params.String("model"), CondGap: r.Params.Int("cond_gap"),
-	})
+	}
+	if o.Dist, err = leadTraining(ctx, dpJob{Kind: "pretrain", Pretrain: &o}); err != nil {
+		return err
+	}
+	res, err := trainer.Pretrain(ctx, o)
 	if err != nil {
 		return err
 	}

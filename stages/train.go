@@ -64,10 +64,14 @@ func runTrain(ctx context.Context, r *pipeline.StageRun) error {
 	case backbone == "":
 		backbone = filepath.Join(pre, trainer.BackboneFile)
 	}
-	res, err := trainer.Train(ctx, trainer.TrainOptions{
+	o := trainer.TrainOptions{
 		Common: commonOptions(r, shardsDir), Backbone: backbone, FramesLength: r.Params.Int("frames_length"),
 		SampleEvery: r.Params.Int("sample_every"),
-	})
+	}
+	if o.Dist, err = leadTraining(ctx, dpJob{Kind: "train", Train: &o}); err != nil {
+		return err
+	}
+	res, err := trainer.Train(ctx, o)
 	if err != nil {
 		return err
 	}

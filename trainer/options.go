@@ -57,15 +57,15 @@ type Common struct {
 	OptimizerState OptimizerState
 	// Log receives every record of the run, from every package it calls
 	// (nil: discarded).
-	Log *slog.Logger
+	Log *slog.Logger `json:"-"`
 
 	// Dist, when it has more than one rank (or NCCL at world size 1), trains
 	// data-parallel (trainer/dist; see dataParallel): Batch is then the
 	// global batch, a multiple of the world size. Nil: one process.
-	Dist *dist.Group
+	Dist *dist.Group `json:"-"`
 
 	// OnStep, when set, is called after each completed step (progress).
-	OnStep func(step, total int)
+	OnStep func(step, total int) `json:"-"`
 
 	// afterStep, set by tests, runs after each completed step.
 	afterStep func(s *session, step int)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/timelapse-ml/pipeline/pipeline"
 	"github.com/timelapse-ml/pipeline/stages"
+	"github.com/timelapse-ml/pipeline/trainer/dist"
 )
 
 // stageList is a repeatable --stage flag.
@@ -21,7 +23,7 @@ type stageList []string
 func (s *stageList) String() string     { return strings.Join(*s, ",") }
 func (s *stageList) Set(v string) error { *s = append(*s, v); return nil }
 
-func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	var c common
 	c.register(fs)
@@ -62,8 +64,23 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		printPlan(stdout, cfg, plan, *explain)
 		return nil
 	}
+	env, err := dist.FromEnv()
+	if err != nil {
+		return err
+	}
+	if env.Distributed() && env.Rank != 0 {
+		return stages.Follow(ctx, env, log.With(slog.Int("rank", env.Rank))) // rank 0 runs the engine
+	}
 	log.Info("pipeline", slog.String("config", cfg.File), slog.String("workdir", cfg.Workdir))
 	start := time.Now()
+	if env.Distributed() {
+		dp, err := stages.JoinDataParallel(ctx, env, log)
+		if err != nil {
+			return err
+		}
+		ctx = stages.WithDataParallel(ctx, dp)
+		defer func() { err = errors.Join(err, dp.Finish(ctx, err)) }()
+	}
 	results, err := eng.Run(ctx)
 	printSummary(stdout, results, time.Since(start))
 	if err == nil && sl.merge {

@@ -89,7 +89,22 @@ func (g *Group) Open(mem Memory) error {
 		return nil
 	}
 	if g.opened {
-		return fmt.Errorf("dist: one NCCL communicator per rendezvous")
+		// an id serves one communicator: rank 0 makes another
+		var id UniqueID
+		if g.Root() {
+			var err error
+			if id, err = g.api.uniqueID(); err != nil {
+				return err
+			}
+		}
+		b, err := g.ctl.Broadcast(id.Internal[:])
+		if err != nil {
+			return err
+		}
+		if len(b) != len(id.Internal) {
+			return fmt.Errorf("dist: rank 0 sent an NCCL id of %d bytes", len(b))
+		}
+		copy(g.id.Internal[:], b)
 	}
 	g.opened = true
 	c, err := newComm(g.api, g.id, g.Env, mem)
@@ -165,6 +180,10 @@ func (g *Group) Mean(v float64) (float64, error) {
 	}
 	return s[0] / float64(g.Env.World), nil
 }
+
+// Broadcast returns rank 0's payload on every rank (over the control
+// channel).
+func (g *Group) Broadcast(payload []byte) ([]byte, error) { return g.ctl.Broadcast(payload) }
 
 // Agree returns rank 0's value of v on every rank.
 func (g *Group) Agree(v int64) (int64, error) {
