@@ -18,8 +18,8 @@ import (
 const (
 	dpShardsEnv   = "DPTEST_SHARDS"
 	dpBackboneEnv = "DPTEST_BACKBONE"
-	dpOutEnv      = "DPTEST_OUT" // the output folder (rank 0's; the others get one of their own unless DPTEST_SHARED)
-	dpSharedEnv   = "DPTEST_SHARED"
+	dpOutEnv      = "DPTEST_OUT"   // rank 0's output folder (and the others' unless DPTEST_OTHER)
+	dpOtherEnv    = "DPTEST_OTHER" // when set, rank r > 0 writes into DPTEST_OTHER/r
 	dpStopEnv     = "DPTEST_STOP"  // interrupt after this step
 	dpGradsEnv    = "DPTEST_GRADS" // write step 1's averaged gradients to this folder
 )
@@ -35,7 +35,7 @@ func dpOpts(t *testing.T, shardsDir, backbone, out string) TrainOptions {
 }
 
 // TestTrainDataParallelMatchesOneProcess: two processes (torchrun's
-// variables) train data-parallel through the binding and the stand-in
+// variables, then mpirun -np 2's where installed) train data-parallel through the binding and the stand-in
 // libnccl, each on its half of the global batch of 4. Their averaged
 // gradients at step 1 are the same on both ranks and equal one process's
 // on the whole batch, as are the final weights; only rank 0 writes. Then a
@@ -61,52 +61,67 @@ func TestTrainDataParallelMatchesOneProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	out, other, grads := t.TempDir(), t.TempDir(), t.TempDir()
 	const world = 2
-	port := disttest.FreePort(t)
-	env := func(shared bool, extra ...string) func(int) []string {
-		return func(r int) []string {
-			o := out
-			if r != 0 && !shared {
-				o = filepath.Join(other, strconv.Itoa(r))
+	common := func(out, other string, extra ...string) []string {
+		return append([]string{dpShardsEnv + "=" + shardsDir, dpBackboneEnv + "=" + bb, dpOutEnv + "=" + out, dpOtherEnv + "=" + other}, extra...)
+	}
+	// check launches two ranks through launch and compares them with the
+	// one process
+	check := func(t *testing.T, launch func(env []string)) {
+		out, other, grads := t.TempDir(), t.TempDir(), t.TempDir()
+		launch(common(out, other, dpGradsEnv+"="+grads))
+		if t.Failed() {
+			return
+		}
+		var rankGrads [world][][]float32
+		for r := range world {
+			rankGrads[r] = readGrads(t, filepath.Join(grads, strconv.Itoa(r)), oneGrads)
+		}
+		for i := range oneGrads {
+			for j := range oneGrads[i] {
+				a, b := rankGrads[0][i][j], rankGrads[1][i][j]
+				if math.Float32bits(a) != math.Float32bits(b) {
+					t.Fatalf("gradient %d[%d]: rank 0 %v, rank 1 %v", i, j, a, b)
+				}
+				if !close32(a, oneGrads[i][j], 1e-4, 1e-7) {
+					t.Fatalf("gradient %d[%d]: averaged %v, one process %v", i, j, a, oneGrads[i][j])
+				}
 			}
-			return append(append(disttest.TorchrunEnv(r, world, port-1),
-				dpShardsEnv+"="+shardsDir, dpBackboneEnv+"="+bb, dpOutEnv+"="+o), extra...)
+		}
+		sameWeights(t, filepath.Join(one.OutDir, TemporalFile), filepath.Join(out, TemporalFile))
+		for _, f := range []string{TrainStateFile, MetricsFile, LossPlotFile, SummaryFile} {
+			if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+				t.Errorf("rank 0 did not write %s: %v", f, err)
+			}
+		}
+		if left, _ := os.ReadDir(filepath.Join(other, "1")); len(left) != 0 {
+			t.Errorf("rank 1 wrote %d files in its output folder", len(left))
 		}
 	}
-	disttest.Ranks(t, world, "TestTrainDataParallelRank", lib, env(false, dpGradsEnv+"="+grads))
+	t.Run("torchrun", func(t *testing.T) {
+		check(t, func(env []string) {
+			port := disttest.FreePort(t)
+			disttest.Ranks(t, world, "TestTrainDataParallelRank", lib, func(r int) []string {
+				return append(disttest.TorchrunEnv(r, world, port-1), env...)
+			})
+		})
+	})
+	t.Run("mpirun", func(t *testing.T) {
+		check(t, func(env []string) {
+			env = append(env, dist.PortEnv+"="+strconv.Itoa(disttest.FreePort(t)))
+			disttest.Mpirun(t, world, "TestTrainDataParallelRank", lib, env)
+		})
+	})
 	if t.Failed() {
 		return
 	}
-	var rankGrads [world][][]float32
-	for r := range world {
-		rankGrads[r] = readGrads(t, filepath.Join(grads, strconv.Itoa(r)), oneGrads)
-	}
-	for i := range oneGrads {
-		for j := range oneGrads[i] {
-			a, b := rankGrads[0][i][j], rankGrads[1][i][j]
-			if math.Float32bits(a) != math.Float32bits(b) {
-				t.Fatalf("gradient %d[%d]: rank 0 %v, rank 1 %v", i, j, a, b)
-			}
-			if !close32(a, oneGrads[i][j], 1e-4, 1e-7) {
-				t.Fatalf("gradient %d[%d]: averaged %v, one process %v", i, j, a, oneGrads[i][j])
-			}
-		}
-	}
-	sameWeights(t, filepath.Join(one.OutDir, TemporalFile), filepath.Join(out, TemporalFile))
-	for _, f := range []string{TrainStateFile, MetricsFile, LossPlotFile, SummaryFile} {
-		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
-			t.Errorf("rank 0 did not write %s: %v", f, err)
-		}
-	}
-	if left, _ := os.ReadDir(filepath.Join(other, "1")); len(left) != 0 {
-		t.Errorf("rank 1 wrote %d files in its output folder", len(left))
-	}
 
 	// two ranks sharing the output folder, interrupted after step 2 ...
-	out = t.TempDir()
-	port = disttest.FreePort(t)
-	disttest.Ranks(t, world, "TestTrainDataParallelRank", lib, env(true, dpStopEnv+"=2"))
+	out := t.TempDir()
+	port := disttest.FreePort(t)
+	disttest.Ranks(t, world, "TestTrainDataParallelRank", lib, func(r int) []string {
+		return append(disttest.TorchrunEnv(r, world, port-1), common(out, "", dpStopEnv+"=2")...)
+	})
 	if t.Failed() {
 		return
 	}
@@ -139,7 +154,11 @@ func TestTrainDataParallelRank(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer g.Close()
-	o := dpOpts(t, os.Getenv(dpShardsEnv), os.Getenv(dpBackboneEnv), os.Getenv(dpOutEnv))
+	out := os.Getenv(dpOutEnv)
+	if other := os.Getenv(dpOtherEnv); other != "" && env.Rank > 0 {
+		out = filepath.Join(other, strconv.Itoa(env.Rank))
+	}
+	o := dpOpts(t, os.Getenv(dpShardsEnv), os.Getenv(dpBackboneEnv), out)
 	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"math"
+	"strconv"
 	"testing"
 	"time"
 
@@ -79,6 +80,13 @@ func TestNCCLStandinProcesses(t *testing.T) {
 	})
 }
 
+// TestNCCLStandinUnderMpirun is TestNCCLStandinProcesses launched by
+// mpirun -np 2 (Open MPI's variables).
+func TestNCCLStandinUnderMpirun(t *testing.T) {
+	lib := disttest.BuildStandin(t)
+	disttest.Mpirun(t, 2, "TestNCCLStandinRank", lib, []string{PortEnv + "=" + strconv.Itoa(disttest.FreePort(t)), BucketEnv + "=0.0001"})
+}
+
 func TestNCCLStandinRank(t *testing.T) {
 	if disttest.Rank() < 0 {
 		t.Skip("a rank of TestNCCLStandinProcesses")
@@ -111,6 +119,7 @@ func TestNCCLStandinRank(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	world := float32(env.World)
 	if len(red.Buckets()) < 3 {
 		t.Fatalf("buckets %v: want several", red.Buckets())
 	}
@@ -125,8 +134,8 @@ func TestNCCLStandinRank(t *testing.T) {
 		}
 		for i := range grads {
 			for j, v := range grads[i] {
-				// mean over ranks of (r+1)(i+1) + j%7 = 2(i+1) + j%7 for 3 ranks
-				if want := float32(2*(i+1)) + float32(j%7); v != want {
+				// mean over ranks of (r+1)(i+1) + j%7 = (W+1)/2 (i+1) + j%7
+				if want := (world+1)/2*float32(i+1) + float32(j%7); v != want {
 					t.Fatalf("gradient %d[%d] = %v, want %v", i, j, v, want)
 				}
 			}
@@ -141,8 +150,11 @@ func TestNCCLStandinRank(t *testing.T) {
 		t.Fatalf("after the broadcast: %v, %v; want rank 0's 0, 5", params[0][0], params[1][69999])
 	}
 	m, err := g.Mean(float64(env.Rank))
-	if err != nil || m != 1 {
-		t.Fatalf("mean of the ranks %v (%v), want 1", m, err)
+	if want := float64(env.World-1) / 2; err != nil || m != want {
+		t.Fatalf("mean of the ranks %v (%v), want %v", m, err, want)
+	}
+	if env.World < 2 {
+		t.Fatalf("world size %d", env.World)
 	}
 }
 

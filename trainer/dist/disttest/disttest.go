@@ -89,11 +89,41 @@ func Ranks(t testing.TB, world int, run, standin string, env func(rank int) []st
 	}
 }
 
-// Rank returns the rank of a child started by Ranks, or -1 in the parent.
+// Mpirun runs the current test binary as world ranks under Open MPI's
+// mpirun (-test.run=run, env and the stand-in folder exported to every
+// rank), or skips the test when mpirun is not installed.
+func Mpirun(t testing.TB, world int, run, standin string, env []string) {
+	t.Helper()
+	mpirun, err := exec.LookPath("mpirun")
+	if err != nil {
+		t.Skip("mpirun is not installed (Debian: openmpi-bin)")
+	}
+	env = append(env, RankEnv+"=mpi")
+	if standin != "" {
+		env = append(env, cuda.LibraryPathEnv+"="+standin)
+	}
+	args := []string{"-np", strconv.Itoa(world), "--oversubscribe", "--bind-to", "none"}
+	for _, kv := range env {
+		args = append(args, "-x", kv)
+	}
+	args = append(args, os.Args[0], "-test.run=^"+run+"$", "-test.count=1")
+	cmd := exec.Command(mpirun, args...)
+	// mpirun refuses root without these (CI containers run as root)
+	cmd.Env = append(os.Environ(), "OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("mpirun -np %d: %v\n%s", world, err, out)
+	}
+}
+
+// Rank returns the rank of a child started by Ranks (0 under Mpirun: the
+// launcher's variables say), or -1 in the parent.
 func Rank() int {
 	s := os.Getenv(RankEnv)
 	if s == "" {
 		return -1
+	}
+	if s == "mpi" {
+		return 0
 	}
 	r, err := strconv.Atoi(s)
 	if err != nil {
