@@ -14,9 +14,15 @@ type PlanOptions struct {
 	// GPUMemory is the card's memory in bytes the plan is judged against.
 	GPUMemory int64
 	// WeightBytes is the precision of the SD family's frozen weights and
-	// activations on the GPU (2: float16/bfloat16, 4: float32).
+	// activations on the GPU (4: float32, what trainer/gpu's SD executor
+	// runs; 2: float16/bfloat16).
 	WeightBytes int
 }
+
+// sdAttentionBudget is the attention score memory trainer/gpu's SD
+// executor holds at once (its SDOptions.AttentionScores default, 1<<28
+// float32 values).
+const sdAttentionBudget = 4 << 28
 
 // PlanPart is one line of a stage's estimate.
 type PlanPart struct {
@@ -45,7 +51,7 @@ type StagePlan struct {
 // (trainer/plan); the other stages use no GPU.
 func Plan(cfg *pipeline.Config, o PlanOptions) ([]StagePlan, error) {
 	if o.WeightBytes == 0 {
-		o.WeightBytes = 2
+		o.WeightBytes = 4
 	}
 	var out []StagePlan
 	for _, s := range cfg.Order() {
@@ -163,11 +169,11 @@ func planLatents(cfg *pipeline.Config, s *pipeline.Stage, o PlanOptions, sp *Sta
 		return err
 	}
 	batch := s.Params.Int("batch")
-	ev, err := plan.Plan(plan.Job{Net: enc, B: batch, T: 1, H: size, W: size, WeightBytes: o.WeightBytes, ActBytes: o.WeightBytes})
+	ev, err := plan.Plan(plan.Job{Net: enc, B: batch, T: 1, H: size, W: size, WeightBytes: o.WeightBytes, ActBytes: o.WeightBytes, AttentionBudget: sdAttentionBudget})
 	if err != nil {
 		return err
 	}
-	tv, err := plan.Plan(plan.Job{Net: text, B: 1, T: 1, H: 1, W: 1, WeightBytes: o.WeightBytes, ActBytes: o.WeightBytes})
+	tv, err := plan.Plan(plan.Job{Net: text, B: 1, T: 1, H: 1, W: 1, WeightBytes: o.WeightBytes, ActBytes: o.WeightBytes, AttentionBudget: sdAttentionBudget})
 	if err != nil {
 		return err
 	}
@@ -201,7 +207,7 @@ func planTrainSD(cfg *pipeline.Config, s *pipeline.Stage, o PlanOptions, sp *Sta
 	onDev := s.Params.String("optimizer_state") == "device"
 	job := func(t int, ckpt bool) (plan.Estimate, error) {
 		return plan.Plan(plan.Job{Net: net, B: B, T: t, H: h, W: h, Train: true, WeightBytes: o.WeightBytes,
-			ActBytes: o.WeightBytes, Checkpoint: ckpt, OptimizerOnDevice: onDev})
+			ActBytes: o.WeightBytes, Checkpoint: ckpt, OptimizerOnDevice: onDev, AttentionBudget: sdAttentionBudget})
 	}
 	full, err := job(T, false)
 	if err != nil {
@@ -220,22 +226,19 @@ func planTrainSD(cfg *pipeline.Config, s *pipeline.Stage, o PlanOptions, sp *Sta
 		sp.Parts = append(sp.Parts, PlanPart{"host: AdamW moments", full.HostOptimizer}, PlanPart{"host: pinned gradients", full.HostGradients})
 	}
 	sp.Notes = append(sp.Notes, fmt.Sprintf("%d clip(s) x %d latents of %dx%d; %.1fM of %.1fM parameters trained", B, T, h, h,
-		float64(full.TrainableParams)/1e6, float64(full.Params)/1e6), "attention scores are materialised (a fused kernel needs none)")
+		float64(full.TrainableParams)/1e6, float64(full.Params)/1e6), "attention scores in chunks of at most 1 GiB (trainer/gpu's SD executor); activations as kept for the backward pass (an upper bound)")
 	if nets.note != "" {
 		sp.Notes = append(sp.Notes, nets.note)
 	}
-	switch {
-	case full.Total <= o.GPUMemory:
-	case ck.Total <= o.GPUMemory:
-		sp.Device = ck.Total
-		sp.Knob = fmt.Sprintf("with activation checkpointing (without it %s)", human(full.Total))
-	default:
-		sp.Knob = knobFrames("frames_length", T, func(t int) int64 { e, _ := job(t, true); return e.Total }, o.GPUMemory, 2, "with checkpointing")
-		if !onDev && B > 1 {
+	if full.Total > o.GPUMemory {
+		sp.Knob = knobFrames("frames_length", T, func(t int) int64 { e, _ := job(t, false); return e.Total }, o.GPUMemory, 2, "as is")
+		if B > 1 {
 			sp.Knob += "; or batch 1"
-		} else if onDev {
+		}
+		if onDev {
 			sp.Knob += "; or optimizer_state host"
 		}
+		sp.Knob += fmt.Sprintf("; activation checkpointing (not in the SD executor yet) would need %s", human(ck.Total))
 	}
 	return nil
 }
@@ -277,16 +280,16 @@ func planSampleSD(cfg *pipeline.Config, s *pipeline.Stage, o PlanOptions, sp *St
 	if err != nil {
 		return err
 	}
-	dv, err := plan.Plan(plan.Job{Net: dec, B: batch, T: 1, H: h * f, W: h * f, WeightBytes: o.WeightBytes, ActBytes: o.WeightBytes})
+	dv, err := plan.Plan(plan.Job{Net: dec, B: batch, T: 1, H: h * f, W: h * f, WeightBytes: o.WeightBytes, ActBytes: o.WeightBytes, AttentionBudget: sdAttentionBudget})
 	if err != nil {
 		return err
 	}
-	tv, err := plan.Plan(plan.Job{Net: text, B: 1, T: 1, H: 1, W: 1, WeightBytes: o.WeightBytes, ActBytes: o.WeightBytes})
+	tv, err := plan.Plan(plan.Job{Net: text, B: 1, T: 1, H: 1, W: 1, WeightBytes: o.WeightBytes, ActBytes: o.WeightBytes, AttentionBudget: sdAttentionBudget})
 	if err != nil {
 		return err
 	}
 	unet := func(t int) (plan.Estimate, error) {
-		return plan.Plan(plan.Job{Net: net, B: halves, T: t, H: h, W: h, WeightBytes: o.WeightBytes, ActBytes: o.WeightBytes})
+		return plan.Plan(plan.Job{Net: net, B: halves, T: t, H: h, W: h, WeightBytes: o.WeightBytes, ActBytes: o.WeightBytes, AttentionBudget: sdAttentionBudget})
 	}
 	uv, err := unet(frames)
 	if err != nil {
@@ -296,22 +299,14 @@ func planSampleSD(cfg *pipeline.Config, s *pipeline.Stage, o PlanOptions, sp *St
 	peak := func(u plan.Estimate) int64 {
 		return weightsAll + max(u.Activations+u.Attention, dv.Activations+dv.Attention)
 	}
-	// the spatial and text attention treat frames independently: in
-	// chunks of frames their score matrices shrink with the chunk
-	const chunk = 8
-	chunkedAttn := plan.MaxAttentionChunked(net, halves, frames, h, h, o.WeightBytes, chunk)
-	chunked := func() int64 {
-		return weightsAll + max(uv.Activations+chunkedAttn, dv.Activations+dv.Attention)
-	}
 	sp.GPU = true
 	sp.Device = peak(uv)
 	sp.Parts = append(sp.Parts, PlanPart{"weights (UNet, VAE, text encoder)", weightsAll},
 		PlanPart{"UNet activations (peak)", uv.Activations}, PlanPart{"UNet attention scores", uv.Attention},
-		PlanPart{fmt.Sprintf("UNet attention, %d-frame chunks", chunk), chunkedAttn},
 		PlanPart{"VAE decoder activations (peak)", dv.Activations}, PlanPart{"VAE decoder attention scores", dv.Attention})
 	sp.Host = 4*(uv.Params+dv.Params+tv.Params) + int64(frames*3*h*f*h*f)*4
 	sp.Notes = append(sp.Notes, fmt.Sprintf("%d frames x %d (guidance halves) through the UNet at %dx%d, %d per VAE decode", frames, halves, h, h, batch),
-		"the whole clip at once; running the frame-independent layers in chunks of frames lowers the UNet part (the GPU step's job)")
+		"the whole clip at once, each value freed after its last use, attention in chunks of at most 1 GiB")
 	if nets.note != "" {
 		sp.Notes = append(sp.Notes, nets.note)
 	}
@@ -319,9 +314,6 @@ func planSampleSD(cfg *pipeline.Config, s *pipeline.Stage, o PlanOptions, sp *St
 		sp.Knob = knobFrames("frames", frames, func(t int) int64 { e, _ := unet(t); return peak(e) }, o.GPUMemory, 2, "the whole clip at once")
 		if halves == 2 {
 			sp.Knob += "; or guidance_scale 1 (one UNet pass per step)"
-		}
-		if c := chunked(); c <= o.GPUMemory {
-			sp.Knob += fmt.Sprintf("; or spatial attention in %d-frame chunks (%s: the SD GPU step's job)", chunk, human(c))
 		}
 		if dv.Activations > uv.Activations {
 			sp.Knob += "; or a lower decode_batch"

@@ -54,8 +54,8 @@ func TrainSDKind() pipeline.Kind {
 			"caption_dropout); each step's latents are draws from N(mean, exp(logvar)) times the VAE's scaling " +
 			"factor. Writes temporal.safetensors, its optimizer/RNG state (an interrupted run resumes exactly), " +
 			"metrics.jsonl, loss.png, train.json (validation loss against SD frame by frame) and video-model/ " +
-			"(the whole video UNet in the recipe's folder layout). Needs one latents stage. CPU only in this " +
-			"version (tiny models)." + trainingRerunDoc,
+			"(the whole video UNet in the recipe's folder layout). Needs one latents stage. device cuda trains " +
+			"with trainer/gpu's SD executor (float32, AdamW on the host; optimizer_state device is not available)." + trainingRerunDoc,
 		Params:       params,
 		Continues:    raisesTotal,
 		KeepPrevious: true,

@@ -18,6 +18,8 @@ import (
 type backend struct {
 	cpu *model.TrainGraph
 	gpu *gpu.Step
+	// sd is the SD family's GPU executor (backend_sdgpu.go).
+	sd *sdGPUBackend
 }
 
 // backendOptions are what a backend is built from besides the net.
@@ -73,6 +75,9 @@ func newBackend(o backendOptions, p *model.Params, sh trainShape) (*backend, err
 
 // trainable lists the parameters gradients are taken for, in Params order.
 func (b *backend) trainable() []*model.Param {
+	if b.sd != nil {
+		return b.sd.s.Trainable()
+	}
 	if b.gpu != nil {
 		return b.gpu.Trainable()
 	}
@@ -81,6 +86,9 @@ func (b *backend) trainable() []*model.Param {
 
 // skip is the number of leading frames per clip the loss ignores.
 func (b *backend) skip() int {
+	if b.sd != nil {
+		return b.sd.net.LossSkip
+	}
 	if b.gpu != nil {
 		return b.gpu.LossSkip()
 	}
@@ -88,6 +96,9 @@ func (b *backend) skip() int {
 }
 
 func (b *backend) step(input, timesteps, target []float32) (float32, error) {
+	if b.sd != nil {
+		return b.sd.step(input, timesteps, target)
+	}
 	if b.gpu != nil {
 		return b.gpu.Step(input, timesteps, target)
 	}
@@ -96,6 +107,9 @@ func (b *backend) step(input, timesteps, target []float32) (float32, error) {
 
 // grads returns the gradients of the last step, in trainable order.
 func (b *backend) grads() [][]float32 {
+	if b.sd != nil {
+		return b.sd.grads
+	}
 	if b.gpu != nil {
 		return b.gpu.Grads()
 	}
@@ -108,6 +122,9 @@ func (b *backend) grads() [][]float32 {
 
 // weightsChanged copies host weights to the device (GPU only).
 func (b *backend) weightsChanged() error {
+	if b.sd != nil {
+		return b.sd.s.UploadTrainable()
+	}
 	if b.gpu != nil {
 		return b.gpu.UploadWeights()
 	}
@@ -130,6 +147,9 @@ func (gpuPredictor) Close() {}
 // predictor returns a forward pass for validation batches of shape
 // (B, T, H, W): the GPU step itself (same shape as training), or a CPU graph.
 func (b *backend) predictor(p *model.Params, video bool, B, T, H, W int) (predictor, error) {
+	if b.sd != nil {
+		return sdGPUPredictor{b.sd}, nil
+	}
 	if b.gpu != nil {
 		return gpuPredictor{b.gpu}, nil
 	}
@@ -142,6 +162,9 @@ func (b *backend) predictor(p *model.Params, video bool, B, T, H, W int) (predic
 func (b *backend) close() {
 	if b == nil {
 		return
+	}
+	if b.sd != nil {
+		b.sd.close()
 	}
 	if b.gpu != nil {
 		b.gpu.Close()

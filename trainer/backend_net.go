@@ -8,12 +8,15 @@ import (
 
 // newNetBackend trains a described net (the SD family's inflated UNet) on
 // the Gorgonia CPU graph: the temporal parameters trainable, the loss over
-// frames net.LossSkip.. of each clip. trainer/gpu's SD executor (SDNet)
-// is not wired in yet: with AdamW on the host it needs the updated
-// temporal weights uploaded after each step.
+// frames net.LossSkip.. of each clip; with device cuda trainer/gpu's SD
+// executor (backend_sdgpu.go).
 func newNetBackend(o backendOptions, p *model.Params, sh trainShape) (*backend, error) {
 	if o.Device == DeviceCUDA {
-		return nil, fmt.Errorf("device cuda: the SD family's GPU training step is not wired in yet; use device cpu (tiny models only)")
+		s, err := newSDGPUBackend(o, p, sh)
+		if err != nil {
+			return nil, err
+		}
+		return &backend{sd: s}, nil
 	}
 	g, err := model.BuildNetTrain(o.Net, p, sh.B, sh.netT(), sh.R, sh.R, func(q *model.Param) bool { return q.Temporal })
 	if err != nil {
@@ -24,6 +27,9 @@ func newNetBackend(o backendOptions, p *model.Params, sh trainShape) (*backend, 
 
 // setContext writes the conditioning sequence of the next step.
 func (b *backend) setContext(ctx []float32) error {
+	if b.sd != nil {
+		return b.sd.SetContext(ctx)
+	}
 	if b.cpu == nil {
 		return fmt.Errorf("the GPU backend takes no context")
 	}

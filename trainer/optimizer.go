@@ -40,6 +40,9 @@ func newOptimizer(state OptimizerState, log *slog.Logger, be *backend, cfg optim
 		}
 		return &hostOptimizer{opt: o, be: be}, nil
 	}
+	if be.sd != nil {
+		return nil, errNoSDDeviceOptimizer()
+	}
 	if be.gpu == nil {
 		return nil, fmt.Errorf("optimizer_state device needs the GPU backend (device cuda)")
 	}

@@ -4,6 +4,8 @@ package trainer
 
 import (
 	"context"
+	"math"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -79,5 +81,40 @@ func TestSampleSDOnGPU(t *testing.T) {
 	}
 	if e := relErr(gi, ci); e > 1e-3 {
 		t.Errorf("GPU VAE decode differs from the CPU's: rel err %.3g", e)
+	}
+}
+
+// On the GPU (trainer/gpu's SD executor, AdamW on the host), TrainSD
+// follows the CPU run on the tiny model: the same losses and temporal
+// weights after 4 steps to float32 rounding, with validation and a
+// preview on the GPU.
+func TestTrainSDOnGPU(t *testing.T) {
+	if ok, why := cuda.Available(); !ok {
+		t.Skip("no usable GPU: " + why)
+	}
+	latents := writeSDLatents(t, 3, 5)
+	cpu := sdTrainOpts(t, latents, 4)
+	rc, err := TrainSD(context.Background(), cpu)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gpuO := sdTrainOpts(t, latents, 4)
+	gpuO.Device, gpuO.SampleEvery = DeviceCUDA, 4
+	rg, err := TrainSD(context.Background(), gpuO)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := math.Abs(rg.ValLoss-rc.ValLoss) / rc.ValLoss; d > 1e-3 {
+		t.Errorf("validation loss GPU %v, CPU %v", rg.ValLoss, rc.ValLoss)
+	}
+	a := readTensors(t, filepath.Join(cpu.OutDir, TemporalFile))
+	b := readTensors(t, filepath.Join(gpuO.OutDir, TemporalFile))
+	for name, ta := range a.Tensors {
+		if e := relErr(b.Tensors[name].Data, ta.Data); e > 1e-3 {
+			t.Errorf("%s: GPU vs CPU rel err %.3g", name, e)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(gpuO.OutDir, PreviewDir, "step-000004.gif")); err != nil {
+		t.Error(err)
 	}
 }

@@ -22,6 +22,9 @@ type sdPreviewer struct {
 	outDir   string
 	seed     uint64
 	syncHost func() error
+	// decode, when set, is the VAE decoder on the GPU (else the CPU's).
+	decode  func(lat []float32, n int) ([]float32, error)
+	closeFn func()
 }
 
 func newSDPreviewer(sm *sdModel, ds *shards.LatentDataset, l sdLayout, c *Common, syncHost func() error) (*sdPreviewer, error) {
@@ -76,7 +79,11 @@ func (p *sdPreviewer) write(ctx context.Context, step int) error {
 	if err != nil {
 		return err
 	}
-	img, err := decodeLatents(p.sm.VAE, x, l.T, l.H, l.W, 8)
+	dec := p.decode
+	if dec == nil {
+		dec = func(lat []float32, n int) ([]float32, error) { return p.sm.VAE.Decode(lat, n, l.H, l.W) }
+	}
+	img, err := decodeLatentsWith(p.sm.VAE, dec, x, l.T, l.H, l.W, 8)
 	if err != nil {
 		return err
 	}
@@ -89,4 +96,33 @@ func (p *sdPreviewer) write(ctx context.Context, step int) error {
 	return media.WriteGIF(path, frames, media.Options{FPS: 8, Scale: max(1, 128/res)})
 }
 
-func (p *sdPreviewer) close() { p.den.close() }
+func (p *sdPreviewer) close() {
+	p.den.close()
+	if p.closeFn != nil {
+		p.closeFn()
+	}
+}
+
+// onGPU makes the preview run on the training backend's GPU: the UNet
+// pass shares the training executor when its shape is the preview's
+// (batch 1), else gets its own; the VAE decodes there too.
+func (p *sdPreviewer) onGPU(b *sdGPUBackend, batch int) error {
+	g := &sdGPU{dev: b.dev}
+	if batch == 1 {
+		p.den.build = func(int, int, int, int) (sdForward, error) { return sdGPUShared{b}, nil }
+	} else {
+		p.den.build = g.unet(p.sm.UNet)
+	}
+	dec, closeDec, err := g.decoder(p.sm.VAE, p.l.H, p.l.W)
+	if err != nil {
+		return err
+	}
+	p.decode, p.closeFn = dec, closeDec
+	return nil
+}
+
+// sdGPUShared is the training executor as the preview's forward pass
+// (not closed by it).
+type sdGPUShared struct{ *sdGPUBackend }
+
+func (sdGPUShared) Close() {}

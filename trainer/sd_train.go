@@ -120,13 +120,6 @@ func TrainSD(ctx context.Context, o SDTrainOptions) (*Result, error) {
 		return nil, fmt.Errorf("train: latents %s are %dx%d; the trainer takes square frames", c.Shards, lh, lw)
 	}
 	c.Resolution = lh * 8
-	if c.Device == DeviceAuto {
-		// the SD family trains on the CPU graph in this version
-		if c.Log != nil {
-			c.Log.Warn("device auto: the SD family's training runs on the CPU in this version")
-		}
-		c.Device = DeviceCPU
-	}
 	if err := c.defaults(); err != nil {
 		ds.Close()
 		return nil, err
@@ -216,6 +209,11 @@ func TrainSD(ctx context.Context, o SDTrainOptions) (*Result, error) {
 	if o.SampleEvery > 0 {
 		if prev, err = newSDPreviewer(sm, ds, lay, c, s.opt.syncHost); err != nil {
 			return nil, fmt.Errorf("train: %w", err)
+		}
+		if s.be.sd != nil {
+			if err := prev.onGPU(s.be.sd, c.Batch); err != nil {
+				return nil, fmt.Errorf("train: preview: %w", err)
+			}
 		}
 		s.extraHooks = append(s.extraHooks, prev.hook(o.SampleEvery))
 	}

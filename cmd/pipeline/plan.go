@@ -18,16 +18,16 @@ import (
 func cmdPlan(args []string, stdout, _ io.Writer) error {
 	fs := flag.NewFlagSet("plan", flag.ContinueOnError)
 	memFlag := fs.String("gpu-memory", "", "memory of the card to plan for, e.g. 24GiB, 24GB, 80G (default: the GPU found, else 24GiB)")
-	prec := fs.String("precision", "float16", "precision of the SD family's frozen weights and activations on the GPU: float16, bfloat16 or float32")
+	prec := fs.String("precision", "float32", "precision of the SD family's frozen weights and activations on the GPU: float32 (what the SD executor runs), float16 or bfloat16")
 	cfg, err := parseConfig(fs, args)
 	if err != nil {
 		return err
 	}
-	o := stages.PlanOptions{WeightBytes: 2}
+	o := stages.PlanOptions{WeightBytes: 4}
 	switch *prec {
-	case "float16", "bfloat16":
 	case "float32":
-		o.WeightBytes = 4
+	case "float16", "bfloat16":
+		o.WeightBytes = 2
 	default:
 		return &pipeline.UsageError{Msg: fmt.Sprintf("--precision %q: want float16, bfloat16 or float32", *prec)}
 	}

@@ -39,6 +39,10 @@ type Job struct {
 	// OptimizerOnDevice puts AdamW's moments on the device (else in host
 	// memory, the recipe's trick: the device holds no optimizer bytes).
 	OptimizerOnDevice bool
+	// AttentionBudget, when > 0, caps the attention scores held at once
+	// (bytes): an executor that computes attention in chunks of queries
+	// (trainer/gpu's SD executor: 1 GiB of float32 scores).
+	AttentionBudget int64
 }
 
 // Estimate is a Job's memory, in bytes.
@@ -100,6 +104,9 @@ func Plan(j Job) (Estimate, error) {
 			e.Activations = all
 		}
 		e.Attention = maxAttention(n, j)
+		if j.AttentionBudget > 0 {
+			e.Attention = min(e.Attention, j.AttentionBudget)
+		}
 		if j.KeepAll {
 			e.Attention = 0 // the CPU ops compute scores a row at a time
 		}
@@ -137,6 +144,9 @@ func Plan(j Job) (Estimate, error) {
 		// forward values: the forward's live peak bounds them
 		e.ActivationGrads = peak
 		e.Attention = 2 * maxAttention(n, j) // scores and their gradient
+		if j.AttentionBudget > 0 {
+			e.Attention = min(e.Attention, j.AttentionBudget)
+		}
 	}
 	if j.OptimizerOnDevice {
 		e.Optimizer = 8 * e.TrainableParams
@@ -235,27 +245,6 @@ func checkpointed(n *model.Net, size func(int) int64) int64 {
 		big = max(big, s)
 	}
 	return boundary + big
-}
-
-// MaxAttentionChunked is the largest attention score matrix when the
-// frame-independent attention (spatial self-attention and the text
-// cross-attention, whose batch is the frames) runs chunk frames at a
-// time; attention over frames is unchanged.
-func MaxAttentionChunked(n *model.Net, B, T, H, W, actBytes, chunk int) int64 {
-	j := Job{Net: n, B: B, T: T, H: H, W: W, ActBytes: actBytes}
-	var best int64
-	for _, l := range n.Layers {
-		if l.Kind != model.SeqAttention {
-			continue
-		}
-		one := &model.Net{Values: n.Values, Layers: []model.Layer{l}}
-		s := maxAttention(one, j)
-		if n.Values[l.In[0]].Seq != model.SeqFrames && B*T > chunk {
-			s = s * int64(chunk) / int64(B*T)
-		}
-		best = max(best, s)
-	}
-	return best
 }
 
 // maxAttention is the largest attention score matrix (batch x heads x
