@@ -83,7 +83,7 @@ func plan(ctx context.Context, cfg *pipeline.Config, stage string) (*stages.Vide
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	paths, err := w.List()
+	paths, err := w.List(ctx)
 	if err != nil {
 		return nil, nil, nil, err
 	}

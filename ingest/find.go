@@ -74,6 +74,15 @@ func Find(root string, include, exclude []string) ([]string, error) {
 	return out, nil
 }
 
+// Match reports whether the slash-separated path rel is one Find would
+// return for these globs (rel's folders are not checked for hidden names).
+func Match(include, exclude []string, rel string) bool {
+	if len(include) == 0 {
+		include = DefaultInclude
+	}
+	return matchAny(include, rel) && !matchAny(exclude, rel)
+}
+
 func matchAny(globs []string, rel string) bool {
 	for _, g := range globs {
 		if matchGlob(g, rel) {

@@ -349,7 +349,7 @@ func (l *loader) params(st *Stage, stageKey, n *yaml.Node) Params {
 				l.add(v, "stage %q: param %s: %v", st.Name, sp.Name, err)
 				return
 			}
-			if s, ok := val.(string); ok && sp.Type == Path && s != "" && !filepath.IsAbs(s) {
+			if s, ok := val.(string); ok && sp.Type == Path && s != "" && !filepath.IsAbs(s) && !isURL(s) {
 				val = filepath.Join(l.dir, s)
 			}
 			p[sp.Name] = val
@@ -498,4 +498,11 @@ func describe(n *yaml.Node) string {
 		return fmt.Sprintf("%s %q", strings.TrimPrefix(n.Tag, "!!"), n.Value)
 	}
 	return "nothing"
+}
+
+// isURL reports whether a Path param's value names a bucket location
+// (s3://bucket/videos): it is kept as written, not resolved as a path.
+func isURL(s string) bool {
+	i := strings.Index(s, "://")
+	return i > 0 && !strings.ContainsAny(s[:i], `/\`)
 }

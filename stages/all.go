@@ -9,6 +9,7 @@ func All() []pipeline.Kind {
 		IngestKind(),
 		FramesKind(),
 		PackKind(),
+		PublishKind(),
 		LatentsKind(),
 		PretrainKind(),
 		TrainKind(),

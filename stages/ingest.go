@@ -61,7 +61,7 @@ func runIngest(ctx context.Context, r *pipeline.StageRun) error {
 	} else {
 		return fmt.Errorf("ingest: set folder, or need exactly one stage whose output holds the videos (needs: %v)", r.Needs)
 	}
-	paths, err := ingest.Find(root, p.Strings("include"), p.Strings("exclude"))
+	paths, err := findVideos(ctx, root, r.Workdir, p.Strings("include"), p.Strings("exclude"))
 	if err != nil {
 		return err
 	}

@@ -57,7 +57,7 @@ func RunSlice(ctx context.Context, cfg *pipeline.Config, stage string, index, co
 	if err != nil {
 		return nil, err
 	}
-	all, err := w.List()
+	all, err := w.List(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -95,7 +95,7 @@ func RunSlice(ctx context.Context, cfg *pipeline.Config, stage string, index, co
 // frames stage named stage (or needing the ingest stage named stage) are
 // all there (0..count-1 of one count) and together list every video ingest
 // finds now exactly once. It returns the slice count.
-func CheckSlices(cfg *pipeline.Config, stage string) (int, error) {
+func CheckSlices(ctx context.Context, cfg *pipeline.Config, stage string) (int, error) {
 	fs, err := framesStageOf(cfg, stage)
 	if err != nil {
 		return 0, err
@@ -155,7 +155,7 @@ func CheckSlices(cfg *pipeline.Config, stage string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	all, err := ingest.Find(root, is.Params.Strings("include"), is.Params.Strings("exclude"))
+	all, err := findVideos(ctx, root, cfg.Workdir, is.Params.Strings("include"), is.Params.Strings("exclude"))
 	if err != nil {
 		return 0, err
 	}

@@ -60,7 +60,7 @@ func TestSlicesThenMergeEqualLocal(t *testing.T) {
 
 	p := pipelinetest.New(t, kinds, slicedYAML(src))
 	const n = 3
-	if _, err := CheckSlices(p.Config, "frames"); err == nil {
+	if _, err := CheckSlices(ctx, p.Config, "frames"); err == nil {
 		t.Fatal("merge before any slice: no error")
 	}
 	seen := 0
@@ -71,7 +71,7 @@ func TestSlicesThenMergeEqualLocal(t *testing.T) {
 		}
 		seen += len(rec.Paths)
 		if i == 0 {
-			if _, err := CheckSlices(p.Config, "frames"); err == nil || !strings.Contains(err.Error(), "1, 2 of 3 have not finished") {
+			if _, err := CheckSlices(ctx, p.Config, "frames"); err == nil || !strings.Contains(err.Error(), "1, 2 of 3 have not finished") {
 				t.Errorf("merge with slices missing: %v", err)
 			}
 		}
@@ -87,7 +87,7 @@ func TestSlicesThenMergeEqualLocal(t *testing.T) {
 	if err != nil || rec.Extracted != 0 {
 		t.Errorf("retried slice: %+v, %v", rec, err)
 	}
-	if got, err := CheckSlices(p.Config, "frames"); err != nil || got != n {
+	if got, err := CheckSlices(ctx, p.Config, "frames"); err != nil || got != n {
 		t.Fatalf("CheckSlices = %d, %v", got, err)
 	}
 	res := p.Run(pipeline.Options{})

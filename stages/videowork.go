@@ -140,8 +140,9 @@ func framesStageOf(cfg *pipeline.Config, stage string) (*pipeline.Stage, error) 
 }
 
 // List returns the videos ingest finds, sorted: the elements to spread.
-func (w *VideoWork) List() ([]string, error) {
-	return ingest.Find(w.Root, w.Include, w.Exclude)
+// The videos of a bucket are fetched into the workdir first.
+func (w *VideoWork) List(ctx context.Context) ([]string, error) {
+	return findVideos(ctx, w.Root, w.Workdir, w.Include, w.Exclude)
 }
 
 // Inspect probes and hashes one video (ingest.Inspect), staging the probe,

@@ -25,6 +25,8 @@ import (
 	"syscall"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	// gs:// buckets (30 MB of client; pipeline itself reads s3://, file://, mem://).
+	_ "gocloud.dev/blob/gcsblob"
 
 	"github.com/timelapse-ml/pipeline/pipeline"
 )

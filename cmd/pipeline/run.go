@@ -43,7 +43,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) (err e
 		return runSlice(ctx, cfg, only, sl, stdout)
 	}
 	if sl.merge {
-		if err := checkMerge(cfg, only); err != nil {
+		if err := checkMerge(ctx, cfg, only); err != nil {
 			return err
 		}
 	}

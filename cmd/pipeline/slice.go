@@ -54,11 +54,11 @@ func runSlice(ctx context.Context, cfg *pipeline.Config, only []string, sl slice
 	return nil
 }
 
-func checkMerge(cfg *pipeline.Config, only []string) error {
+func checkMerge(ctx context.Context, cfg *pipeline.Config, only []string) error {
 	stage, err := sliceStage(only)
 	if err != nil {
 		return err
 	}
-	_, err = stages.CheckSlices(cfg, stage)
+	_, err = stages.CheckSlices(ctx, cfg, stage)
 	return err
 }
