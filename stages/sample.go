@@ -20,7 +20,7 @@ func SampleKind() pipeline.Kind {
 		Doc: "Generates a timelapse from a still image (any size; centre-cropped and resized to the training " +
 			"resolution) or, without one, from the first frame of a validation clip, with the train stage's " +
 			"video model and DDIM. Writes sample.gif, sample.mp4 (H.264 via ffmpeg, when installed), sample.png (contact " +
-			"sheet) and still.png. Needs one train stage.",
+			"sheet), still.png and sample.json (the quality measure: high frequency and frame change of the generated frames against the validation videos'). Needs one train stage.",
 		Params: []pipeline.ParamSpec{
 			{Name: "image", Type: pipeline.Path, Doc: "still image to animate (JPEG, PNG, ...); default: the first frame of a validation clip"},
 			{Name: "frames", Type: pipeline.Int, Default: 25, Min: pipeline.Bound(2), Max: pipeline.Bound(2000), Doc: "frames to generate, the still included (any length: 120 works)"},

@@ -84,7 +84,9 @@ func LoadVideoModel(temporalPath, backbonePath string) (*model.Params, map[strin
 // Sample turns a still image into a timelapse of o.Frames frames with the
 // trained video model (DDIM, o.Steps steps) and writes sample.gif,
 // sample.mp4 (ffmpeg), sample.png (contact sheet) and still.png (the
-// conditioning frame) into o.OutDir.
+// conditioning frame) into o.OutDir, and sample.json: the result with, when
+// o.Shards is set, the quality measure against its validation videos
+// (MeasureQuality).
 func Sample(ctx context.Context, o SampleOptions) (*SampleResult, error) {
 	start := time.Now()
 	if o.Frames == 0 {
