@@ -1,6 +1,7 @@
 package trainer
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,6 +26,10 @@ type dataParallel struct {
 	red            *dist.Reducer
 	devRed         *dist.DeviceReducer
 	mem            *dist.DeviceMemory
+	// outer is the run's context; the loop gets one that is cancelled
+	// (stop) only when the ranks agree to stop (agreeToStep).
+	outer context.Context
+	stop  context.CancelFunc
 }
 
 // distActive reports whether the group needs the data-parallel path (more
@@ -117,6 +122,44 @@ func (s *session) startDist() error {
 		return err
 	}
 	return s.be.weightsChanged()
+}
+
+// loopContext is the context the loop runs with: ctx for one process; in a
+// data-parallel job one that ends only when every rank has agreed to stop,
+// so that no rank starts a step (and its collectives) the others skip.
+func (s *session) loopContext(ctx context.Context) context.Context {
+	if s.dp == nil {
+		return ctx
+	}
+	loopCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	s.dp.outer, s.dp.stop = ctx, stop
+	return loopCtx
+}
+
+// agreeToStep, at the start of every step, asks whether any rank was
+// interrupted; if one was, every rank stops here (rank 0 then writes the
+// interrupt's checkpoint) and returns context.Canceled.
+func (s *session) agreeToStep() error {
+	dp := s.dp
+	if dp == nil || dp.stop == nil {
+		return nil
+	}
+	stopped := 0.0
+	if dp.outer.Err() != nil {
+		stopped = 1
+	}
+	n, err := dp.g.Mean(stopped)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		if stopped == 0 {
+			s.c.Log.Info("another rank was interrupted; stopping", slog.Int("rank", dp.g.Rank()))
+		}
+		dp.stop()
+		return context.Canceled
+	}
+	return nil
 }
 
 // reduceStep averages the last step's gradients (the CPU backend's, handed

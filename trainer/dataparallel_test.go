@@ -20,7 +20,7 @@ const (
 	dpBackboneEnv = "DPTEST_BACKBONE"
 	dpOutEnv      = "DPTEST_OUT"   // rank 0's output folder (and the others' unless DPTEST_OTHER)
 	dpOtherEnv    = "DPTEST_OTHER" // when set, rank r > 0 writes into DPTEST_OTHER/r
-	dpStopEnv     = "DPTEST_STOP"  // interrupt after this step
+	dpStopEnv     = "DPTEST_STOP"  // interrupt rank 1 (only) after this step
 	dpGradsEnv    = "DPTEST_GRADS" // write step 1's averaged gradients to this folder
 )
 
@@ -40,7 +40,8 @@ func dpOpts(t *testing.T, shardsDir, backbone, out string) TrainOptions {
 // gradients at step 1 are the same on both ranks and equal one process's
 // on the whole batch, as are the final weights; only rank 0 writes. Then a
 // run of two ranks interrupted after step 2 resumes as one process and
-// ends where the straight run ends.
+// ends where the straight run ends (the interrupt reached rank 1 only:
+// both stop after step 2 and rank 0 writes the checkpoint).
 func TestTrainDataParallelMatchesOneProcess(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes")
@@ -172,13 +173,19 @@ func TestTrainDataParallelRank(t *testing.T) {
 		if dir := os.Getenv(dpGradsEnv); dir != "" && step == 1 {
 			writeGrads(t, filepath.Join(dir, strconv.Itoa(env.Rank)), s.be.grads())
 		}
-		if step == stop {
+		if step == stop && env.Rank == 1 {
 			cancel()
 		}
 	}
-	_, err = Train(ctx, o)
+	res, err := Train(ctx, o)
 	if stop > 0 && errors.Is(err, context.Canceled) {
+		if res.Steps != stop {
+			t.Fatalf("rank %d stopped after step %d, want %d", env.Rank, res.Steps, stop)
+		}
 		return
+	}
+	if stop > 0 {
+		t.Fatalf("rank %d: %v, want context.Canceled after step %d", env.Rank, err, stop)
 	}
 	if err != nil {
 		t.Fatal(err)

@@ -269,6 +269,9 @@ func (s *session) close() {
 // step runs one training step on the example the feeder prepared while
 // the previous step ran (and has it prepare the next).
 func (s *session) step(ctx context.Context, step int) (StepResult, error) {
+	if err := s.agreeToStep(); err != nil {
+		return StepResult{}, err
+	}
 	p, err := s.feed.get(ctx, step, s.steps)
 	if err != nil {
 		return StepResult{}, err
@@ -366,7 +369,7 @@ func (s *session) run(ctx context.Context) (*Result, error) {
 	}}
 	loop := &Loop{Start: s.start, Steps: s.steps, Step: s.step, Hooks: append([]Hook{logHook, valHook, ckptHook}, s.extraHooks...), Log: c.Log,
 		OnInterrupt: func(_ context.Context, st *Status) error { return s.checkpoint(st.Step) }}
-	st, err := loop.Run(ctx)
+	st, err := loop.Run(s.loopContext(ctx))
 	s.res.Steps = st.Step
 	if timed > 0 {
 		s.res.SecondsPerStep = stepTime.Seconds() / float64(timed)
