@@ -6,9 +6,11 @@
 // NCCL binding through purego with libnccl loaded the way trainer/cuda
 // loads the NVIDIA libraries (nccl.go), gradient buckets in reverse
 // parameter order, each all-reduced (averaged) on the communication stream
-// as soon as its last gradient is ready (PyTorch DDP's scheme, buckets.go),
-// the broadcast of the parameters from rank 0 (memory.go), and each rank's
-// slice of a global batch (slice.go).
+// as soon as its last gradient is ready (PyTorch DDP's scheme, buckets.go;
+// on a GPU fed by the backward pass through trainer/gpu's GradReducer,
+// device.go), the broadcast of the parameters from rank 0 and the scalars
+// the ranks agree on (group.go), and each rank's slice of a global batch
+// (slice.go). disttest builds the stand-in libnccl and starts test ranks.
 //
 // The same code runs on host pointers (the CPU trainer, and the stand-in
 // libnccl the tests build, which sums between processes through shared
