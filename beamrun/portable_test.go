@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -153,4 +154,68 @@ func runBinary(t *testing.T, bin, workdir, src string, flags ...string) string {
 		t.Fatalf("pipeline-beam run %v: %v\n%s", flags, err, out)
 	}
 	return string(out)
+}
+
+// Faults on the portable path: the test kills the SDK worker process while
+// it extracts a video (its temporary folder exists in the staging folder).
+// The job fails (prism does not retry the bundle); running it again redoes
+// only the unfinished videos and the outputs are complete and equal the
+// local engine's. The broken file is quarantined as locally.
+func TestPortableWorkerKilledMidVideo(t *testing.T) {
+	bin := buildBinary(t)
+	src := testVideos(t)
+	local := pipelinetest.New(t, kinds, configYAML(src))
+	runBinary(t, bin, local.Workdir, src, "--runner=local")
+
+	jobPort, poolPort := freePort(t), freePort(t)
+	startService(t, bin, "job-server", "--port", fmt.Sprint(jobPort))
+	pool := startService(t, bin, "worker-pool", "--listen", fmt.Sprintf("127.0.0.1:%d", poolPort))
+	waitListening(t, fmt.Sprintf("127.0.0.1:%d", jobPort))
+	waitListening(t, fmt.Sprintf("127.0.0.1:%d", poolPort))
+	flags := []string{"--runner=flink", fmt.Sprintf("--endpoint=localhost:%d", jobPort),
+		"--environment_type=EXTERNAL", fmt.Sprintf("--environment_config=127.0.0.1:%d", poolPort)}
+
+	p := pipelinetest.New(t, kinds, configYAML(src))
+	cfgFile := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(cfgFile, []byte("workdir: "+p.Workdir+"\n"+configYAML(src)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	first := exec.CommandContext(ctx, bin, append([]string{"run", cfgFile}, flags...)...)
+	var firstOut strings.Builder
+	first.Stdout, first.Stderr = &firstOut, &firstOut
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line := pool.waitLine(t, "worker started", time.Minute)
+	var pid int
+	if _, err := fmt.Sscanf(line[strings.Index(line, "pid=")+4:], "%d", &pid); err != nil {
+		t.Fatalf("no pid in %q", line)
+	}
+	framesStaging := filepath.Join(p.Workdir, ".staged", "frames")
+	killed := false
+	for range 6000 { // bounded: 60 s
+		if tmp, _ := filepath.Glob(filepath.Join(framesStaging, ".tmp-*")); len(tmp) > 0 {
+			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			killed = true
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !killed {
+		t.Fatal("never saw a video being extracted")
+	}
+	err := first.Wait()
+	t.Logf("first run after the kill: %v", err)
+	if err == nil {
+		t.Logf("the runner recovered by itself:\n%s", firstOut.String())
+	}
+	out := runBinary(t, bin, p.Workdir, src, flags...)
+	if !strings.Contains(out, "5 videos: 3 ok, 2 quarantined") {
+		t.Errorf("second run:\n%s", out)
+	}
+	pipelinetest.SameTrees(t, local.Workdir, p.Workdir, "ingest", "frames", "pack")
 }
