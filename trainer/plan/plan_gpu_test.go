@@ -1,0 +1,73 @@
+//go:build gpu
+
+package plan
+
+import (
+	"math"
+	"testing"
+
+	"github.com/timelapse-ml/pipeline/trainer/cuda"
+	"github.com/timelapse-ml/pipeline/trainer/gpu"
+	"github.com/timelapse-ml/pipeline/trainer/model"
+	"github.com/timelapse-ml/pipeline/trainer/weights"
+)
+
+// The planned-executor estimate against trainer/gpu's SD executor on the
+// tiny pseudo-3D inpainting UNet (float32, attention within its 1 GiB
+// budget): a forward pass's device peak (weights + live values) within
+// 15%; a training step's peak is logged beside the estimate (an upper
+// bound: it keeps every value for the backward pass).
+func TestEstimateMatchesSDExecutor(t *testing.T) {
+	if ok, why := cuda.Available(); !ok {
+		t.Skip("no usable GPU: " + why)
+	}
+	dev, err := cuda.Open(0, cuda.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Close()
+	u, err := model.LoadUNet("../weights/testdata/sd-tiny-inpaint/unet", weights.Options{}, model.UNetOptions{Pseudo3D: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const B, T, H, W = 2, 8, 16, 16
+	in := model.Inputs{Input: make([]float32, B*T*9*H*W), Timesteps: make([]float32, B*T), Context: make([]float32, B*T*77*16)}
+	base := dev.MemStats().InUse
+	dev.ResetPeak()
+	s, err := gpu.NewSDNet(dev, u.Net, u.Params, B, T, H, W, gpu.SDOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Forward(in); err != nil {
+		t.Fatal(err)
+	}
+	got := s.MemStats().Peak - base
+	s.Close()
+	e, err := Plan(Job{Net: u.Net, B: B, T: T, H: H, W: W, WeightBytes: 4, ActBytes: 4, AttentionBudget: 4 << 28})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := float64(e.Total) / float64(got)
+	t.Logf("forward: estimate %d B, SD executor peak %d B (ratio %.3f)", e.Total, got, r)
+	if math.Abs(r-1) > 0.15 {
+		t.Errorf("forward estimate %.1f%% off the executor's peak", 100*(r-1))
+	}
+
+	base = dev.MemStats().InUse
+	dev.ResetPeak()
+	tr := func(q model.ParamSpec) bool { return q.Temporal }
+	s, err = gpu.NewSDNet(dev, u.Net, u.Params, B, T, H, W, gpu.SDOptions{Trainable: tr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.TrainStep(in, make([]float32, B*T*4*H*W)); err != nil {
+		t.Fatal(err)
+	}
+	got = s.MemStats().Peak - base
+	e, _ = Plan(Job{Net: u.Net, B: B, T: T, H: H, W: W, Train: true, Trainable: tr, WeightBytes: 4, ActBytes: 4, AttentionBudget: 4 << 28})
+	t.Logf("training step: estimate %d B (upper bound), SD executor peak %d B (ratio %.3f)", e.Total, got, float64(e.Total)/float64(got))
+	if e.Total < got {
+		t.Errorf("the training estimate %d is below the executor's peak %d", e.Total, got)
+	}
+}
