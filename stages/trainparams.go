@@ -64,7 +64,10 @@ func raisesTotal(old, cur map[string]any) bool {
 			return false
 		}
 		if k == "steps" && (old["epochs"] != 0.0 || cur["epochs"] != 0.0) {
-			return false
+			return false // steps are ignored when epochs is set
+		}
+		if k == "epochs" && a == 0 {
+			return false // from steps to epochs is another plan, not a longer one
 		}
 		raised = true
 	}

@@ -38,3 +38,31 @@ func TestOptimizerStateParam(t *testing.T) {
 		t.Errorf("pretrain with optimizer_state device on the CPU: err = %v", err)
 	}
 }
+
+func TestRaisesTotal(t *testing.T) {
+	base := func(kv ...any) map[string]any {
+		m := map[string]any{"steps": 300.0, "epochs": 0.0, "lr": 0.001}
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i].(string)] = kv[i+1]
+		}
+		return m
+	}
+	for _, c := range []struct {
+		name     string
+		old, cur map[string]any
+		want     bool
+	}{
+		{"steps raised", base(), base("steps", 500.0), true},
+		{"steps lowered", base(), base("steps", 200.0), false},
+		{"nothing changed", base(), base(), false},
+		{"steps raised and lr changed", base(), base("steps", 500.0, "lr", 0.002), false},
+		{"epochs raised", base("epochs", 2.0), base("epochs", 3.0), true},
+		{"steps raised under epochs", base("epochs", 2.0), base("epochs", 2.0, "steps", 900.0), false},
+		{"steps to epochs", base(), base("epochs", 5.0), false},
+		{"a param added", base(), base("cond_gap", 4.0), false},
+	} {
+		if got := raisesTotal(c.old, c.cur); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+}
