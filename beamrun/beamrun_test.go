@@ -11,10 +11,10 @@ import (
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 
+	"github.com/timelapse-ml/pipeline/internal/videotest"
 	"github.com/timelapse-ml/pipeline/pipeline"
 	"github.com/timelapse-ml/pipeline/pipeline/pipelinetest"
 	"github.com/timelapse-ml/pipeline/stages"
-	"github.com/timelapse-ml/pipeline/synth"
 )
 
 func TestMain(m *testing.M) {
@@ -24,46 +24,6 @@ func TestMain(m *testing.M) {
 }
 
 var kinds = []pipeline.Kind{stages.IngestKind(), stages.FramesKind(), stages.PackKind()}
-
-// configYAML reads a folder of videos, extracts and packs them.
-func configYAML(folder string) string {
-	return `stages:
-  ingest:
-    kind: ingest
-    params: {folder: "` + folder + `"}
-  frames:
-    kind: frames
-    needs: [ingest]
-    params: {size: 32, workers: 1}
-  pack:
-    kind: pack
-    needs: [frames]
-    params: {shard_mb: 1, val_fraction: 0.34}
-`
-}
-
-// testVideos writes three tiny videos, a copy of one (a duplicate) and a
-// file that is not a video into a new folder.
-func testVideos(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	for i, name := range []string{"a.mp4", "b.mp4", "c.mp4"} {
-		spec := synth.Spec{Width: 96, Height: 64, FPS: 10, Seconds: 5.5, FrozenHead: 2, FrozenTail: 2, Seed: int64(21 + i)}
-		if err := synth.Render(context.Background(), spec, filepath.Join(dir, name)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	data, err := os.ReadFile(filepath.Join(dir, "b.mp4"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, b := range map[string][]byte{"b-copy.mp4": data, "broken.mp4": []byte("not a video")} {
-		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
-}
 
 func report(res []pipeline.Result, stage string) string {
 	for _, r := range res {
@@ -105,9 +65,9 @@ func runAdopting(t *testing.T, p *pipelinetest.Pipeline, res *Result) {
 // Beam on in-process prism, then the engine adopting its work: the same
 // manifest, frames, index and shards as the local engine, byte for byte.
 func TestPrismEqualsLocal(t *testing.T) {
-	src := testVideos(t)
-	local := pipelinetest.Run(t, kinds, configYAML(src))
-	p := pipelinetest.New(t, kinds, configYAML(src))
+	src := videotest.Folder(t, 21)
+	local := pipelinetest.Run(t, kinds, videotest.Config(src))
+	p := pipelinetest.New(t, kinds, videotest.Config(src))
 	res, err := Run(context.Background(), p.Config, Options{Runner: "prism"})
 	if err != nil {
 		t.Fatal(err)

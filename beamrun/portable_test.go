@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/timelapse-ml/pipeline/internal/videotest"
 	"github.com/timelapse-ml/pipeline/pipeline/pipelinetest"
 )
 
@@ -115,10 +116,10 @@ func waitListening(t *testing.T, addr string) {
 // --environment_type=EXTERNAL`: the same outputs as the local engine.
 func TestPortableEqualsLocal(t *testing.T) {
 	bin := buildBinary(t)
-	src := testVideos(t)
+	src := videotest.Folder(t, 21)
 	// The reference: the local engine in the same binary (a test binary
 	// records no module versions, and shards record arrow-go's).
-	local := pipelinetest.New(t, kinds, configYAML(src))
+	local := pipelinetest.New(t, kinds, videotest.Config(src))
 	runBinary(t, bin, local.Workdir, src, "--runner=local")
 
 	jobPort, poolPort := freePort(t), freePort(t)
@@ -127,7 +128,7 @@ func TestPortableEqualsLocal(t *testing.T) {
 	waitListening(t, fmt.Sprintf("127.0.0.1:%d", jobPort))
 	waitListening(t, fmt.Sprintf("127.0.0.1:%d", poolPort))
 
-	p := pipelinetest.New(t, kinds, configYAML(src))
+	p := pipelinetest.New(t, kinds, videotest.Config(src))
 	out := runBinary(t, bin, p.Workdir, src, "--runner=flink", fmt.Sprintf("--endpoint=localhost:%d", jobPort),
 		"--environment_type=EXTERNAL", fmt.Sprintf("--environment_config=127.0.0.1:%d", poolPort))
 	if !strings.Contains(out, "0 extracted, 3 cached") || !strings.Contains(out, "5 videos on flink") {
@@ -144,7 +145,7 @@ func TestPortableEqualsLocal(t *testing.T) {
 func runBinary(t *testing.T, bin, workdir, src string, flags ...string) string {
 	t.Helper()
 	cfgFile := filepath.Join(t.TempDir(), "config.yaml")
-	if err := os.WriteFile(cfgFile, []byte("workdir: "+workdir+"\n"+configYAML(src)), 0o644); err != nil {
+	if err := os.WriteFile(cfgFile, []byte("workdir: "+workdir+"\n"+videotest.Config(src)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -163,8 +164,8 @@ func runBinary(t *testing.T, bin, workdir, src string, flags ...string) string {
 // local engine's. The broken file is quarantined as locally.
 func TestPortableWorkerKilledMidVideo(t *testing.T) {
 	bin := buildBinary(t)
-	src := testVideos(t)
-	local := pipelinetest.New(t, kinds, configYAML(src))
+	src := videotest.Folder(t, 21)
+	local := pipelinetest.New(t, kinds, videotest.Config(src))
 	runBinary(t, bin, local.Workdir, src, "--runner=local")
 
 	jobPort, poolPort := freePort(t), freePort(t)
@@ -175,9 +176,9 @@ func TestPortableWorkerKilledMidVideo(t *testing.T) {
 	flags := []string{"--runner=flink", fmt.Sprintf("--endpoint=localhost:%d", jobPort),
 		"--environment_type=EXTERNAL", fmt.Sprintf("--environment_config=127.0.0.1:%d", poolPort)}
 
-	p := pipelinetest.New(t, kinds, configYAML(src))
+	p := pipelinetest.New(t, kinds, videotest.Config(src))
 	cfgFile := filepath.Join(t.TempDir(), "config.yaml")
-	if err := os.WriteFile(cfgFile, []byte("workdir: "+p.Workdir+"\n"+configYAML(src)), 0o644); err != nil {
+	if err := os.WriteFile(cfgFile, []byte("workdir: "+p.Workdir+"\n"+videotest.Config(src)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)

@@ -14,6 +14,7 @@ import (
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 
 	"github.com/timelapse-ml/pipeline/internal/blobstore"
+	"github.com/timelapse-ml/pipeline/internal/videotest"
 	"github.com/timelapse-ml/pipeline/pipeline"
 	"github.com/timelapse-ml/pipeline/pipeline/pipelinetest"
 )
@@ -42,7 +43,7 @@ func fakeS3(t *testing.T) func(folder string) string {
 func TestS3InputsAndPublishedShards(t *testing.T) {
 	ctx := context.Background()
 	loc := fakeS3(t)
-	src := sliceVideos(t)
+	src := videotest.Folder(t, 11)
 	in, err := blobstore.Open(ctx, loc("videos"))
 	if err != nil {
 		t.Fatal(err)
@@ -57,8 +58,8 @@ func TestS3InputsAndPublishedShards(t *testing.T) {
 	}
 
 	kinds := []pipeline.Kind{IngestKind(), FramesKind(), PackKind(), PublishKind()}
-	local := pipelinetest.Run(t, kinds, slicedYAML(src))
-	cfg := strings.Replace(slicedYAML(loc("videos")), "stages:\n", "stages:\n  upload:\n    kind: publish\n    needs: [pack]\n    params: {url: \""+loc("out/shards")+"\"}\n", 1)
+	local := pipelinetest.Run(t, kinds, videotest.Config(src))
+	cfg := strings.Replace(videotest.Config(loc("videos")), "stages:\n", "stages:\n  upload:\n    kind: publish\n    needs: [pack]\n    params: {url: \""+loc("out/shards")+"\"}\n", 1)
 	p := pipelinetest.New(t, kinds, cfg)
 	res := p.Run(pipeline.Options{})
 	if rep := report(res, "ingest"); !strings.Contains(rep, "5 videos: 3 ok, 2 quarantined") {

@@ -3,50 +3,13 @@ package stages
 import (
 	"context"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/timelapse-ml/pipeline/internal/videotest"
 	"github.com/timelapse-ml/pipeline/pipeline"
 	"github.com/timelapse-ml/pipeline/pipeline/pipelinetest"
 )
-
-// slicedYAML reads a folder of videos, extracts and packs them.
-func slicedYAML(folder string) string {
-	return `stages:
-  ingest:
-    kind: ingest
-    params: {folder: "` + folder + `"}
-  frames:
-    kind: frames
-    needs: [ingest]
-    params: {size: 32, workers: 1}
-  pack:
-    kind: pack
-    needs: [frames]
-    params: {shard_mb: 1, val_fraction: 0.34}
-`
-}
-
-// sliceVideos writes three tiny videos, a copy of one (a duplicate) and a
-// file that is not a video into a new folder.
-func sliceVideos(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	for i, name := range []string{"a.mp4", "b.mp4", "c.mp4"} {
-		renderTiny(t, filepath.Join(dir, name), int64(11+i))
-	}
-	data, err := os.ReadFile(filepath.Join(dir, "b.mp4"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, b := range map[string][]byte{"b-copy.mp4": data, "broken.mp4": []byte("not a video")} {
-		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
-}
 
 // The Indexed Job contract: slices 0..N-1 of the frames stage, then a merge
 // (the engine's run adopting their work), cover every video once and give
@@ -54,11 +17,11 @@ func sliceVideos(t *testing.T) string {
 // the merge runs no ffmpeg, and a missing slice stops the merge.
 func TestSlicesThenMergeEqualLocal(t *testing.T) {
 	ctx := context.Background()
-	src := sliceVideos(t)
+	src := videotest.Folder(t, 11)
 	kinds := []pipeline.Kind{IngestKind(), FramesKind(), PackKind()}
-	local := pipelinetest.Run(t, kinds, slicedYAML(src))
+	local := pipelinetest.Run(t, kinds, videotest.Config(src))
 
-	p := pipelinetest.New(t, kinds, slicedYAML(src))
+	p := pipelinetest.New(t, kinds, videotest.Config(src))
 	const n = 3
 	if _, err := CheckSlices(ctx, p.Config, "frames"); err == nil {
 		t.Fatal("merge before any slice: no error")
