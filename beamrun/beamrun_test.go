@@ -20,7 +20,11 @@ import (
 func TestMain(m *testing.M) {
 	flag.Parse()
 	beam.Init()
-	os.Exit(m.Run())
+	code := m.Run()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath)) // the binary buildBinary made
+	}
+	os.Exit(code)
 }
 
 var kinds = []pipeline.Kind{stages.IngestKind(), stages.FramesKind(), stages.PackKind()}
