@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/timelapse-ml/pipeline/pipeline"
+	"github.com/timelapse-ml/pipeline/trainer/cuda"
 	"github.com/timelapse-ml/pipeline/trainer/model"
 	"github.com/timelapse-ml/pipeline/trainer/plan"
 	"github.com/timelapse-ml/pipeline/trainer/weights"
@@ -23,6 +24,11 @@ type PlanOptions struct {
 // executor holds at once (its SDOptions.AttentionScores default, 1<<28
 // float32 values).
 const sdAttentionBudget = 4 << 28
+
+// sdWorkspace is the library scratch of the GPU executor (cuBLAS's
+// workspace and cuDNN's algorithm-search scratch, held during the first
+// step of each convolution shape).
+var sdWorkspace = cuda.LibraryWorkspaceBytes()
 
 // PlanPart is one line of a stage's estimate.
 type PlanPart struct {
@@ -149,6 +155,7 @@ func addParts(sp *StagePlan, e plan.Estimate, prefix string) {
 		{"frozen weights", e.FrozenWeights}, {"trainable weights (float32)", e.TrainableWeights},
 		{"activations", e.Activations}, {"activation gradients", e.ActivationGrads},
 		{"parameter gradients", e.ParamGrads}, {"attention scores", e.Attention}, {"optimizer moments", e.Optimizer},
+		{"library workspaces (cuBLAS, cuDNN search)", e.Workspace},
 	} {
 		if p.Bytes > 0 {
 			p.Name = prefix + p.Name
@@ -169,11 +176,11 @@ func planLatents(cfg *pipeline.Config, s *pipeline.Stage, o PlanOptions, sp *Sta
 		return err
 	}
 	batch := s.Params.Int("batch")
-	ev, err := plan.Plan(plan.Job{Net: enc, B: batch, T: 1, H: size, W: size, WeightBytes: o.WeightBytes, ActBytes: o.WeightBytes, AttentionBudget: sdAttentionBudget})
+	ev, err := plan.Plan(plan.Job{Net: enc, B: batch, T: 1, H: size, W: size, WeightBytes: o.WeightBytes, ActBytes: o.WeightBytes, AttentionBudget: sdAttentionBudget, Workspace: sdWorkspace})
 	if err != nil {
 		return err
 	}
-	tv, err := plan.Plan(plan.Job{Net: text, B: 1, T: 1, H: 1, W: 1, WeightBytes: o.WeightBytes, ActBytes: o.WeightBytes, AttentionBudget: sdAttentionBudget})
+	tv, err := plan.Plan(plan.Job{Net: text, B: 1, T: 1, H: 1, W: 1, WeightBytes: o.WeightBytes, ActBytes: o.WeightBytes, AttentionBudget: sdAttentionBudget, Workspace: sdWorkspace})
 	if err != nil {
 		return err
 	}
@@ -207,7 +214,7 @@ func planTrainSD(cfg *pipeline.Config, s *pipeline.Stage, o PlanOptions, sp *Sta
 	onDev := s.Params.String("optimizer_state") == "device"
 	job := func(t int, ckpt bool) (plan.Estimate, error) {
 		return plan.Plan(plan.Job{Net: net, B: B, T: t, H: h, W: h, Train: true, WeightBytes: o.WeightBytes,
-			ActBytes: o.WeightBytes, Checkpoint: ckpt, OptimizerOnDevice: onDev, AttentionBudget: sdAttentionBudget})
+			ActBytes: o.WeightBytes, Checkpoint: ckpt, OptimizerOnDevice: onDev, AttentionBudget: sdAttentionBudget, Workspace: sdWorkspace})
 	}
 	full, err := job(T, false)
 	if err != nil {
@@ -280,16 +287,16 @@ func planSampleSD(cfg *pipeline.Config, s *pipeline.Stage, o PlanOptions, sp *St
 	if err != nil {
 		return err
 	}
-	dv, err := plan.Plan(plan.Job{Net: dec, B: batch, T: 1, H: h * f, W: h * f, WeightBytes: o.WeightBytes, ActBytes: o.WeightBytes, AttentionBudget: sdAttentionBudget})
+	dv, err := plan.Plan(plan.Job{Net: dec, B: batch, T: 1, H: h * f, W: h * f, WeightBytes: o.WeightBytes, ActBytes: o.WeightBytes, AttentionBudget: sdAttentionBudget, Workspace: sdWorkspace})
 	if err != nil {
 		return err
 	}
-	tv, err := plan.Plan(plan.Job{Net: text, B: 1, T: 1, H: 1, W: 1, WeightBytes: o.WeightBytes, ActBytes: o.WeightBytes, AttentionBudget: sdAttentionBudget})
+	tv, err := plan.Plan(plan.Job{Net: text, B: 1, T: 1, H: 1, W: 1, WeightBytes: o.WeightBytes, ActBytes: o.WeightBytes, AttentionBudget: sdAttentionBudget, Workspace: sdWorkspace})
 	if err != nil {
 		return err
 	}
 	unet := func(t int) (plan.Estimate, error) {
-		return plan.Plan(plan.Job{Net: net, B: halves, T: t, H: h, W: h, WeightBytes: o.WeightBytes, ActBytes: o.WeightBytes, AttentionBudget: sdAttentionBudget})
+		return plan.Plan(plan.Job{Net: net, B: halves, T: t, H: h, W: h, WeightBytes: o.WeightBytes, ActBytes: o.WeightBytes, AttentionBudget: sdAttentionBudget, Workspace: sdWorkspace})
 	}
 	uv, err := unet(frames)
 	if err != nil {

@@ -43,6 +43,10 @@ type Job struct {
 	// (bytes): an executor that computes attention in chunks of queries
 	// (trainer/gpu's SD executor: 1 GiB of float32 scores).
 	AttentionBudget int64
+	// Workspace is the scratch a GPU executor's libraries hold besides the
+	// tensors (cuBLAS's workspace, cuDNN's algorithm-search scratch:
+	// cuda.LibraryWorkspaceBytes); 0 for the CPU.
+	Workspace int64
 }
 
 // Estimate is a Job's memory, in bytes.
@@ -59,6 +63,7 @@ type Estimate struct {
 	ParamGrads              int64 // gradients of the trainable parameters
 	Attention               int64 // attention score workspace
 	Optimizer               int64 // AdamW moments on the device
+	Workspace               int64 // library scratch (Job.Workspace)
 	Total                   int64
 	// Host side: AdamW's moments (when not on the device) and the pinned
 	// gradient buffers the device copies into.
@@ -110,7 +115,8 @@ func Plan(j Job) (Estimate, error) {
 		if j.KeepAll {
 			e.Attention = 0 // the CPU ops compute scores a row at a time
 		}
-		e.Total = e.FrozenWeights + e.Activations + e.Attention
+		e.Workspace = j.Workspace
+		e.Total = e.FrozenWeights + e.Activations + e.Attention + e.Workspace
 		return e, nil
 	}
 	// values downstream of a trainable parameter carry a gradient
@@ -154,7 +160,8 @@ func Plan(j Job) (Estimate, error) {
 		e.HostOptimizer = 8 * e.TrainableParams
 		e.HostGradients = 4 * e.TrainableParams
 	}
-	e.Total = e.FrozenWeights + e.TrainableWeights + e.Activations + e.ActivationGrads + e.ParamGrads + e.Attention + e.Optimizer
+	e.Workspace = j.Workspace
+	e.Total = e.FrozenWeights + e.TrainableWeights + e.Activations + e.ActivationGrads + e.ParamGrads + e.Attention + e.Optimizer + e.Workspace
 	return e, nil
 }
 

@@ -43,7 +43,7 @@ func TestEstimateMatchesSDExecutor(t *testing.T) {
 	}
 	got := s.MemStats().Peak - base
 	s.Close()
-	e, err := Plan(Job{Net: u.Net, B: B, T: T, H: H, W: W, WeightBytes: 4, ActBytes: 4, AttentionBudget: 4 << 28})
+	e, err := Plan(Job{Net: u.Net, B: B, T: T, H: H, W: W, WeightBytes: 4, ActBytes: 4, AttentionBudget: 4 << 28, Workspace: cuda.LibraryWorkspaceBytes()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +65,7 @@ func TestEstimateMatchesSDExecutor(t *testing.T) {
 		t.Fatal(err)
 	}
 	got = s.MemStats().Peak - base
-	e, _ = Plan(Job{Net: u.Net, B: B, T: T, H: H, W: W, Train: true, Trainable: tr, WeightBytes: 4, ActBytes: 4, AttentionBudget: 4 << 28})
+	e, _ = Plan(Job{Net: u.Net, B: B, T: T, H: H, W: W, Train: true, Trainable: tr, WeightBytes: 4, ActBytes: 4, AttentionBudget: 4 << 28, Workspace: cuda.LibraryWorkspaceBytes()})
 	t.Logf("training step: estimate %d B (upper bound), SD executor peak %d B (ratio %.3f)", e.Total, got, float64(e.Total)/float64(got))
 	if e.Total < got {
 		t.Errorf("the training estimate %d is below the executor's peak %d", e.Total, got)
