@@ -1,6 +1,6 @@
 // Package videotest makes the small folder of videos, and the config over
 // it, that the tests of the runners compare against the local engine
-// (stages' slices and buckets, beamrun's prism and portable paths).
+// (stages' slices and buckets, cmd/pipeline-beam/beamrun's prism and portable paths).
 package videotest
 
 import (
