@@ -84,17 +84,8 @@ type latentResult struct {
 
 // NewLatentLoader starts a loader over ds.
 func NewLatentLoader(ds *LatentDataset, opt LatentLoaderOptions) (*LatentLoader, error) {
-	if opt.Split == "" {
-		opt.Split = SplitTrain
-	}
-	if opt.Split != SplitTrain && opt.Split != SplitVal {
-		return nil, fmt.Errorf("shards: latent loader: split %q, want train or val", opt.Split)
-	}
-	if opt.Sampling == "" {
-		opt.Sampling = SamplingEpoch
-	}
-	if opt.Sampling != SamplingEpoch && opt.Sampling != SamplingRandom {
-		return nil, fmt.Errorf("shards: latent loader: sampling %q, want epoch or random", opt.Sampling)
+	if err := defaultSplitSampling(&opt.Split, &opt.Sampling, "latent loader"); err != nil {
+		return nil, err
 	}
 	if opt.Batch == 0 {
 		opt.Batch = 1

@@ -102,19 +102,28 @@ type result struct {
 	err error
 }
 
+// defaultSplitSampling fills an empty split (train) and sampling (epoch)
+// and checks both; what names the loader in the error.
+func defaultSplitSampling(split, sampling *string, what string) error {
+	if *split == "" {
+		*split = SplitTrain
+	}
+	if *split != SplitTrain && *split != SplitVal {
+		return fmt.Errorf("shards: %s: split %q, want train or val", what, *split)
+	}
+	if *sampling == "" {
+		*sampling = SamplingEpoch
+	}
+	if *sampling != SamplingEpoch && *sampling != SamplingRandom {
+		return fmt.Errorf("shards: %s: sampling %q, want epoch or random", what, *sampling)
+	}
+	return nil
+}
+
 // NewLoader starts a loader over ds.
 func NewLoader(ds *Dataset, opt LoaderOptions) (*Loader, error) {
-	if opt.Split == "" {
-		opt.Split = SplitTrain
-	}
-	if opt.Split != SplitTrain && opt.Split != SplitVal {
-		return nil, fmt.Errorf("shards: loader: split %q, want train or val", opt.Split)
-	}
-	if opt.Sampling == "" {
-		opt.Sampling = SamplingEpoch
-	}
-	if opt.Sampling != SamplingEpoch && opt.Sampling != SamplingRandom {
-		return nil, fmt.Errorf("shards: loader: sampling %q, want epoch or random", opt.Sampling)
+	if err := defaultSplitSampling(&opt.Split, &opt.Sampling, "loader"); err != nil {
+		return nil, err
 	}
 	if opt.Resolution < 1 {
 		return nil, fmt.Errorf("shards: loader: resolution %d, want at least 1", opt.Resolution)
