@@ -40,21 +40,32 @@ func SampleKind() pipeline.Kind {
 	}
 }
 
+// readTrainSummary decodes the train.json of the one needed stage of
+// trainKind into sum and returns that stage's output folder.
+func readTrainSummary(r *pipeline.StageRun, trainKind string, sum any) (string, error) {
+	dir, err := needOfKind(r, trainKind)
+	if err != nil {
+		return "", err
+	}
+	if dir == "" {
+		return "", fmt.Errorf("%s: needs a %s stage (needs: %v)", r.Kind, trainKind, r.Needs)
+	}
+	path := filepath.Join(dir, trainer.SummaryFile)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("%s: %s stage output: %w", r.Kind, trainKind, err)
+	}
+	if err := json.Unmarshal(b, sum); err != nil {
+		return "", fmt.Errorf("%s: %s: %w", r.Kind, path, err)
+	}
+	return dir, nil
+}
+
 func runSample(ctx context.Context, r *pipeline.StageRun) error {
-	trainDir, err := needOfKind(r, "train")
+	var sum trainer.Summary
+	trainDir, err := readTrainSummary(r, "train", &sum)
 	if err != nil {
 		return err
-	}
-	if trainDir == "" {
-		return fmt.Errorf("sample: needs a train stage (needs: %v)", r.Needs)
-	}
-	b, err := os.ReadFile(filepath.Join(trainDir, trainer.SummaryFile))
-	if err != nil {
-		return fmt.Errorf("sample: train stage output: %w", err)
-	}
-	var sum trainer.Summary
-	if err := json.Unmarshal(b, &sum); err != nil {
-		return fmt.Errorf("sample: %s: %w", trainer.SummaryFile, err)
 	}
 	p := r.Params
 	o := trainer.SampleOptions{

@@ -2,9 +2,7 @@ package stages
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"github.com/timelapse-ml/pipeline/pipeline"
@@ -48,20 +46,13 @@ func SampleSDKind() pipeline.Kind {
 }
 
 func runSampleSD(ctx context.Context, r *pipeline.StageRun) error {
-	trainDir, err := needOfKind(r, "train_sd")
+	var sum trainer.SDSummary
+	trainDir, err := readTrainSummary(r, "train_sd", &sum)
 	if err != nil {
 		return err
 	}
-	if trainDir == "" {
-		return fmt.Errorf("sample_sd: needs a train_sd stage (needs: %v)", r.Needs)
-	}
-	b, err := os.ReadFile(filepath.Join(trainDir, trainer.SummaryFile))
-	if err != nil {
-		return fmt.Errorf("sample_sd: train_sd stage output: %w", err)
-	}
-	var sum trainer.SDSummary
-	if err := json.Unmarshal(b, &sum); err != nil || sum.Family != trainer.FamilySD {
-		return fmt.Errorf("sample_sd: %s is not a train_sd summary (%v)", filepath.Join(trainDir, trainer.SummaryFile), err)
+	if sum.Family != trainer.FamilySD {
+		return fmt.Errorf("sample_sd: %s is not a train_sd summary", filepath.Join(trainDir, trainer.SummaryFile))
 	}
 	p := r.Params
 	o := trainer.SDSampleOptions{
