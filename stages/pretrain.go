@@ -54,7 +54,6 @@ func runPretrain(ctx context.Context, r *pipeline.StageRun) error {
 	if err != nil {
 		return err
 	}
-	logResult(r.Log, "pretrain", res)
-	r.Report(fmt.Sprintf("%d steps: loss %.4f, validation loss %.4f, %.2f s/step", res.Steps, res.Loss, res.ValLoss, res.SecondsPerStep))
+	reportTraining(r, res, "")
 	return nil
 }

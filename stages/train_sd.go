@@ -110,11 +110,6 @@ func runTrainSD(ctx context.Context, r *pipeline.StageRun) error {
 	if err != nil {
 		return err
 	}
-	logResult(r.Log, "train_sd", res)
-	line := fmt.Sprintf("%d steps: loss %.4f, validation loss %.4f, %.2f s/step", res.Steps, res.Loss, res.ValLoss, res.SecondsPerStep)
-	if res.BaselineValLoss > 0 {
-		line += fmt.Sprintf("; SD frame by frame %.4f (ratio %.3f)", res.BaselineValLoss, res.ValLoss/res.BaselineValLoss)
-	}
-	r.Report(line)
+	reportTraining(r, res, "SD frame by frame")
 	return nil
 }

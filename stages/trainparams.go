@@ -130,6 +130,17 @@ func needOfKind(r *pipeline.StageRun, kind string) (string, error) {
 	return "", fmt.Errorf("%s: needs %d stages of kind %s (%v), want one", r.Kind, len(found), kind, found)
 }
 
+// reportTraining logs a training stage's result and adds its summary line;
+// baseline names the validation baseline (none for pretrain).
+func reportTraining(r *pipeline.StageRun, res *trainer.Result, baseline string) {
+	logResult(r.Log, r.Kind, res)
+	line := fmt.Sprintf("%d steps: loss %.4f, validation loss %.4f, %.2f s/step", res.Steps, res.Loss, res.ValLoss, res.SecondsPerStep)
+	if baseline != "" && res.BaselineValLoss > 0 {
+		line += fmt.Sprintf("; %s %.4f (ratio %.3f)", baseline, res.BaselineValLoss, res.ValLoss/res.BaselineValLoss)
+	}
+	r.Report(line)
+}
+
 func logResult(log *slog.Logger, kind string, res *trainer.Result) {
 	log.Info("training done", slog.String("kind", kind), slog.Int("steps", res.Steps), slog.Int("resumed_from", res.ResumedFrom),
 		slog.Float64("loss", res.Loss), slog.Float64("val_loss", res.ValLoss), slog.Float64("s_per_step", res.SecondsPerStep))
