@@ -16,7 +16,10 @@ import (
 // cuDNN constants (cudnn_graph.h / cudnn_cnn.h, stable since cuDNN 7).
 const (
 	dnnDataFloat        = 0
+	dnnDataHalf         = 2
+	dnnDataBFloat16     = 9
 	dnnTensorNCHW       = 0
+	dnnTensorNHWC       = 1
 	dnnCrossCorrelation = 1
 	dnnDefaultMath      = 0 // may use TF32 tensor cores
 	dnnFMAMath          = 3 // strict float32
@@ -116,7 +119,17 @@ type convGeom struct {
 	xStr, yStr [4]int
 	dir        int
 	tf32       bool
+	// dt is the cuDNN type of x, y and the filter (dnnDataFloat, or
+	// dnnDataHalf / dnnDataBFloat16 with float32 accumulation: cuDNN's
+	// PSEUDO_HALF / PSEUDO_BFLOAT16 configurations); nhwc stores the
+	// filter (K, KH, KW, C) (x and y say their layout by their strides).
+	dt   int
+	nhwc bool
 }
+
+// half reports whether g runs on 16-bit operands (tensor cores, any math
+// type cuDNN lists).
+func (g convGeom) half() bool { return g.dt != dnnDataFloat }
 
 // convPlan is the cached cuDNN setup for one geometry and direction.
 type convPlan struct {
@@ -255,12 +268,12 @@ func (st *dnnState) build(d *Device, g convGeom, x, y, f uintptr) (_ *convPlan, 
 			return nil, err
 		}
 	}
-	if err := a.call("cudnnSetTensor4dDescriptorEx x", a.setTensor4dEx, p.x, dnnDataFloat,
+	if err := a.call("cudnnSetTensor4dDescriptorEx x", a.setTensor4dEx, p.x, uintptr(g.dt),
 		uintptr(g.n), uintptr(g.c), uintptr(g.h), uintptr(g.w),
 		uintptr(g.xStr[0]), uintptr(g.xStr[1]), uintptr(g.xStr[2]), uintptr(g.xStr[3])); err != nil {
 		return nil, err
 	}
-	if err := a.call("cudnnSetTensor4dDescriptorEx y", a.setTensor4dEx, p.y, dnnDataFloat,
+	if err := a.call("cudnnSetTensor4dDescriptorEx y", a.setTensor4dEx, p.y, uintptr(g.dt),
 		uintptr(g.n), uintptr(g.k), uintptr(g.oh), uintptr(g.ow),
 		uintptr(g.yStr[0]), uintptr(g.yStr[1]), uintptr(g.yStr[2]), uintptr(g.yStr[3])); err != nil {
 		return nil, err
@@ -268,7 +281,11 @@ func (st *dnnState) build(d *Device, g convGeom, x, y, f uintptr) (_ *convPlan, 
 	if err := a.call("cudnnCreateFilterDescriptor", a.createFilter, uintptr(unsafe.Pointer(&p.f))); err != nil {
 		return nil, err
 	}
-	if err := a.call("cudnnSetFilter4dDescriptor", a.setFilter4d, p.f, dnnDataFloat, dnnTensorNCHW,
+	format := uintptr(dnnTensorNCHW)
+	if g.nhwc {
+		format = dnnTensorNHWC
+	}
+	if err := a.call("cudnnSetFilter4dDescriptor", a.setFilter4d, p.f, uintptr(g.dt), format,
 		uintptr(g.k), uintptr(g.c), uintptr(g.kh), uintptr(g.kw)); err != nil {
 		return nil, err
 	}
@@ -280,7 +297,8 @@ func (st *dnnState) build(d *Device, g convGeom, x, y, f uintptr) (_ *convPlan, 
 		return nil, err
 	}
 	math := uintptr(dnnFMAMath)
-	if g.tf32 {
+	loose := g.tf32 || g.half() // any math type the list names is acceptable
+	if loose {
 		math = dnnDefaultMath
 	}
 	if err := a.call("cudnnSetConvolutionMathType", a.setConvMath, p.conv, math); err != nil {
@@ -288,7 +306,7 @@ func (st *dnnState) build(d *Device, g convGeom, x, y, f uintptr) (_ *convPlan, 
 	}
 	perf := make([]byte, dnnMaxAlgos*dnnPerfBytes)
 	var n int32
-	if st.findOn && x != 0 && (!g.tf32 || st.findTF32) {
+	if st.findOn && x != 0 && (!g.tf32 || st.findTF32 || g.half()) {
 		// Time the candidates on the real buffers once, as PyTorch's cudnn.benchmark does.
 		if ferr := st.findAlgos(d, g, p, x, y, f, perf, &n); ferr == nil && n > 0 {
 			p.found = true
@@ -319,10 +337,10 @@ func (st *dnnState) build(d *Device, g convGeom, x, y, f uintptr) (_ *convPlan, 
 			status := int32(binary.LittleEndian.Uint32(rec[4:]))
 			mem := int64(binary.LittleEndian.Uint64(rec[16:]))
 			mathType := int32(binary.LittleEndian.Uint32(rec[28:]))
-			if status != 0 || mem > dnnMaxWorkspace || (!g.tf32 && pass == 0 && mathType != dnnFMAMath) {
+			if status != 0 || mem > dnnMaxWorkspace || (!loose && pass == 0 && mathType != dnnFMAMath) {
 				continue
 			}
-			if g.tf32 {
+			if loose {
 				if err := a.call("cudnnSetConvolutionMathType", a.setConvMath, p.conv, uintptr(mathType)); err != nil {
 					return nil, err
 				}
@@ -342,7 +360,7 @@ func (st *dnnState) build(d *Device, g convGeom, x, y, f uintptr) (_ *convPlan, 
 			p.algo, p.ws, p.math = algo, int64(ws), mathType
 			return p, nil
 		}
-		if g.tf32 {
+		if loose {
 			break
 		}
 	}

@@ -93,7 +93,7 @@ func (s *SDNet) backwardLayer(i int) error {
 		})
 	case model.Conv2D:
 		cs := s.convShape(l)
-		err = dataGrad(0, func(dx *cuda.Tensor) error { return d.Conv2DBackwardData(dx, dy, s.param(l, 0), cs) })
+		err = dataGrad(0, func(dx *cuda.Tensor) error { return s.conv2DBackwardData(l, dx, dy, cs) })
 		if dw, db := s.wgrad(l, 0), s.wgrad(l, 1); err == nil && dw != nil {
 			err = d.Conv2DBackwardFilter(dw, db, dy, x(0), cs)
 		} else if err == nil && db != nil {
@@ -111,7 +111,7 @@ func (s *SDNet) backwardLayer(i int) error {
 				return err
 			}
 			defer padded.Free()
-			if err := d.Conv2DBackwardData(padded, dy, s.param(l, 0), s.convShape(l)); err != nil {
+			if err := s.conv2DBackwardData(l, padded, dy, s.convShape(l)); err != nil {
 				return err
 			}
 			return k.cropEnd(dx.Ptr(), padded.Ptr(), int64(n*c), h, w)
@@ -142,7 +142,7 @@ func (s *SDNet) backwardLayer(i int) error {
 			}
 		}
 		if err == nil {
-			if s.bf16 {
+			if s.halfAttention(l) {
 				err = s.seqAttentionBackwardBF16(l, dq, dk, dv, dy, x(0), x(1), x(2))
 			} else {
 				err = s.seqAttentionBackward(l, dq, dk, dv, dy, x(0), x(1), x(2))

@@ -8,13 +8,15 @@ import (
 	"github.com/timelapse-ml/pipeline/trainer/nn"
 )
 
-// The bfloat16 mode of the SD executor (SDOptions.BF16): frozen linear
-// weights are stored in bfloat16 (their float32 copy is not kept), and the
-// matrix products of the linear layers and of attention read bfloat16
+// The half-precision modes of the SD executor (SDOptions.Precision bf16 or
+// fp16): frozen linear weights are stored in 16 bits (their float32 copy is
+// not kept), and the matrix products of the linear layers read 16-bit
 // operands and accumulate in float32 (cublasGemmStridedBatchedEx,
-// CUBLAS_COMPUTE_32F). Activations, gradients, norms and the trainable
-// weights stay float32; attention scores are float32, its probabilities
-// and their gradients bfloat16.
+// CUBLAS_COMPUTE_32F); frozen convolutions likewise (sd_half.go). The
+// attention of the frozen layers runs on bfloat16 operands in both modes.
+// Activations, gradients, norms and the trainable weights stay float32;
+// attention scores are float32, its probabilities and their gradients
+// bfloat16.
 
 const bf16Size = 2
 
@@ -52,15 +54,18 @@ func (s *SDNet) toHalfAll(ts ...*cuda.Tensor) ([]*cuda.Tensor, func(), error) {
 	return out, free, nil
 }
 
-// halfWeight reports whether parameter name is stored in bfloat16: a
-// frozen weight of a linear layer in the bfloat16 mode.
-func halfWeight(net *model.Net, o SDOptions, name string) bool {
-	if !o.BF16 || (o.Trainable != nil && o.Trainable(specOf(net, name))) {
+// halfWeight reports whether parameter name is stored in 16 bits: a frozen
+// weight of a linear layer or a convolution in a half precision.
+func halfWeight(net *model.Net, p Precision, trainable func(model.ParamSpec) bool, name string) bool {
+	if !p.Half() || (trainable != nil && trainable(specOf(net, name))) {
 		return false
 	}
 	for _, l := range net.Layers {
-		if l.Kind == model.Linear && len(l.Params) > 0 && l.Params[0] == name {
-			return true
+		switch l.Kind {
+		case model.Linear, model.Conv2D, model.Conv2DPadEnd:
+			if len(l.Params) > 0 && l.Params[0] == name {
+				return true
+			}
 		}
 	}
 	return false
@@ -75,18 +80,38 @@ func specOf(net *model.Net, name string) model.ParamSpec {
 	return model.ParamSpec{Name: name}
 }
 
-// uploadHalf uploads data as a bfloat16 tensor.
+// uploadHalf uploads data as a tensor of the net's 16-bit type; a
+// convolution filter (4 dimensions) is stored as the convolutions read it
+// (sd_half.go: halfFilterLayout).
 func (s *SDNet) uploadHalf(data []float32, shape []int) (*cuda.Tensor, error) {
+	if len(shape) == 4 {
+		data = halfFilterLayout(data, shape)
+	}
 	f, err := s.dev.FromHost(data, shape...)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Free()
-	return s.toHalf(f)
+	return s.toHalfOf(f, s.prec.dataType())
 }
 
-func gemmBF16(g cuda.Gemm, c cuda.DataType) cuda.GemmEx {
-	return cuda.GemmEx{Gemm: g, TypeA: cuda.TypeBF16, TypeB: cuda.TypeBF16, TypeC: c}
+// toHalfOf returns a copy of x in the 16-bit type t.
+func (s *SDNet) toHalfOf(x *cuda.Tensor, t cuda.DataType) (*cuda.Tensor, error) {
+	h, err := s.dev.NewHalf(x.Len())
+	if err != nil {
+		return nil, err
+	}
+	if err := s.dev.ToHalf(h, x, t); err != nil {
+		h.Free()
+		return nil, err
+	}
+	return h, nil
+}
+
+func gemmBF16(g cuda.Gemm, c cuda.DataType) cuda.GemmEx { return gemmHalf(g, cuda.TypeBF16, c) }
+
+func gemmHalf(g cuda.Gemm, t, c cuda.DataType) cuda.GemmEx {
+	return cuda.GemmEx{Gemm: g, TypeA: t, TypeB: t, TypeC: c}
 }
 
 // linearForward is y = x Wᵀ + b, with a bfloat16 W where it is stored so.
@@ -95,12 +120,13 @@ func (s *SDNet) linearForward(l model.Layer, y, x *cuda.Tensor, ls nn.LinearShap
 	if w == nil {
 		return s.dev.LinearForward(y, x, s.param(l, 0), s.param(l, 1), ls)
 	}
-	xb, err := s.toHalf(x)
+	t := s.prec.dataType()
+	xb, err := s.toHalfOf(x, t)
 	if err != nil {
 		return err
 	}
 	defer xb.Free()
-	if err := s.dev.GemmEx(gemmBF16(cuda.Gemm{TransB: true, M: ls.N, N: ls.Out, K: ls.In, Alpha: 1, A: xb.Ptr(), B: w.Ptr(), C: y.Ptr(), Batch: 1}, cuda.TypeF32)); err != nil {
+	if err := s.dev.GemmEx(gemmHalf(cuda.Gemm{TransB: true, M: ls.N, N: ls.Out, K: ls.In, Alpha: 1, A: xb.Ptr(), B: w.Ptr(), C: y.Ptr(), Batch: 1}, t, cuda.TypeF32)); err != nil {
 		return err
 	}
 	if b := s.param(l, 1); b != nil {
@@ -115,12 +141,13 @@ func (s *SDNet) linearBackwardData(l model.Layer, dx, dy *cuda.Tensor, ls nn.Lin
 	if w == nil {
 		return s.dev.LinearBackwardData(dx, dy, s.param(l, 0), ls)
 	}
-	db, err := s.toHalf(dy)
+	t := s.prec.dataType()
+	db, err := s.toHalfOf(dy, t)
 	if err != nil {
 		return err
 	}
 	defer db.Free()
-	return s.dev.GemmEx(gemmBF16(cuda.Gemm{M: ls.N, N: ls.In, K: ls.Out, Alpha: 1, A: db.Ptr(), B: w.Ptr(), C: dx.Ptr(), Batch: 1}, cuda.TypeF32))
+	return s.dev.GemmEx(gemmHalf(cuda.Gemm{M: ls.N, N: ls.In, K: ls.Out, Alpha: 1, A: db.Ptr(), B: w.Ptr(), C: dx.Ptr(), Batch: 1}, t, cuda.TypeF32))
 }
 
 // halfAt is the address of head h of sequence n0 in a bfloat16 (N, L, C) copy.

@@ -25,7 +25,7 @@ func (s *SDNet) frame(v int) (n, c, h, w int) {
 
 func (s *SDNet) convShape(l model.Layer) nn.Conv2DShape {
 	n, c, h, w := s.frame(l.In[0])
-	ws := s.weights[l.Params[0]].Shape
+	ws := s.weightShape(l.Params[0])
 	cs := nn.Conv2DShape{N: n, C: c, H: h, W: w, K: ws[0], KH: ws[2], KW: ws[3], Stride: max(1, l.Stride), Pad: l.Pad}
 	if l.Kind == model.Conv2DPadEnd {
 		cs.H, cs.W, cs.Pad = h+1, w+1, 0
@@ -141,7 +141,7 @@ func (s *SDNet) forward(i int) error {
 		rows, _ := s.rowsOf(l.Out)
 		err = k.geglu(y.Ptr(), x.Ptr(), int64(rows), s.p.net.Values[l.Out].Channels)
 	case model.Conv2D:
-		err = d.Conv2DForward(y, x, s.param(l, 0), s.param(l, 1), s.convShape(l))
+		err = s.conv2DForward(l, y, x, s.convShape(l))
 	case model.Conv2DPadEnd:
 		err = s.padConvForward(l, y, x)
 	case model.TemporalConv:
@@ -151,7 +151,7 @@ func (s *SDNet) forward(i int) error {
 	case model.LayerNorm:
 		err = s.layerNormForward(i, l, y, x)
 	case model.SeqAttention:
-		if s.bf16 {
+		if s.halfAttention(l) {
 			err = s.seqAttentionForwardBF16(l, y, in[0], in[1], in[2])
 		} else {
 			err = s.seqAttentionForward(l, y, in[0], in[1], in[2])
@@ -207,7 +207,7 @@ func (s *SDNet) padConvForward(l model.Layer, y, x *cuda.Tensor) error {
 	if err := s.k.padEnd(padded.Ptr(), x.Ptr(), int64(n*c), h, w); err != nil {
 		return err
 	}
-	return s.dev.Conv2DForward(y, padded, s.param(l, 0), s.param(l, 1), s.convShape(l))
+	return s.conv2DForward(l, y, padded, s.convShape(l))
 }
 
 func (s *SDNet) groupNormForward(l model.Layer, y, x *cuda.Tensor) error {

@@ -27,8 +27,11 @@ type SDNet struct {
 	params *model.Params
 
 	weights   map[string]*cuda.Tensor
-	halfW     map[string]*cuda.Tensor // bfloat16 frozen linear weights (SDOptions.BF16)
-	bf16      bool
+	halfW     map[string]*cuda.Tensor // 16-bit frozen weights (SDOptions.Precision bf16 or fp16)
+	halfShape map[string][]int        // their shapes
+	prec      Precision
+	bf16      bool // half precision: attention on bfloat16 operands (sd_bf16.go)
+	scale     lossScale
 	wgrads    map[string]*cuda.Tensor
 	trainable []*model.Param
 
@@ -57,9 +60,10 @@ type SDOptions struct {
 	Trainable func(model.ParamSpec) bool
 	// Profile records device time per layer kind and pass (SDNet.Profile).
 	Profile bool
-	// BF16 stores the frozen linear weights in bfloat16 and runs the
-	// linear layers' and attention's matrix products on bfloat16 operands
-	// with float32 accumulation (sd_bf16.go).
+	// Precision of the frozen backbone (sd_half.go): fp32 (""), tf32,
+	// bf16 or fp16.
+	Precision Precision
+	// BF16 is the older spelling of Precision: BF16.
 	BF16 bool
 	// AttentionScores bounds the float32 attention scores held at once
 	// (elements; 0: 1<<28, 1 GiB).
@@ -74,12 +78,17 @@ func NewSDNet(dev *cuda.Device, net *model.Net, p *model.Params, B, T, H, W int,
 	if err != nil {
 		return nil, err
 	}
+	prec, err := o.precision()
+	if err != nil {
+		return nil, err
+	}
 	k, err := openKernels(dev)
 	if err != nil {
 		return nil, fmt.Errorf("gpu: kernels: %w", err)
 	}
 	s := &SDNet{dev: dev, k: k, p: pl, params: p, weights: map[string]*cuda.Tensor{}, wgrads: map[string]*cuda.Tensor{},
-		halfW: map[string]*cuda.Tensor{}, bf16: o.BF16, ln: map[int]*lnSaved{}, attnBudget: o.AttentionScores}
+		halfW: map[string]*cuda.Tensor{}, halfShape: map[string][]int{}, prec: prec, bf16: prec.Half(), scale: newLossScale(prec),
+		ln: map[int]*lnSaved{}, attnBudget: o.AttentionScores}
 	if s.attnBudget <= 0 {
 		s.attnBudget = 1 << 28
 	}
@@ -96,13 +105,14 @@ func NewSDNet(dev *cuda.Device, net *model.Net, p *model.Params, B, T, H, W int,
 			s.Close()
 			return nil, fmt.Errorf("gpu: parameter %s has %d values, want %d", spec.Name, len(q.Data), spec.Size())
 		}
-		if halfWeight(net, o, spec.Name) {
+		if halfWeight(net, prec, o.Trainable, spec.Name) {
 			h, err := s.uploadHalf(q.Data, spec.Shape)
 			if err != nil {
 				s.Close()
 				return nil, fmt.Errorf("gpu: upload %s: %w", spec.Name, err)
 			}
 			s.halfW[spec.Name] = h
+			s.halfShape[spec.Name] = spec.Shape
 			continue
 		}
 		t, err := dev.FromHost(q.Data, spec.Shape...)
@@ -293,7 +303,7 @@ func (s *SDNet) TrainStep(in model.Inputs, target []float32) (float32, error) {
 	if err != nil {
 		return 0, err
 	}
-	if err := s.dev.FrameMSEBackward(dpred, pred, tgt, 1, fs); err != nil {
+	if err := s.dev.FrameMSEBackward(dpred, pred, tgt, s.scale.scale, fs); err != nil {
 		dpred.Free()
 		return 0, fmt.Errorf("gpu: loss backward: %w", err)
 	}
@@ -314,6 +324,9 @@ func (s *SDNet) TrainStep(in model.Inputs, target []float32) (float32, error) {
 		if err := s.prof.mark(sdLabel(pl, l, "bwd")); err != nil {
 			return 0, err
 		}
+	}
+	if err := s.unscaleGrads(); err != nil {
+		return 0, fmt.Errorf("gpu: loss scale: %w", err)
 	}
 	if err := s.evEnd.Record(nil); err != nil {
 		return 0, err
@@ -398,6 +411,7 @@ func (s *SDNet) Close() {
 		t.Free()
 	}
 	s.weights, s.wgrads, s.halfW = map[string]*cuda.Tensor{}, map[string]*cuda.Tensor{}, map[string]*cuda.Tensor{}
+	s.scale.free()
 	for _, e := range []*cuda.Event{s.evStart, s.evEnd} {
 		if e != nil {
 			e.Destroy()
