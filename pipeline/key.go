@@ -141,6 +141,14 @@ func (e *Engine) keyParts(ctx context.Context, st *Stage, inputDigests map[strin
 		if p.External == nil {
 			p.External = map[string]string{}
 		}
+		if isURL(path) && st.Kind.ListURL != nil {
+			d, err := st.Kind.ListURL(ctx, path)
+			if err != nil {
+				d = "unreadable: " + err.Error()
+			}
+			p.External[path] = d
+			continue
+		}
 		p.External[filepath.Clean(path)] = listingDigest(path)
 	}
 	// Canonicalise through JSON so recorded and fresh parts compare equal.

@@ -28,6 +28,13 @@ type Kind struct {
 	// source video that a frames index lists, say). Their listing enters the
 	// cache key as ExternalInputs' does, so editing one makes the stage stale.
 	InputsFromNeeds func(p Params, needs map[string]string) []string
+	// ListURL, when set, digests the listing of a bucket location that a
+	// Path param holds (ingest's folder: s3://bucket/videos): every object's
+	// name, size, ETag and modification time, so adding, removing or
+	// rewriting an object makes the stage stale as a local folder's listing
+	// does. An error enters the key as "unreadable: ..." (the stage runs and
+	// reports it). Without it a location's listing is not part of the key.
+	ListURL func(ctx context.Context, url string) (string, error)
 	// Run does the stage's work. It writes its outputs under r.OutDir (see
 	// StageRun for atomicity) and returns an error to fail the stage.
 	Run func(ctx context.Context, r *StageRun) error

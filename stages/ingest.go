@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/timelapse-ml/pipeline/ingest"
+	"github.com/timelapse-ml/pipeline/internal/blobstore"
 	"github.com/timelapse-ml/pipeline/pipeline"
 )
 
@@ -46,8 +47,9 @@ func IngestKind() pipeline.Kind {
 			{Name: "ffprobe", VersionArgs: []string{"-version"}},
 			{Name: "ffmpeg", VersionArgs: []string{"-version"}},
 		},
-		Run:    runIngest,
-		Verify: verifyIngest,
+		ListURL: blobstore.ListingDigest,
+		Run:     runIngest,
+		Verify:  verifyIngest,
 	}
 }
 
@@ -154,15 +156,17 @@ func runIngest(ctx context.Context, r *pipeline.StageRun) error {
 
 // probeItem returns the path (relative to the stage's output) and the
 // fingerprint of the cached probe of the file at path: its path, size and
-// modification time, the options and the tools' versions.
+// modification time (and, for a video fetched from a bucket, its object's
+// MD5), the options and the tools' versions.
 func probeItem(path string, fi os.FileInfo, opts ingest.Options, tools string) (rel, fp string) {
 	b, _ := json.Marshal(struct {
 		Path    string
 		Size    int64
 		ModTime int64
+		Object  string `json:",omitempty"`
 		Opts    ingest.Options
 		Tools   string
-	}{path, fi.Size(), fi.ModTime().UnixNano(), opts, tools})
+	}{path, fi.Size(), fi.ModTime().UnixNano(), blobstore.FetchedVersion(path), opts, tools})
 	sum := sha256.Sum256([]byte(path))
 	return "probes/" + hex.EncodeToString(sum[:8]) + ".json", string(b)
 }

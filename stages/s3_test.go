@@ -4,14 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/johannesboyne/gofakes3"
-	"github.com/johannesboyne/gofakes3/backend/s3mem"
 
 	"github.com/timelapse-ml/pipeline/internal/blobstore"
 	"github.com/timelapse-ml/pipeline/internal/videotest"
@@ -21,21 +17,7 @@ import (
 
 // fakeS3 starts an in-process S3 server on 127.0.0.1 with bucket b and
 // returns a function making s3:// locations of folders in it.
-func fakeS3(t *testing.T) func(folder string) string {
-	t.Helper()
-	backend := s3mem.New()
-	if err := backend.CreateBucket("b"); err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(gofakes3.New(backend).Server())
-	t.Cleanup(srv.Close)
-	t.Setenv("AWS_ACCESS_KEY_ID", "test")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "test")
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-	return func(folder string) string {
-		return "s3://b/" + folder + "?endpoint=" + srv.URL + "&use_path_style=true&disable_https=true&region=us-east-1"
-	}
-}
+func fakeS3(t *testing.T) func(folder string) string { return startS3(t).loc }
 
 // Videos read from and shards written to an S3 server: the shards in the
 // bucket equal a local run's byte for byte, the index went up last, every

@@ -3,10 +3,12 @@
 // use_path_style=true, region= in the query), file:// and mem://; gs://
 // where the command links gocloud.dev/blob/gcsblob (pipeline-beam does: its
 // 30 MB of client would make pipeline half as big again).
-// It owns the two ways the tool uses a bucket: fetching source videos into
-// a local folder (ffprobe and ffmpeg read local files) and publishing a
-// finished output folder, each object written whole (a store shows an
-// object only once its upload completes) and the index last.
+// It owns the ways the tool uses a bucket: digesting a folder's listing
+// (for cache keys), fetching source videos into a local folder (ffprobe and
+// ffmpeg read local files), fetching shards into a content-addressed cache
+// (Cache) and publishing a finished output folder, each object written
+// whole (a store shows an object only once its upload completes) and the
+// index last.
 package blobstore
 
 import (
@@ -82,6 +84,9 @@ type Object struct {
 	Rel     string
 	Size    int64
 	ModTime time.Time
+	// MD5 is the hex MD5 of the content where the store reports one (S3's
+	// ETag of a single-part upload), else "".
+	MD5 string
 }
 
 // List returns every object under the prefix, sorted by key.
@@ -94,26 +99,33 @@ func (s *Store) List(ctx context.Context) ([]Object, error) {
 			return out, nil
 		}
 		if err != nil {
-			return nil, fmt.Errorf("blobstore: list %s: %w", s.URL, err)
+			return nil, fmt.Errorf("blobstore: list %s: %w", s.Name(""), err)
 		}
 		if o.IsDir || strings.HasSuffix(o.Key, "/") {
 			continue
 		}
-		out = append(out, Object{Rel: strings.TrimPrefix(o.Key, s.Prefix), Size: o.Size, ModTime: o.ModTime})
+		out = append(out, Object{Rel: strings.TrimPrefix(o.Key, s.Prefix), Size: o.Size, ModTime: o.ModTime, MD5: hex.EncodeToString(o.MD5)})
 	}
 }
 
 // Fetch copies object o to dst (through a temporary file) unless dst
-// already holds a file of its size and modification time, and gives dst
-// the object's modification time, so a re-fetch of an unchanged object is
-// a no-op and a cache keyed by size and time stays valid.
+// already holds it, gives dst the object's modification time and records
+// the object's size, time and MD5 beside it (FetchedVersion), so a re-fetch
+// of an unchanged object is a no-op and an object rewritten with the same
+// size within the same second (a new ETag) is fetched again.
 func (s *Store) Fetch(ctx context.Context, o Object, dst string) error {
 	if fi, err := os.Stat(dst); err == nil && fi.Size() == o.Size && fi.ModTime().Equal(o.ModTime) {
-		return nil
+		rec, ok := readFetched(dst)
+		if !ok { // fetched before records existed: size and time matched then too
+			return writeFetched(dst, o)
+		}
+		if rec == fetchedOf(o) {
+			return nil
+		}
 	}
 	r, err := s.bucket.NewReader(ctx, s.Prefix+o.Rel, nil)
 	if err != nil {
-		return fmt.Errorf("blobstore: read %s%s: %w", s.URL, o.Rel, err)
+		return fmt.Errorf("blobstore: read %s: %w", s.Name(o.Rel), err)
 	}
 	defer r.Close()
 	f, err := atomicfile.Create(dst)
@@ -122,12 +134,25 @@ func (s *Store) Fetch(ctx context.Context, o Object, dst string) error {
 	}
 	if _, err := io.Copy(f, r); err != nil {
 		f.Abort()
-		return fmt.Errorf("blobstore: read %s%s: %w", s.URL, o.Rel, err)
+		return fmt.Errorf("blobstore: read %s: %w", s.Name(o.Rel), err)
 	}
 	if err := f.Commit(); err != nil {
 		return err
 	}
-	return os.Chtimes(dst, o.ModTime, o.ModTime)
+	if err := os.Chtimes(dst, o.ModTime, o.ModTime); err != nil {
+		return err
+	}
+	return writeFetched(dst, o)
+}
+
+// Name is the location of the object rel without the URL's query
+// (endpoints, profiles), for messages.
+func (s *Store) Name(rel string) string {
+	u := s.URL
+	if i := strings.IndexByte(u, '?'); i >= 0 {
+		u = u[:i]
+	}
+	return strings.TrimSuffix(u, "/") + "/" + rel
 }
 
 // Published is one object Publish wrote or found in place.
@@ -167,7 +192,7 @@ func (s *Store) publishOne(ctx context.Context, dir, rel string) (Published, err
 		p.Skipped = true
 		return p, nil
 	} else if err != nil && gcerrors.Code(err) != gcerrors.NotFound {
-		return p, fmt.Errorf("blobstore: %s%s: %w", s.URL, rel, err)
+		return p, fmt.Errorf("blobstore: %s: %w", s.Name(rel), err)
 	}
 	f, err := os.Open(local)
 	if err != nil {
@@ -176,14 +201,14 @@ func (s *Store) publishOne(ctx context.Context, dir, rel string) (Published, err
 	defer f.Close()
 	w, err := s.bucket.NewWriter(ctx, key, &blob.WriterOptions{Metadata: map[string]string{MetaSHA256: sum}})
 	if err != nil {
-		return p, fmt.Errorf("blobstore: write %s%s: %w", s.URL, rel, err)
+		return p, fmt.Errorf("blobstore: write %s: %w", s.Name(rel), err)
 	}
 	if _, err := io.Copy(w, f); err != nil {
 		_ = w.Close()
-		return p, fmt.Errorf("blobstore: write %s%s: %w", s.URL, rel, err)
+		return p, fmt.Errorf("blobstore: write %s: %w", s.Name(rel), err)
 	}
 	if err := w.Close(); err != nil { // the object appears only now
-		return p, fmt.Errorf("blobstore: write %s%s: %w", s.URL, rel, err)
+		return p, fmt.Errorf("blobstore: write %s: %w", s.Name(rel), err)
 	}
 	return p, s.Check(ctx, p)
 }
@@ -193,10 +218,10 @@ func (s *Store) publishOne(ctx context.Context, dir, rel string) (Published, err
 func (s *Store) Check(ctx context.Context, p Published) error {
 	a, err := s.bucket.Attributes(ctx, s.Prefix+path.Clean(p.Rel))
 	if err != nil {
-		return fmt.Errorf("blobstore: %s%s: %w", s.URL, p.Rel, err)
+		return fmt.Errorf("blobstore: %s: %w", s.Name(p.Rel), err)
 	}
 	if a.Size != p.Bytes || a.Metadata[MetaSHA256] != p.SHA256 {
-		return fmt.Errorf("blobstore: %s%s: %d bytes, sha256 %q; want %d, %s", s.URL, p.Rel, a.Size, a.Metadata[MetaSHA256], p.Bytes, p.SHA256)
+		return fmt.Errorf("blobstore: %s: %d bytes, sha256 %q; want %d, %s", s.Name(p.Rel), a.Size, a.Metadata[MetaSHA256], p.Bytes, p.SHA256)
 	}
 	return nil
 }
@@ -205,7 +230,7 @@ func (s *Store) Check(ctx context.Context, p Published) error {
 func (s *Store) ReadAll(ctx context.Context, rel string) ([]byte, error) {
 	b, err := s.bucket.ReadAll(ctx, s.Prefix+path.Clean(rel))
 	if err != nil {
-		return nil, fmt.Errorf("blobstore: read %s%s: %w", s.URL, rel, err)
+		return nil, fmt.Errorf("blobstore: read %s: %w", s.Name(rel), err)
 	}
 	return b, nil
 }
