@@ -37,6 +37,14 @@ type LatentLoaderOptions struct {
 	Epochs int
 	// Prefetch is how many batches are built ahead of Next; 0 means 2.
 	Prefetch int
+	// Part and Parts, Parts > 1, split every batch of Batch windows (the
+	// global batch of data-parallel training) into Parts equal contiguous
+	// slices and yield slice Part only, as LoaderOptions' do; the latents
+	// are the values one loader of Batch draws for those clips (the draws
+	// of the clips before the slice are made and dropped), so the ranks
+	// together see exactly one process's batches. Batch must be a multiple
+	// of Parts.
+	Part, Parts int
 }
 
 // LatentBatch is one batch of latent clips and their videos' text
@@ -99,6 +107,13 @@ func NewLatentLoader(ds *LatentDataset, opt LatentLoaderOptions) (*LatentLoader,
 	if opt.Scale == 0 {
 		opt.Scale = ds.Index.ScalingFactor
 	}
+	if opt.Parts == 0 {
+		opt.Parts = 1
+	}
+	if opt.Parts < 1 || opt.Part < 0 || opt.Part >= opt.Parts || opt.Batch%opt.Parts != 0 {
+		return nil, fmt.Errorf("shards: latent loader: part %d of %d of a batch of %d: want 0 <= part < parts and the batch a multiple of parts",
+			opt.Part, opt.Parts, opt.Batch)
+	}
 	if opt.Batch < 1 || opt.Epochs < 0 || opt.StartStep < 0 || !(opt.Scale > 0) {
 		return nil, fmt.Errorf("shards: latent loader: batch %d, epochs %d, start step %d, scale %v: want positive values",
 			opt.Batch, opt.Epochs, opt.StartStep, opt.Scale)
@@ -160,7 +175,12 @@ func (l *LatentLoader) produce(ctx context.Context) {
 		if step < l.opt.StartStep {
 			continue
 		}
-		b, err := l.build(wins, epoch, step)
+		skip := 0
+		if per := l.opt.Batch / l.opt.Parts; l.opt.Parts > 1 {
+			lo, hi := min(size, l.opt.Part*per), min(size, (l.opt.Part+1)*per)
+			wins, skip = wins[lo:hi], lo
+		}
+		b, err := l.build(wins, skip, epoch, step)
 		select {
 		case l.out <- latentResult{b, err}:
 		case <-ctx.Done():
@@ -173,8 +193,9 @@ func (l *LatentLoader) produce(ctx context.Context) {
 }
 
 // build assembles one batch; its noise comes from a generator seeded by
-// the seed and the step alone.
-func (l *LatentLoader) build(wins []Window, epoch, step int) (*LatentBatch, error) {
+// the seed and the step alone, skip clips' draws dropped first (the clips
+// of the global batch before this part).
+func (l *LatentLoader) build(wins []Window, skip, epoch, step int) (*LatentBatch, error) {
 	ix := l.ds.Index
 	c, h, w := ix.LatentShape[0], ix.LatentShape[1], ix.LatentShape[2]
 	tk, d := ix.TextShape[0], ix.TextShape[1]
@@ -186,6 +207,11 @@ func (l *LatentLoader) build(wins []Window, epoch, step int) (*LatentBatch, erro
 	rng := rand.New(rand.NewPCG(uint64(l.opt.Seed)^0x6c6174656e7473, uint64(step))) // "latents"
 	lv := make([]float32, fn)
 	scale := l.opt.Scale
+	if !l.opt.Mean {
+		for range skip * t * fn {
+			rng.NormFloat64()
+		}
+	}
 	for i, win := range wins {
 		b.Videos[i], b.Starts[i] = win.Video, win.Start
 		if err := l.ds.Text(b.Text[i*tk*d:(i+1)*tk*d], win.Video); err != nil {

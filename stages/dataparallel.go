@@ -13,7 +13,7 @@ import (
 
 // DataParallel is `pipeline run` under a launcher with several ranks
 // (trainer/dist): rank 0 runs the engine as one process would, and when a
-// training stage (pretrain, train) runs, it sends the stage's trainer
+// training stage (pretrain, train, train_sd) runs, it sends the stage's trainer
 // options to the other ranks over the rendezvous's control channel and
 // trains with them. The other ranks run no engine (no workdir lock, no
 // state, no outputs of theirs): Follow waits for rank 0's jobs and trains
@@ -46,12 +46,13 @@ func WithDataParallel(ctx context.Context, dp *DataParallel) context.Context {
 
 // dpJob is one message from rank 0 to the others.
 type dpJob struct {
-	// Kind is "pretrain" or "train" (train with the options), "done" or
+	// Kind is "pretrain", "train" or "train_sd" (train with the options), "done" or
 	// "failed" (stop, with rank 0's error).
 	Kind     string                   `json:"kind"`
 	Error    string                   `json:"error,omitempty"`
 	Pretrain *trainer.PretrainOptions `json:"pretrain,omitempty"`
 	Train    *trainer.TrainOptions    `json:"train,omitempty"`
+	TrainSD  *trainer.SDTrainOptions  `json:"train_sd,omitempty"`
 }
 
 func (dp *DataParallel) join(ctx context.Context) (*dist.Group, error) {
@@ -131,6 +132,12 @@ func Follow(ctx context.Context, env dist.Env, log *slog.Logger) error {
 			o := *j.Train
 			o.Log, o.Dist = log, g
 			if _, err := trainer.Train(ctx, o); err != nil {
+				return err
+			}
+		case j.Kind == "train_sd" && j.TrainSD != nil:
+			o := *j.TrainSD
+			o.Log, o.Dist = log, g
+			if _, err := trainer.TrainSD(ctx, o); err != nil {
 				return err
 			}
 		case j.Kind == "pretrain" && j.Pretrain != nil:

@@ -106,6 +106,9 @@ func runTrainSD(ctx context.Context, r *pipeline.StageRun) error {
 	if p.Has("tokenizer") {
 		o.Tokenizer = p.String("tokenizer")
 	}
+	if o.Dist, err = leadTraining(ctx, dpJob{Kind: "train_sd", TrainSD: &o}); err != nil {
+		return err
+	}
 	res, err := trainer.TrainSD(ctx, o)
 	if err != nil {
 		return err

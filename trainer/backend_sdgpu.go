@@ -22,7 +22,7 @@ type sdGPUBackend struct {
 }
 
 func newSDGPUBackend(o backendOptions, p *model.Params, sh trainShape) (*sdGPUBackend, error) {
-	dev, err := cuda.Open(0, cuda.Options{TF32: o.TF32, Logger: o.Log})
+	dev, err := cuda.Open(o.Ordinal, cuda.Options{TF32: o.TF32, Logger: o.Log})
 	if err != nil {
 		return nil, err
 	}

@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"math/rand/v2"
 
+	"github.com/timelapse-ml/pipeline/trainer/cuda"
 	"github.com/timelapse-ml/pipeline/trainer/dist"
+	"github.com/timelapse-ml/pipeline/trainer/gpu"
 )
 
 // dataParallel is a session's part in a data-parallel job (Common.Dist,
@@ -46,9 +48,6 @@ func (s *session) setupDist() error {
 	if !distActive(g) {
 		return nil
 	}
-	if s.net != nil {
-		return fmt.Errorf("data-parallel training of the SD family is not built yet (world size %d): run it as one process", g.World())
-	}
 	lo, hi, err := dist.Slice(s.c.Batch, g.Rank(), g.World())
 	if err != nil {
 		return err
@@ -77,8 +76,8 @@ func (s *session) openDist() error {
 		return nil
 	}
 	var mem dist.Memory = dist.HostMemory{}
-	if s.be.gpu != nil {
-		m, err := dist.NewDeviceMemory(s.be.gpu.Device())
+	if dev := s.be.device(); dev != nil {
+		m, err := dist.NewDeviceMemory(dev)
 		if err != nil {
 			return err
 		}
@@ -99,7 +98,35 @@ func (s *session) openDist() error {
 		if dp.devRed, err = dist.NewDeviceReducer(dp.red, dp.mem); err != nil {
 			return err
 		}
-		s.be.gpu.SetGradReducer(dp.devRed)
+		return s.be.setGradReducer(dp.devRed)
+	}
+	return nil
+}
+
+// device is the GPU the backend trains on (nil: the CPU).
+func (b *backend) device() *cuda.Device {
+	switch {
+	case b.sd != nil:
+		return b.sd.dev
+	case b.gpu != nil:
+		return b.gpu.Device()
+	}
+	return nil
+}
+
+// setGradReducer hands the GPU backward pass's gradients to r (nil: none):
+// the pixel step's, or the SD executor's (gpu.SDNet, bucket by bucket as
+// its backward pass completes them).
+func (b *backend) setGradReducer(r *dist.DeviceReducer) error {
+	var gr gpu.GradReducer
+	if r != nil {
+		gr = r
+	}
+	switch {
+	case b.sd != nil:
+		return b.sd.s.SetGradReducer(gr)
+	case b.gpu != nil:
+		b.gpu.SetGradReducer(gr)
 	}
 	return nil
 }
@@ -192,11 +219,43 @@ func (s *session) newTrainExample() *example {
 	return ex
 }
 
-// skipTimesteps and skipNoise draw and drop n timesteps or noise values
+// newSDTrainExample sizes an SD training example of layout l (this
+// rank's clips), the draws of the others' skipped.
+func (s *session) newSDTrainExample(l sdLayout) *example {
+	ex := newSDExample(l)
+	if s.dp != nil {
+		ex.before, ex.after = s.dp.lo, s.dp.global-s.dp.hi
+	}
+	return ex
+}
+
+// rankLayout is l (the global batch's) with this rank's clips.
+func (s *session) rankLayout(l sdLayout) sdLayout {
+	l.B = s.shape.B
+	return l
+}
+
+// slicedFor returns p, a predictor of this rank's batch, as one of the
+// global batch (slice by slice) in a data-parallel job.
+func (s *session) slicedFor(p predictor) predictor {
+	if parts := s.parts(); parts > 1 {
+		return &slicedPredictor{p: p, parts: parts}
+	}
+	return p
+}
+
+// skipTimesteps, skipUniform and skipNoise draw and drop n timesteps,
+// uniform draws (caption dropout) or noise values
 // (the other ranks' clips of the global batch, in fill's order).
 func skipTimesteps(rnd *rand.Rand, n, steps int) {
 	for range n {
 		rnd.IntN(steps)
+	}
+}
+
+func skipUniform(rnd *rand.Rand, n int) {
+	for range n {
+		rnd.Float64()
 	}
 }
 
@@ -213,15 +272,25 @@ func skipNoise(rnd *rand.Rand, n int) {
 type slicedPredictor struct {
 	p     predictor
 	parts int
+	// ctx is the global batch's conditioning (the SD family), sliced too
+	ctx []float32
 }
 
-func (sp slicedPredictor) Predict(input, timesteps []float32) ([]float32, error) {
-	if len(input)%sp.parts != 0 || len(timesteps)%sp.parts != 0 {
+// SetContext sets the conditioning of the next global batch.
+func (sp *slicedPredictor) SetContext(c []float32) error { sp.ctx = c; return nil }
+
+func (sp *slicedPredictor) Predict(input, timesteps []float32) ([]float32, error) {
+	if len(input)%sp.parts != 0 || len(timesteps)%sp.parts != 0 || len(sp.ctx)%sp.parts != 0 {
 		return nil, fmt.Errorf("validation batch of %d values does not split in %d", len(input), sp.parts)
 	}
-	in, ts := len(input)/sp.parts, len(timesteps)/sp.parts
+	in, ts, cs := len(input)/sp.parts, len(timesteps)/sp.parts, len(sp.ctx)/sp.parts
 	var out []float32
 	for k := range sp.parts {
+		if sp.ctx != nil {
+			if err := setContext(sp.p, sp.ctx[k*cs:(k+1)*cs]); err != nil {
+				return nil, err
+			}
+		}
 		y, err := sp.p.Predict(input[k*in:(k+1)*in], timesteps[k*ts:(k+1)*ts])
 		if err != nil {
 			return nil, err
@@ -231,7 +300,7 @@ func (sp slicedPredictor) Predict(input, timesteps []float32) ([]float32, error)
 	return out, nil
 }
 
-func (sp slicedPredictor) Close() { sp.p.Close() }
+func (sp *slicedPredictor) Close() { sp.p.Close() }
 
 func (s *session) closeDist() error {
 	dp := s.dp
@@ -240,8 +309,7 @@ func (s *session) closeDist() error {
 	}
 	var err error
 	if dp.devRed != nil {
-		s.be.gpu.SetGradReducer(nil)
-		err = dp.devRed.Close()
+		err = errors.Join(s.be.setGradReducer(nil), dp.devRed.Close())
 	}
 	err = errors.Join(err, dp.g.CloseComm())
 	if dp.mem != nil {

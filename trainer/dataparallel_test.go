@@ -233,6 +233,13 @@ func close32(a, b float32, rel, abs float64) bool {
 // sameWeights compares two temporal files to float tolerance.
 func sameWeights(t *testing.T, want, got string) {
 	t.Helper()
+	sameWeightsTol(t, want, got, 1e-6)
+}
+
+// sameWeightsTol compares two temporal files to a relative tolerance of
+// 1e-4 or an absolute one of abs.
+func sameWeightsTol(t *testing.T, want, got string, abs float64) {
+	t.Helper()
 	a, b := readTensors(t, want), readTensors(t, got)
 	if len(a.Tensors) == 0 || len(a.Tensors) != len(b.Tensors) {
 		t.Fatalf("%d vs %d tensors", len(a.Tensors), len(b.Tensors))
@@ -244,7 +251,7 @@ func sameWeights(t *testing.T, want, got string) {
 			t.Fatalf("%s lacks %s", got, name)
 		}
 		for i := range ta.Data {
-			if !close32(ta.Data[i], tb.Data[i], 1e-4, 1e-6) {
+			if !close32(ta.Data[i], tb.Data[i], 1e-4, abs) {
 				t.Fatalf("%s[%d]: one process %v, data-parallel %v", name, i, ta.Data[i], tb.Data[i])
 			}
 			worst = math.Max(worst, math.Abs(float64(ta.Data[i])-float64(tb.Data[i])))

@@ -63,7 +63,7 @@ func assembleInpaintInput(dst, noisy, cond []float32, B, T, C, hw int, mask floa
 // dropout the empty prompt's embedding instead of the video's (so the
 // model supports classifier-free guidance); the target is the noise.
 // Draws from rnd in a fixed order: B timesteps, B dropout draws, the
-// noise values.
+// noise values (each for the global batch in data-parallel training).
 func fillSD(ex *example, b *shards.LatentBatch, s *diffusion.Schedule, rnd *rand.Rand, empty []float32, dropout float64) error {
 	l := ex.layout
 	fl := l.FrameLen()
@@ -74,9 +74,14 @@ func fillSD(ex *example, b *shards.LatentBatch, s *diffusion.Schedule, rnd *rand
 	if len(empty) != tl || len(ex.context) != l.B*l.T*tl {
 		return fmt.Errorf("text embedding of %d x %d values, the empty prompt's has %d", b.Tokens, b.D, len(empty))
 	}
+	// a data-parallel rank draws the whole global batch's values and keeps
+	// its clips' (ex.before and ex.after: the others')
+	skipTimesteps(rnd, ex.before, s.Steps())
 	for i := range ex.steps {
 		ex.steps[i] = rnd.IntN(s.Steps())
 	}
+	skipTimesteps(rnd, ex.after, s.Steps())
+	skipUniform(rnd, ex.before)
 	for i := 0; i < l.B; i++ {
 		txt := b.Text[i*tl : (i+1)*tl]
 		if rnd.Float64() < dropout {
@@ -86,9 +91,13 @@ func fillSD(ex *example, b *shards.LatentBatch, s *diffusion.Schedule, rnd *rand
 			copy(ex.context[(i*l.T+t)*tl:], txt)
 		}
 	}
+	skipUniform(rnd, ex.after)
+	perClip := len(ex.noise) / l.B
+	skipNoise(rnd, ex.before*perClip)
 	for i := range ex.noise {
 		ex.noise[i] = float32(rnd.NormFloat64())
 	}
+	skipNoise(rnd, ex.after*perClip)
 	if err := s.QSample(ex.noisy, b.Latents, ex.noise, ex.steps, l.T*fl); err != nil {
 		return err
 	}

@@ -192,6 +192,7 @@ func TrainSD(ctx context.Context, o SDTrainOptions) (*Result, error) {
 	}
 	if ld, err = shards.NewLatentLoader(ds, shards.LatentLoaderOptions{
 		Split: shards.SplitTrain, FramesLength: lay.T, Batch: lay.B, Seed: c.Seed, StartStep: s.start,
+		Part: s.part(), Parts: s.parts(), // lay.B is the global batch
 	}); err != nil {
 		return nil, fmt.Errorf("train: %w", err)
 	}
@@ -202,16 +203,19 @@ func TrainSD(ctx context.Context, o SDTrainOptions) (*Result, error) {
 	if err := s.checkSteps(); err != nil {
 		return nil, fmt.Errorf("train: %w", err)
 	}
-	s.feed = newFeederFunc(sdFeed(ld, sm.Sched, empty, o.CaptionDropout), s.rng, func() *example { return newSDExample(lay) })
-	if s.val, err = newSDValidator(ctx, s, ds, lay, empty); err != nil {
-		return nil, fmt.Errorf("train: %w", err)
+	rankLay := s.rankLayout(lay)
+	s.feed = newFeederFunc(sdFeed(ld, sm.Sched, empty, o.CaptionDropout), s.rng, func() *example { return s.newSDTrainExample(rankLay) })
+	if c.root() { // rank 0 validates, previews and exports
+		if s.val, err = newSDValidator(ctx, s, ds, lay, empty); err != nil {
+			return nil, fmt.Errorf("train: %w", err)
+		}
 	}
-	if o.SampleEvery > 0 {
+	if o.SampleEvery > 0 && c.root() {
 		if prev, err = newSDPreviewer(sm, ds, lay, c, s.opt.syncHost); err != nil {
 			return nil, fmt.Errorf("train: %w", err)
 		}
 		if s.be.sd != nil {
-			if err := prev.onGPU(s.be.sd, c.Batch); err != nil {
+			if err := prev.onGPU(s.be.sd, rankLay.B); err != nil {
 				return nil, fmt.Errorf("train: preview: %w", err)
 			}
 		}
@@ -231,6 +235,9 @@ func TrainSD(ctx context.Context, o SDTrainOptions) (*Result, error) {
 	}
 	if err := s.opt.syncHost(); err != nil {
 		return res, fmt.Errorf("train: %w", err)
+	}
+	if !c.root() {
+		return res, nil
 	}
 	if err := exportVideoModel(u, c.OutDir, o.ExportDtype); err != nil {
 		return res, fmt.Errorf("train: %w", err)
@@ -311,9 +318,13 @@ func newSDValidator(ctx context.Context, s *session, ds *shards.LatentDataset, l
 		v.examples = append(v.examples, ex)
 	}
 	v.shape = nn.FrameMSEShape{B: l.B, T: l.T, E: l.frameLen(), Skip: s.be.skip()}
-	if v.graph, err = s.be.predictor(s.params, true, l.B, l.T, l.H, l.W); err != nil {
+	// the predictor runs this rank's batch (the GPU executor's training
+	// shape), the global batch in slices
+	p, err := s.be.predictor(s.params, true, l.B/s.parts(), l.T, l.H, l.W)
+	if err != nil {
 		return nil, fmt.Errorf("validation graph: %w", err)
 	}
+	v.graph = s.slicedFor(p)
 	return v, nil
 }
 

@@ -198,7 +198,7 @@ func (s *session) openData(ctx context.Context) error {
 			if err != nil || parts == 1 {
 				return p, err
 			}
-			return slicedPredictor{p: p, parts: parts}, nil
+			return &slicedPredictor{p: p, parts: parts}, nil
 		}})
 	return err
 }

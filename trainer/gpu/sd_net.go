@@ -47,6 +47,8 @@ type SDNet struct {
 	lossT      *cuda.Tensor
 	lastGPU    time.Duration
 	attnBudget int // floats of attention scores per chunk
+	// red all-reduces the gradients in data-parallel training (sd_reduce.go)
+	red *sdReduce
 }
 
 type lnSaved struct{ mean, rstd *cuda.Tensor }
@@ -321,9 +323,17 @@ func (s *SDNet) TrainStep(in model.Inputs, target []float32) (float32, error) {
 		if err := s.backwardLayer(i); err != nil {
 			return 0, fmt.Errorf("gpu: backward layer %d (%s %s): %w", i, l.Kind, l.Name, err)
 		}
+		if err := s.gradsReady(i); err != nil {
+			return 0, err
+		}
 		if err := s.prof.mark(sdLabel(pl, l, "bwd")); err != nil {
 			return 0, err
 		}
+	}
+	// the ranks' gradients averaged before the loss scale's check, so
+	// every rank makes the same skip decision
+	if err := s.reduceWait(); err != nil {
+		return 0, err
 	}
 	if err := s.unscaleGrads(); err != nil {
 		return 0, fmt.Errorf("gpu: loss scale: %w", err)
@@ -410,6 +420,7 @@ func (s *SDNet) Close() {
 	for _, t := range s.halfW {
 		t.Free()
 	}
+	s.SetGradReducer(nil)
 	s.weights, s.wgrads, s.halfW = map[string]*cuda.Tensor{}, map[string]*cuda.Tensor{}, map[string]*cuda.Tensor{}
 	s.scale.free()
 	for _, e := range []*cuda.Event{s.evStart, s.evEnd} {
