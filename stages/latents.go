@@ -19,6 +19,7 @@ import (
 	"github.com/timelapse-ml/pipeline/frames"
 	"github.com/timelapse-ml/pipeline/pipeline"
 	"github.com/timelapse-ml/pipeline/shards"
+	"github.com/timelapse-ml/pipeline/trainer"
 	"github.com/timelapse-ml/pipeline/trainer/model"
 	"github.com/timelapse-ml/pipeline/trainer/tokenizer"
 	"github.com/timelapse-ml/pipeline/trainer/weights"
@@ -53,8 +54,10 @@ func LatentsKind() pipeline.Kind {
 				Doc: "stored precision of latents and text embeddings (computed in float32)"},
 			{Name: "batch", NoKey: true, Type: pipeline.Int, Default: 8, Min: pipeline.Bound(1), Max: pipeline.Bound(1024),
 				Doc: "frames encoded per VAE call"},
-			{Name: "device", NoKey: true, Type: pipeline.String, Default: "auto", Enum: []string{"auto", "cpu"},
-				Doc: "where the VAE and text encoder run (this version: the CPU)"},
+			{Name: "device", NoKey: true, Type: pipeline.String, Default: "auto", Enum: []string{"auto", "cpu", "cuda"},
+				Doc: "where the VAE encoder and text encoder run: cuda on the GPU (trainer/gpu's SD executor, batch frames per pass), cpu on the interpreter (tests, tiny data), auto the GPU when one is usable"},
+			{Name: "compute", Type: pipeline.String, Default: string(trainer.PrecisionTF32), Enum: trainer.Precisions,
+				Doc: "arithmetic of the GPU passes: fp32, tf32 (TF32 tensor-core products), bf16 (bfloat16 weights and products, float32 accumulation), fp16; the CPU computes in fp32 (and says so)"},
 		},
 		InputsFromNeeds: captionFiles,
 		Run:             runLatents,
@@ -185,7 +188,16 @@ func runLatents(ctx context.Context, r *pipeline.StageRun) error {
 	}())
 	defer prog.Done()
 	start := time.Now()
-	enc := &latentEncoder{ds: ds, vae: vae, te: te, tok: tok, batch: p.Int("batch"), spec: spec, prog: prog}
+	sde, err := trainer.NewSDEncoder(vae, te, size, trainer.SDEncoderOptions{Device: trainer.Device(p.String("device")),
+		Precision: trainer.Precision(p.String("compute")), Log: r.Log})
+	if err != nil {
+		return fmt.Errorf("latents: %w", err)
+	}
+	defer sde.Close()
+	if sde.Device != trainer.DeviceCUDA && p.String("compute") != string(trainer.PrecisionFP32) {
+		r.Report(fmt.Sprintf("encoded on the CPU in fp32 (compute %s applies on the GPU)", p.String("compute")))
+	}
+	enc := &latentEncoder{ds: ds, enc: sde, tok: tok, batch: p.Int("batch"), spec: spec, prog: prog}
 	built := 0
 	for si, g := range groups {
 		file := shards.ShardName(si)
@@ -235,8 +247,8 @@ func runLatents(ctx context.Context, r *pipeline.StageRun) error {
 	el := time.Since(start)
 	r.Log.Info("latents done", "videos", len(ix.Videos), "frames", frameCount, "shards", len(ix.Shards),
 		"encoded_shards", built, "elapsed", el.Round(time.Millisecond))
-	r.Report(fmt.Sprintf("%d videos, %d frames in %d shards (%d encoded, %d cached), latents %v %s",
-		len(ix.Videos), frameCount, len(ix.Shards), built, len(ix.Shards)-built, latentShape, dtype))
+	r.Report(fmt.Sprintf("%d videos, %d frames in %d shards (%d encoded, %d cached), latents %v %s; encoded on %s in %s",
+		len(ix.Videos), frameCount, len(ix.Shards), built, len(ix.Shards)-built, latentShape, dtype, sde.Device, sde.Precision))
 	r.Report(skipped...)
 	return nil
 }
@@ -375,8 +387,7 @@ func shardInfoOf(path string, g []latentVideo) (shards.ShardInfo, error) {
 // latentEncoder encodes shards of videos.
 type latentEncoder struct {
 	ds    *shards.Dataset
-	vae   *model.VAE
-	te    *model.CLIPText
+	enc   *trainer.SDEncoder
 	tok   *tokenizer.Tokenizer
 	batch int
 	spec  shards.LatentShardSpec
@@ -395,7 +406,7 @@ func (e *latentEncoder) encodeShard(ctx context.Context, path string, g []latent
 		t, _ := e.tok.Encode(v.Caption)
 		ids = append(ids, t)
 	}
-	text, err := e.te.Encode(ids)
+	text, err := e.enc.EncodeText(ids)
 	if err != nil {
 		return shards.ShardInfo{}, err
 	}
@@ -434,7 +445,7 @@ func (e *latentEncoder) encodeVideo(ctx context.Context, v latentVideo) (shards.
 			}
 			shards.ToTensor(imgs[i*plane:(i+1)*plane], img, s)
 		}
-		mean, logvar, err := e.vae.Encode(imgs, k, s, s)
+		mean, logvar, err := e.enc.EncodeImages(imgs, k)
 		if err != nil {
 			return lv, err
 		}

@@ -103,6 +103,20 @@ func LoadCLIPText(c CLIPTextConfig, read ReadTensor) (*CLIPText, error) {
 // Encode returns last_hidden_state (n, MaxPositions, HiddenSize) of n
 // sequences of MaxPositions token ids.
 func (t *CLIPText) Encode(ids [][]int) ([]float32, error) {
+	in, err := t.IDs(ids)
+	if err != nil {
+		return nil, err
+	}
+	out, err := RunNet(t.Net, t.Params, len(ids), 1, 1, map[int][]float32{t.Net.Input: in}, t.Net.Output)
+	if err != nil {
+		return nil, err
+	}
+	return out[t.Net.Output], nil
+}
+
+// IDs lays token id sequences out as the net's input (one float per id),
+// checking each has the encoder's length.
+func (t *CLIPText) IDs(ids [][]int) ([]float32, error) {
 	L := t.Config.MaxPositions
 	in := make([]float32, 0, len(ids)*L)
 	for i, seq := range ids {
@@ -113,9 +127,5 @@ func (t *CLIPText) Encode(ids [][]int) ([]float32, error) {
 			in = append(in, float32(id))
 		}
 	}
-	out, err := RunNet(t.Net, t.Params, len(ids), 1, 1, map[int][]float32{t.Net.Input: in}, t.Net.Output)
-	if err != nil {
-		return nil, err
-	}
-	return out[t.Net.Output], nil
+	return in, nil
 }

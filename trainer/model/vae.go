@@ -247,7 +247,14 @@ func (v *VAE) Encode(images []float32, n, h, w int) (mean, logvar []float32, err
 	if err != nil {
 		return nil, nil, err
 	}
-	m := out[v.Encoder.Output]
+	mean, logvar = v.SplitMoments(out[v.Encoder.Output], n, h, w)
+	return mean, logvar, nil
+}
+
+// SplitMoments splits the encoder's output for n images of h x w (each
+// image's mean, then its log-variance) into the means and the
+// log-variances, clamped to [-30, 20] as diffusers' DiagonalGaussian.
+func (v *VAE) SplitMoments(m []float32, n, h, w int) (mean, logvar []float32) {
 	L := v.Config.LatentChannels
 	f := v.Config.Downscale()
 	p := (h / f) * (w / f)
@@ -260,7 +267,7 @@ func (v *VAE) Encode(images []float32, n, h, w int) (mean, logvar []float32, err
 			lv[j] = min(max(x, -30), 20)
 		}
 	}
-	return mean, logvar, nil
+	return mean, logvar
 }
 
 // Decode runs the decoder on n latents (n, LatentChannels, h, w) (not

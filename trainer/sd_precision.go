@@ -1,0 +1,58 @@
+package trainer
+
+import (
+	"fmt"
+
+	"github.com/timelapse-ml/pipeline/trainer/gpu"
+)
+
+// Precision is the arithmetic of the SD family's passes on the GPU; the
+// CPU always computes in float32.
+type Precision string
+
+// The SD executor's precisions.
+const (
+	// PrecisionFP32 is strict float32.
+	PrecisionFP32 Precision = "fp32"
+	// PrecisionTF32 is float32 storage with TF32 tensor-core products
+	// (about 10 mantissa bits in the products, float32 accumulation).
+	PrecisionTF32 Precision = "tf32"
+	// PrecisionBF16 stores the frozen weights in bfloat16 and runs the
+	// products on bfloat16 operands with float32 accumulation.
+	PrecisionBF16 Precision = "bf16"
+	// PrecisionFP16 is PrecisionBF16 with float16 operands.
+	PrecisionFP16 Precision = "fp16"
+)
+
+// Precisions lists the accepted Precision values (for a config's enum).
+var Precisions = []string{string(PrecisionFP32), string(PrecisionTF32), string(PrecisionBF16), string(PrecisionFP16)}
+
+// precisionOr is p, or tf32/fp32 from the older TF32 switch when p is "".
+func precisionOr(p Precision, tf32 bool) Precision {
+	switch {
+	case p != "":
+		return p
+	case tf32:
+		return PrecisionTF32
+	}
+	return PrecisionFP32
+}
+
+// sdGPU maps p to the device's TF32 switch and the SD executor's options:
+// the one place that knows which precisions the executor has.
+func (p Precision) sdGPU() (tf32 bool, o gpu.SDOptions, err error) {
+	switch p {
+	case "", PrecisionFP32:
+		return false, o, nil
+	case PrecisionTF32:
+		return true, o, nil
+	case PrecisionBF16:
+		// convolutions and norms stay float32 (TF32 products) until the
+		// executor's half-precision convolutions land
+		o.BF16 = true
+		return true, o, nil
+	case PrecisionFP16:
+		return false, o, fmt.Errorf("precision fp16: the SD executor has no float16 mode yet (use bf16 or tf32)")
+	}
+	return false, o, fmt.Errorf("precision %q: want one of %v", string(p), Precisions)
+}
