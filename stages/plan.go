@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/timelapse-ml/pipeline/pipeline"
+	"github.com/timelapse-ml/pipeline/trainer"
 	"github.com/timelapse-ml/pipeline/trainer/cuda"
 	"github.com/timelapse-ml/pipeline/trainer/model"
 	"github.com/timelapse-ml/pipeline/trainer/plan"
@@ -14,10 +15,29 @@ import (
 type PlanOptions struct {
 	// GPUMemory is the card's memory in bytes the plan is judged against.
 	GPUMemory int64
-	// WeightBytes is the precision of the SD family's frozen weights and
-	// activations on the GPU (4: float32, what trainer/gpu's SD executor
-	// runs; 2: float16/bfloat16).
+	// WeightBytes, when > 0, overrides the size of the SD family's frozen
+	// weight elements on the GPU for every stage (4: float32, 2: float16 or
+	// bfloat16); 0 takes each stage's precision param (latents: compute).
 	WeightBytes int
+}
+
+// sdBytes is the size of a frozen weight and of an activation element of
+// an SD stage on the GPU: its precision param (bf16 and fp16 store the
+// frozen weights in 16 bits; the executor keeps activations in float32),
+// unless o overrides the weights.
+func sdBytes(s *pipeline.Stage, param string, o PlanOptions) (weight, act int, prec string) {
+	prec = string(trainer.PrecisionFP32)
+	if s.Params.Has(param) {
+		prec = s.Params.String(param)
+	}
+	weight, act = 4, 4
+	if prec == string(trainer.PrecisionBF16) || prec == string(trainer.PrecisionFP16) {
+		weight = 2
+	}
+	if o.WeightBytes > 0 {
+		weight = o.WeightBytes
+	}
+	return weight, act, prec
 }
 
 // sdAttentionBudget is the attention score memory trainer/gpu's SD
@@ -56,9 +76,6 @@ type StagePlan struct {
 // state where it lives) and host memory, from the networks' descriptions
 // (trainer/plan); the other stages use no GPU.
 func Plan(cfg *pipeline.Config, o PlanOptions) ([]StagePlan, error) {
-	if o.WeightBytes == 0 {
-		o.WeightBytes = 4
-	}
 	var out []StagePlan
 	for _, s := range cfg.Order() {
 		sp := StagePlan{Stage: s.Name, Kind: s.Kind.Name, Fits: true}
@@ -176,11 +193,12 @@ func planLatents(cfg *pipeline.Config, s *pipeline.Stage, o PlanOptions, sp *Sta
 		return err
 	}
 	batch := s.Params.Int("batch")
-	ev, err := plan.Plan(plan.Job{Net: enc, B: batch, T: 1, H: size, W: size, WeightBytes: o.WeightBytes, ActBytes: o.WeightBytes, AttentionBudget: sdAttentionBudget, Workspace: sdWorkspace})
+	wb, ab, prec := sdBytes(s, "compute", o)
+	ev, err := plan.Plan(plan.Job{Net: enc, B: batch, T: 1, H: size, W: size, WeightBytes: wb, ActBytes: ab, AttentionBudget: sdAttentionBudget, Workspace: sdWorkspace})
 	if err != nil {
 		return err
 	}
-	tv, err := plan.Plan(plan.Job{Net: text, B: 1, T: 1, H: 1, W: 1, WeightBytes: o.WeightBytes, ActBytes: o.WeightBytes, AttentionBudget: sdAttentionBudget, Workspace: sdWorkspace})
+	tv, err := plan.Plan(plan.Job{Net: text, B: 1, T: 1, H: 1, W: 1, WeightBytes: wb, ActBytes: ab, AttentionBudget: sdAttentionBudget, Workspace: sdWorkspace})
 	if err != nil {
 		return err
 	}
@@ -192,7 +210,7 @@ func planLatents(cfg *pipeline.Config, s *pipeline.Stage, o PlanOptions, sp *Sta
 	if sp.Device > o.GPUMemory {
 		sp.Knob = fmt.Sprintf("lower batch (frames per VAE call; now %d)", batch)
 	}
-	sp.Notes = append(sp.Notes, fmt.Sprintf("%d frames of %dx%d per VAE call", batch, size, size), "this version encodes on the CPU")
+	sp.Notes = append(sp.Notes, fmt.Sprintf("%d frames of %dx%d per VAE call, compute %s (device %s)", batch, size, size, prec, s.Params.String("device")))
 	if nets.note != "" {
 		sp.Notes = append(sp.Notes, nets.note)
 	}
@@ -212,11 +230,14 @@ func planTrainSD(cfg *pipeline.Config, s *pipeline.Stage, o PlanOptions, sp *Sta
 	h := framesSize(cfg, s) / nets.vae.Downscale()
 	B, T := s.Params.Int("batch"), s.Params.Int("frames_length")
 	onDev := s.Params.String("optimizer_state") == "device"
+	wb, ab, prec := sdBytes(s, "precision", o)
+	// checkpointing as the stage asks, where the executor has it
+	useCk := s.Params.Bool("checkpointing") && trainer.SDCheckpointingAvailable()
 	job := func(t int, ckpt bool) (plan.Estimate, error) {
-		return plan.Plan(plan.Job{Net: net, B: B, T: t, H: h, W: h, Train: true, WeightBytes: o.WeightBytes,
-			ActBytes: o.WeightBytes, Checkpoint: ckpt, OptimizerOnDevice: onDev, AttentionBudget: sdAttentionBudget, Workspace: sdWorkspace})
+		return plan.Plan(plan.Job{Net: net, B: B, T: t, H: h, W: h, Train: true, WeightBytes: wb,
+			ActBytes: ab, Checkpoint: ckpt, OptimizerOnDevice: onDev, AttentionBudget: sdAttentionBudget, Workspace: sdWorkspace})
 	}
-	full, err := job(T, false)
+	plain, err := job(T, false)
 	if err != nil {
 		return err
 	}
@@ -224,10 +245,22 @@ func planTrainSD(cfg *pipeline.Config, s *pipeline.Stage, o PlanOptions, sp *Sta
 	if err != nil {
 		return err
 	}
+	full, other, otherName := plain, ck, "activations with checkpointing"
+	if useCk {
+		full, other, otherName = ck, plain, "activations without checkpointing"
+	}
 	sp.GPU = true
 	sp.Device = full.Total
 	addParts(sp, full, "")
-	sp.Parts = append(sp.Parts, PlanPart{"activations with checkpointing", ck.Activations})
+	sp.Parts = append(sp.Parts, PlanPart{otherName, other.Activations})
+	switch {
+	case useCk:
+		sp.Notes = append(sp.Notes, "precision "+prec+", gradient checkpointing (block boundaries kept, each block recomputed in the backward pass)")
+	case s.Params.Bool("checkpointing"):
+		sp.Notes = append(sp.Notes, "precision "+prec+"; checkpointing asked for, but this SD executor has none yet: planned without")
+	default:
+		sp.Notes = append(sp.Notes, "precision "+prec+", no checkpointing")
+	}
 	sp.Host = 4*full.Params + full.HostOptimizer + full.HostGradients
 	if full.HostOptimizer > 0 {
 		sp.Parts = append(sp.Parts, PlanPart{"host: AdamW moments", full.HostOptimizer}, PlanPart{"host: pinned gradients", full.HostGradients})
@@ -238,14 +271,19 @@ func planTrainSD(cfg *pipeline.Config, s *pipeline.Stage, o PlanOptions, sp *Sta
 		sp.Notes = append(sp.Notes, nets.note)
 	}
 	if full.Total > o.GPUMemory {
-		sp.Knob = knobFrames("frames_length", T, func(t int) int64 { e, _ := job(t, false); return e.Total }, o.GPUMemory, 2, "as is")
+		sp.Knob = knobFrames("frames_length", T, func(t int) int64 { e, _ := job(t, useCk); return e.Total }, o.GPUMemory, 2, "as is")
 		if B > 1 {
 			sp.Knob += "; or batch 1"
 		}
 		if onDev {
 			sp.Knob += "; or optimizer_state host"
 		}
-		sp.Knob += fmt.Sprintf("; activation checkpointing (not in the SD executor yet) would need %s", human(ck.Total))
+		if !useCk {
+			sp.Knob += fmt.Sprintf("; checkpointing would need %s", human(ck.Total))
+		}
+		if wb == 4 {
+			sp.Knob += "; or precision bf16 (16-bit frozen weights)"
+		}
 	}
 	return nil
 }
@@ -287,16 +325,17 @@ func planSampleSD(cfg *pipeline.Config, s *pipeline.Stage, o PlanOptions, sp *St
 	if err != nil {
 		return err
 	}
-	dv, err := plan.Plan(plan.Job{Net: dec, B: batch, T: 1, H: h * f, W: h * f, WeightBytes: o.WeightBytes, ActBytes: o.WeightBytes, AttentionBudget: sdAttentionBudget, Workspace: sdWorkspace})
+	wb, ab, prec := sdBytes(s, "precision", o)
+	dv, err := plan.Plan(plan.Job{Net: dec, B: batch, T: 1, H: h * f, W: h * f, WeightBytes: wb, ActBytes: ab, AttentionBudget: sdAttentionBudget, Workspace: sdWorkspace})
 	if err != nil {
 		return err
 	}
-	tv, err := plan.Plan(plan.Job{Net: text, B: 1, T: 1, H: 1, W: 1, WeightBytes: o.WeightBytes, ActBytes: o.WeightBytes, AttentionBudget: sdAttentionBudget, Workspace: sdWorkspace})
+	tv, err := plan.Plan(plan.Job{Net: text, B: 1, T: 1, H: 1, W: 1, WeightBytes: wb, ActBytes: ab, AttentionBudget: sdAttentionBudget, Workspace: sdWorkspace})
 	if err != nil {
 		return err
 	}
 	unet := func(t int) (plan.Estimate, error) {
-		return plan.Plan(plan.Job{Net: net, B: halves, T: t, H: h, W: h, WeightBytes: o.WeightBytes, ActBytes: o.WeightBytes, AttentionBudget: sdAttentionBudget, Workspace: sdWorkspace})
+		return plan.Plan(plan.Job{Net: net, B: halves, T: t, H: h, W: h, WeightBytes: wb, ActBytes: ab, AttentionBudget: sdAttentionBudget, Workspace: sdWorkspace})
 	}
 	uv, err := unet(frames)
 	if err != nil {
@@ -312,7 +351,7 @@ func planSampleSD(cfg *pipeline.Config, s *pipeline.Stage, o PlanOptions, sp *St
 		PlanPart{"UNet activations (peak)", uv.Activations}, PlanPart{"UNet attention scores", uv.Attention},
 		PlanPart{"VAE decoder activations (peak)", dv.Activations}, PlanPart{"VAE decoder attention scores", dv.Attention})
 	sp.Host = 4*(uv.Params+dv.Params+tv.Params) + int64(frames*3*h*f*h*f)*4
-	sp.Notes = append(sp.Notes, fmt.Sprintf("%d frames x %d (guidance halves) through the UNet at %dx%d, %d per VAE decode", frames, halves, h, h, batch),
+	sp.Notes = append(sp.Notes, fmt.Sprintf("%d frames x %d (guidance halves) through the UNet at %dx%d, %d per VAE decode, precision %s", frames, halves, h, h, batch, prec),
 		"the whole clip at once, each value freed after its last use, attention in chunks of at most 1 GiB")
 	if nets.note != "" {
 		sp.Notes = append(sp.Notes, nets.note)

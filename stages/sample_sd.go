@@ -36,8 +36,9 @@ func SampleSDKind() pipeline.Kind {
 			{Name: "fps", Type: pipeline.Float, Default: 8.0, Min: pipeline.Bound(0.1), Max: pipeline.Bound(120), Doc: "playback rate of the GIF and MP4"},
 			{Name: "scale", Type: pipeline.Int, Default: 0, Min: pipeline.Bound(0), Max: pipeline.Bound(64), Doc: "pixel enlargement of the GIF and MP4 (0: to at least 256 px)"},
 			{Name: "device", NoKey: true, Type: pipeline.String, Default: "cpu", Enum: []string{"cpu", "cuda", "auto"},
-				Doc: "cpu; cuda runs the UNet and the VAE decoder on the GPU (trainer/gpu's SD executor, float32); auto picks the GPU when one is usable, else the CPU with a warning"},
-			{Name: "tf32", NoKey: true, Type: pipeline.Bool, Default: false, Doc: "on the GPU, let matrix products use TF32 tensor cores"},
+				Doc: "cpu; cuda runs the UNet and the VAE decoder on the GPU (trainer/gpu's SD executor, in precision); auto picks the GPU when one is usable, else the CPU with a warning"},
+			{Name: "precision", Type: pipeline.String, Default: string(trainer.PrecisionTF32), Enum: trainer.Precisions,
+				Doc: "arithmetic of the GPU passes: fp32, tf32 (TF32 tensor-core products), bf16 (bfloat16 weights and products, float32 accumulation), fp16; the CPU samples in fp32 (and says so)"},
 		},
 		Tools:  []pipeline.Tool{{Name: "ffmpeg", VersionArgs: []string{"-version"}, Optional: true}},
 		Run:    runSampleSD,
@@ -60,7 +61,7 @@ func runSampleSD(ctx context.Context, r *pipeline.StageRun) error {
 		Latents: sum.Latents, NegativePrompt: p.String("negative_prompt"), Guidance: p.Float("guidance_scale"), Eta: p.Float("eta"),
 		Frames: p.Int("frames"), Steps: p.Int("steps"), Seed: int64(p.Int("seed")), DecodeBatch: p.Int("decode_batch"),
 		FPS: p.Float("fps"), Scale: p.Int("scale"), OutDir: r.OutDir, Log: r.Log, Device: trainer.Device(p.String("device")),
-		TF32: p.Bool("tf32"),
+		Precision: trainer.Precision(p.String("precision")),
 	}
 	if p.Has("image") {
 		o.Image = p.String("image")
@@ -72,7 +73,7 @@ func runSampleSD(ctx context.Context, r *pipeline.StageRun) error {
 	if err != nil {
 		return err
 	}
-	r.Report(fmt.Sprintf("%d frames at %dx%d from %s, %d DDIM steps, guidance %.1f, %.1f s", res.Frames, res.Resolution, res.Resolution,
-		res.Source, res.Steps, o.Guidance, res.Seconds))
+	r.Report(fmt.Sprintf("%d frames at %dx%d from %s, %d DDIM steps, guidance %.1f, %.1f s on %s", res.Frames, res.Resolution, res.Resolution,
+		res.Source, res.Steps, o.Guidance, res.Seconds, res.Compute))
 	return nil
 }

@@ -2,8 +2,10 @@ package stages
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
+	"os"
 	"path/filepath"
 	"slices"
 
@@ -32,13 +34,17 @@ func TrainSDKind() pipeline.Kind {
 			Doc: "per_frame: the inflated model equals SD frame by frame at the start; joint: the recipe's code (GroupNorm over frames too)"},
 		{Name: "export_dtype", Type: pipeline.String, Default: "float16", Enum: []string{"float16", "float32"},
 			Doc: "precision of the exported video model (video-model/unet/, the recipe's folder layout)"},
+		{Name: "precision", Type: pipeline.String, Default: string(trainer.PrecisionTF32), Enum: trainer.Precisions,
+			Doc: "arithmetic of the GPU step: fp32, tf32 (TF32 tensor-core products), bf16 (bfloat16 frozen weights and products, float32 accumulation), fp16; the CPU trains in fp32 (and says so)"},
+		{Name: "checkpointing", Type: pipeline.Bool, Default: true,
+			Doc: "on the GPU, keep only block boundaries in the forward pass and recompute each block in the backward (gradient checkpointing: much less memory, about a third more time)"},
 		{Name: "sample_every", NoKey: true, Type: pipeline.Int, Default: 0, Min: pipeline.Bound(0), Max: pipeline.Bound(1e9),
 			Doc: "steps between preview GIFs in previews/ (a validation clip's first frame animated with the current weights; 0: none)"},
 	}
 	for _, p := range trainingParams(trainingDefaults{
 		resolution: 64, batch: 1, steps: 1000, warmup: 100, every: 100, lr: 1e-4, weightDecay: 0.01, batchDoc: "clips per step",
 	}) {
-		if !slices.Contains([]string{"resolution", "workers"}, p.Name) {
+		if !slices.Contains([]string{"resolution", "workers", "tf32"}, p.Name) {
 			params = append(params, p)
 		}
 	}
@@ -55,7 +61,7 @@ func TrainSDKind() pipeline.Kind {
 			"factor. Writes temporal.safetensors, its optimizer/RNG state (an interrupted run resumes exactly), " +
 			"metrics.jsonl, loss.png, train.json (validation loss against SD frame by frame) and video-model/ " +
 			"(the whole video UNet in the recipe's folder layout). Needs one latents stage. device cuda trains " +
-			"with trainer/gpu's SD executor (float32, AdamW on the host; optimizer_state device is not available)." + trainingRerunDoc,
+			"with trainer/gpu's SD executor (precision, checkpointing; AdamW on the host; optimizer_state device is not available)." + trainingRerunDoc,
 		Params:       params,
 		Continues:    raisesTotal,
 		KeepPrevious: true,
@@ -94,11 +100,11 @@ func runTrainSD(ctx context.Context, r *pipeline.StageRun) error {
 	// the size and there are no JPEGs to decode.
 	rc := *r
 	rc.Params = maps.Clone(p)
-	rc.Params["resolution"], rc.Params["workers"] = 8, 0
+	rc.Params["resolution"], rc.Params["workers"], rc.Params["tf32"] = 8, 0, false
 	o := trainer.SDTrainOptions{
 		Common: commonOptions(&rc, lat), Model: p.String("model"), FramesLength: p.Int("frames_length"),
 		CaptionDropout: p.Float("caption_dropout"), GroupNorm: p.String("group_norm"), SampleEvery: p.Int("sample_every"),
-		ExportDtype: weights.F16,
+		ExportDtype: weights.F16, Precision: trainer.Precision(p.String("precision")), Checkpointing: p.Bool("checkpointing"),
 	}
 	if p.String("export_dtype") == "float32" {
 		o.ExportDtype = weights.F32
@@ -114,5 +120,9 @@ func runTrainSD(ctx context.Context, r *pipeline.StageRun) error {
 		return err
 	}
 	reportTraining(r, res, "SD frame by frame")
+	var sum trainer.SDSummary
+	if b, err := os.ReadFile(filepath.Join(r.OutDir, trainer.SummaryFile)); err == nil && json.Unmarshal(b, &sum) == nil {
+		r.Report(fmt.Sprintf("step on %s in %s, checkpointing %v", sum.Device, sum.Precision, sum.Checkpointing))
+	}
 	return nil
 }

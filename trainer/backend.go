@@ -33,6 +33,9 @@ type backendOptions struct {
 	// Net, when set, is a described net to train instead of the pixel
 	// model (the SD family; CPU only so far).
 	Net *model.Net
+	// SD are the SD executor's options for Net on the GPU (precision,
+	// checkpointing); the backend sets Trainable.
+	SD gpu.SDOptions
 }
 
 // trainShape is a training batch as the loader reads it: B windows of T

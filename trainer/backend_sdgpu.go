@@ -26,7 +26,9 @@ func newSDGPUBackend(o backendOptions, p *model.Params, sh trainShape) (*sdGPUBa
 	if err != nil {
 		return nil, err
 	}
-	s, err := gpu.NewSDNet(dev, o.Net, p, sh.B, sh.netT(), sh.R, sh.R, gpu.SDOptions{Trainable: func(q model.ParamSpec) bool { return q.Temporal }})
+	so := o.SD
+	so.Trainable = func(q model.ParamSpec) bool { return q.Temporal }
+	s, err := gpu.NewSDNet(dev, o.Net, p, sh.B, sh.netT(), sh.R, sh.R, so)
 	if err != nil {
 		dev.Close()
 		return nil, err

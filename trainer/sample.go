@@ -40,6 +40,9 @@ type SampleResult struct {
 	// Quality compares the generated frames with the validation videos of
 	// the shards (nil without shards).
 	Quality *Quality `json:"quality,omitempty"`
+	// Compute is where and in what precision the nets ran ("cuda tf32",
+	// "cpu fp32"; the SD family).
+	Compute string `json:"compute,omitempty"`
 }
 
 // LoadVideoModel reads a temporal checkpoint and the backbone it was

@@ -14,15 +14,20 @@ import (
 // clip (both guidance halves) and the VAE decoder in batches.
 type sdGPU struct {
 	dev *cuda.Device
+	sdo gpu.SDOptions
 }
 
-func openSDGPU(tf32 bool, log *slog.Logger) (*sdGPU, error) {
+func openSDGPU(p Precision, log *slog.Logger) (*sdGPU, error) {
+	tf32, sdo, err := p.sdGPU()
+	if err != nil {
+		return nil, err
+	}
 	dev, err := cuda.Open(0, cuda.Options{TF32: tf32, Logger: log})
 	if err != nil {
 		return nil, err
 	}
-	log.Info("sampling on the GPU", slog.String("device", dev.String()), slog.Bool("tf32", tf32))
-	return &sdGPU{dev: dev}, nil
+	log.Info("sampling on the GPU", slog.String("device", dev.String()), slog.String("precision", string(p)))
+	return &sdGPU{dev: dev, sdo: sdo}, nil
 }
 
 func (g *sdGPU) close() { g.dev.Close() }
@@ -30,7 +35,7 @@ func (g *sdGPU) close() { g.dev.Close() }
 // unet returns the forward pass of u for (halves, frames) at h x w.
 func (g *sdGPU) unet(u *model.UNet) func(halves, frames, h, w int) (sdForward, error) {
 	return func(halves, frames, h, w int) (sdForward, error) {
-		s, err := gpu.NewSDNet(g.dev, u.Net, u.Params, halves, frames, h, w, gpu.SDOptions{})
+		s, err := gpu.NewSDNet(g.dev, u.Net, u.Params, halves, frames, h, w, g.sdo)
 		if err != nil {
 			return nil, err
 		}
@@ -64,7 +69,7 @@ func (g *sdGPU) decoder(v *model.VAE, h, w int) (func(lat []float32, n int) ([]f
 		if s := nets[n]; s != nil {
 			return s, nil
 		}
-		s, err := gpu.NewSDNet(g.dev, v.Decoder, v.Params, n, 1, h*f, w*f, gpu.SDOptions{})
+		s, err := gpu.NewSDNet(g.dev, v.Decoder, v.Params, n, 1, h*f, w*f, g.sdo)
 		if err != nil {
 			return nil, fmt.Errorf("VAE decoder on the GPU: %w", err)
 		}

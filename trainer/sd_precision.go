@@ -2,6 +2,7 @@ package trainer
 
 import (
 	"fmt"
+	"log/slog"
 
 	"github.com/timelapse-ml/pipeline/trainer/gpu"
 )
@@ -55,4 +56,24 @@ func (p Precision) sdGPU() (tf32 bool, o gpu.SDOptions, err error) {
 		return false, o, fmt.Errorf("precision fp16: the SD executor has no float16 mode yet (use bf16 or tf32)")
 	}
 	return false, o, fmt.Errorf("precision %q: want one of %v", string(p), Precisions)
+}
+
+// sdStepOptions resolves the precision of an SD training step (c's device
+// resolved): on the GPU the device's TF32 switch (set in c) and the SD
+// executor's options; on the CPU fp32, logged when another was asked for.
+func sdStepOptions(c *Common, p Precision, checkpointing bool) (Precision, gpu.SDOptions, error) {
+	p = precisionOr(p, c.TF32)
+	if c.Device != DeviceCUDA {
+		if p != PrecisionFP32 {
+			c.Log.Info("training on the CPU in fp32", slog.String("precision", string(p)), slog.String("note", "the precision applies on the GPU"))
+		}
+		return PrecisionFP32, gpu.SDOptions{}, nil
+	}
+	tf32, o, err := p.sdGPU()
+	if err != nil {
+		return p, o, err
+	}
+	c.TF32 = tf32
+	setSDCheckpointing(&o, checkpointing, c.Log)
+	return p, o, nil
 }

@@ -41,6 +41,9 @@ type SDSampleOptions struct {
 	// Gorgonia CPU graph and interpreter; TF32 as in Common.
 	Device Device
 	TF32   bool
+	// Precision of the GPU passes ("": tf32 with TF32, else fp32); the
+	// CPU samples in fp32.
+	Precision Precision
 	// FPS and Scale shape the GIF and MP4 (0: 8 fps, scale to >= 256 px).
 	FPS    float64
 	Scale  int
@@ -142,7 +145,7 @@ func SampleSD(ctx context.Context, o SDSampleOptions) (*SampleResult, error) {
 	defer den.close()
 	var g *sdGPU
 	if dev == DeviceCUDA {
-		if g, err = openSDGPU(o.TF32, o.Log); err != nil {
+		if g, err = openSDGPU(precisionOr(o.Precision, o.TF32), o.Log); err != nil {
 			return nil, fmt.Errorf("sample: %w", err)
 		}
 		defer g.close()
@@ -180,7 +183,14 @@ func SampleSD(ctx context.Context, o SDSampleOptions) (*SampleResult, error) {
 	if err := writeMedia(ctx, mo, img, img[:3*res*res], res); err != nil {
 		return nil, fmt.Errorf("sample: %w", err)
 	}
-	return &SampleResult{Frames: o.Frames, Resolution: res, Steps: o.Steps, Source: source, Seconds: time.Since(start).Seconds()}, nil
+	if g != nil {
+		logGPUMemory(o.Log, g.dev, "sample")
+	}
+	compute := "cpu fp32"
+	if g != nil {
+		compute = "cuda " + string(precisionOr(o.Precision, o.TF32))
+	}
+	return &SampleResult{Frames: o.Frames, Resolution: res, Steps: o.Steps, Source: source, Seconds: time.Since(start).Seconds(), Compute: compute}, nil
 }
 
 // loadSDTemporal reads the trained temporal layers of a TrainSD checkpoint

@@ -51,6 +51,11 @@ type SDTrainOptions struct {
 	// ExportDtype is the precision of the exported video model (F16 when
 	// "").
 	ExportDtype weights.Dtype
+	// Precision of the GPU step ("": tf32 with Common.TF32, else fp32);
+	// the CPU trains in fp32. Checkpointing recomputes each block's
+	// forward in the backward pass on the GPU (less memory, more time).
+	Precision     Precision
+	Checkpointing bool
 }
 
 // SDSummary is the train.json of TrainSD. A loss that is not finite is
@@ -76,6 +81,10 @@ type SDSummary struct {
 	BaselineValLoss metrics.Float `json:"baseline_val_loss"`
 	ValRatio        metrics.Float `json:"val_ratio"`
 	SecondsPerStep  metrics.Float `json:"seconds_per_step"`
+	// Device, Precision and Checkpointing are what the step ran with.
+	Device        Device    `json:"device"`
+	Precision     Precision `json:"precision"`
+	Checkpointing bool      `json:"checkpointing"`
 	// Export is the video model folder (relative to the output folder).
 	Export string `json:"export"`
 }
@@ -123,6 +132,11 @@ func TrainSD(ctx context.Context, o SDTrainOptions) (*Result, error) {
 	if err := c.defaults(); err != nil {
 		ds.Close()
 		return nil, err
+	}
+	prec, sdo, err := sdStepOptions(c, o.Precision, o.Checkpointing)
+	if err != nil {
+		ds.Close()
+		return nil, fmt.Errorf("train: %w", err)
 	}
 	sm, err := openSD(o.Model, sdLoad{GroupNorm: o.GroupNorm, Tokenizer: o.Tokenizer, Text: true, VAE: o.SampleEvery > 0})
 	if err != nil {
@@ -173,7 +187,7 @@ func TrainSD(ctx context.Context, o SDTrainOptions) (*Result, error) {
 	maps.Copy(meta, rm)
 	lay := sdLayout{B: c.Batch, T: o.FramesLength, C: lc, H: lh, W: lw, Tokens: ix.TextShape[0], D: ix.TextShape[1]}
 	s := &session{c: c, name: "train", params: u.Params, net: u.Net, sched: sm.Sched, objective: objective, stride: 1,
-		shape: trainShape{Video: true, B: c.Batch, T: o.FramesLength, R: lh}}
+		shape: trainShape{Video: true, B: c.Batch, T: o.FramesLength, R: lh}, sdOpts: sdo}
 	var ld *shards.LatentLoader
 	var prev *sdPreviewer
 	defer func() {
@@ -230,6 +244,9 @@ func TrainSD(ctx context.Context, o SDTrainOptions) (*Result, error) {
 		slog.Int("latent_size", lh), slog.String("objective", objective), slog.Bool("scheduler_from_model", sm.SchedulerFound),
 		slog.Int("steps", s.steps), slog.Int("from", s.start))
 	res, err := s.run(ctx)
+	if s.be.sd != nil {
+		logGPUMemory(c.Log, s.be.sd.dev, "train")
+	}
 	if err != nil {
 		return res, fmt.Errorf("train: %w", err)
 	}
@@ -248,7 +265,7 @@ func TrainSD(ctx context.Context, o SDTrainOptions) (*Result, error) {
 		Prediction: SDPredictionEpsilon, LatentSize: lh, Resolution: c.Resolution, FramesLength: o.FramesLength,
 		Steps: res.Steps, Loss: metrics.Float(res.Loss), ValLoss: metrics.Float(res.ValLoss),
 		BaselineValLoss: metrics.Float(res.BaselineValLoss), SecondsPerStep: metrics.Float(res.SecondsPerStep),
-		Export: VideoModelDir,
+		Export: VideoModelDir, Device: c.Device, Precision: prec, Checkpointing: sdCheckpointingOn(sdo),
 	}
 	if res.BaselineValLoss > 0 {
 		sum.ValRatio = metrics.Float(res.ValLoss / res.BaselineValLoss)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/timelapse-ml/pipeline/shards"
 	"github.com/timelapse-ml/pipeline/trainer/diffusion"
+	"github.com/timelapse-ml/pipeline/trainer/gpu"
 	"github.com/timelapse-ml/pipeline/trainer/metrics"
 	"github.com/timelapse-ml/pipeline/trainer/model"
 	"github.com/timelapse-ml/pipeline/trainer/optim"
@@ -75,6 +76,9 @@ type session struct {
 	res       Result
 	// extraHooks run after the built-in ones.
 	extraHooks []Hook
+	// sdOpts are the SD executor's options on the GPU (precision,
+	// checkpointing; the backend sets Trainable).
+	sdOpts gpu.SDOptions
 	// net, when set, is the described net the backend trains (the SD
 	// family: model.BuildNetTrain, temporal parameters trainable), else
 	// the pixel model of params.Config. sched, when set before setup, is
@@ -101,7 +105,7 @@ func (s *session) setup(weightsFile, stateFile, format string, meta map[string]s
 			return err
 		}
 	}
-	bo := backendOptions{Device: c.Device, TF32: c.TF32, Log: c.Log, Net: s.net}
+	bo := backendOptions{Device: c.Device, TF32: c.TF32, Log: c.Log, Net: s.net, SD: s.sdOpts}
 	if s.dp != nil {
 		bo.Ordinal = s.dp.g.Env.DeviceOrdinal()
 	}

@@ -18,14 +18,16 @@ import (
 func cmdPlan(args []string, stdout, _ io.Writer) error {
 	fs := flag.NewFlagSet("plan", flag.ContinueOnError)
 	memFlag := fs.String("gpu-memory", "", "memory of the card to plan for, e.g. 24GiB, 24GB, 80G (default: the GPU found, else 24GiB)")
-	prec := fs.String("precision", "float32", "precision of the SD family's frozen weights and activations on the GPU: float32 (what the SD executor runs), float16 or bfloat16")
+	prec := fs.String("precision", "", "override the precision of the SD family's frozen weights on the GPU for every stage: float32, float16 or bfloat16 (default: each stage's precision param)")
 	cfg, err := parseConfig(fs, args)
 	if err != nil {
 		return err
 	}
-	o := stages.PlanOptions{WeightBytes: 4}
+	o := stages.PlanOptions{}
 	switch *prec {
+	case "":
 	case "float32":
+		o.WeightBytes = 4
 	case "float16", "bfloat16":
 		o.WeightBytes = 2
 	default:
@@ -49,7 +51,11 @@ func cmdPlan(args []string, stdout, _ io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%s: memory plan against %s; SD weights and activations in %s\n\n", cfg.File, card, *prec)
+	precNote := "each SD stage at its precision param"
+	if *prec != "" {
+		precNote = "SD frozen weights in " + *prec + " (--precision)"
+	}
+	fmt.Fprintf(stdout, "%s: memory plan against %s; %s\n\n", cfg.File, card, precNote)
 	fmt.Fprintf(stdout, "%-10s %-10s %12s %12s  %s\n", "STAGE", "KIND", "GPU", "HOST", "VERDICT")
 	for _, p := range plans {
 		gpu, verdict := "-", "no GPU"
