@@ -52,7 +52,7 @@ func TestSampleSDOnGPU(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := openSDGPU(false, testLog(t))
+	g, err := openSDGPU(PrecisionFP32, testLog(t))
 	if err != nil {
 		t.Fatal(err)
 	}
