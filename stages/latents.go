@@ -17,6 +17,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/timelapse-ml/pipeline/frames"
+	"github.com/timelapse-ml/pipeline/internal/blobstore"
 	"github.com/timelapse-ml/pipeline/pipeline"
 	"github.com/timelapse-ml/pipeline/shards"
 	"github.com/timelapse-ml/pipeline/trainer"
@@ -38,10 +39,11 @@ func LatentsKind() pipeline.Kind {
 			"the caption and text embedding on each video's first row) and index.json (shapes, dtype, scaling " +
 			"factor, checksums, the pack's train/val split). Each shard is cached by its videos' frame bytes, " +
 			"captions, the model files and the params; a killed run resumes at the first unfinished shard. " +
-			"Needs a pack stage, and its frames stage too when captions is set. Verify re-checks every shard.",
+			"Needs a pack stage (or the shards param), and its frames stage too when captions is set. Verify re-checks every shard.",
 		Params: []pipeline.ParamSpec{
 			{Name: "model", Type: pipeline.Path, Required: true,
 				Doc: "an SD model: a diffusers folder (vae/, text_encoder/, tokenizer/) or an original-layout single file"},
+			shardsParam("pack"),
 			{Name: "tokenizer", Type: pipeline.Path,
 				Doc: "a CLIP tokenizer folder (vocab.json, merges.txt); unset: the model folder's tokenizer/ (a single file has none)"},
 			{Name: "prompt", Type: pipeline.String, Default: "",
@@ -60,6 +62,7 @@ func LatentsKind() pipeline.Kind {
 				Doc: "arithmetic of the GPU passes: fp32, tf32 (TF32 tensor-core products), bf16 (bfloat16 weights and products, float32 accumulation), fp16; the CPU computes in fp32 (and says so)"},
 		},
 		InputsFromNeeds: captionFiles,
+		ListURL:         blobstore.ListingDigest,
 		Run:             runLatents,
 		Verify:          func(_ context.Context, dir string, _ pipeline.Params) error { return shards.VerifyLatents(dir) },
 	}
@@ -76,17 +79,16 @@ type latentVideo struct {
 }
 
 func runLatents(ctx context.Context, r *pipeline.StageRun) error {
-	var packDir, framesDir string
-	for _, n := range r.Needs {
-		switch r.InputKind(n) {
-		case "pack":
-			packDir = r.Input(n)
-		case "frames":
-			framesDir = r.Input(n)
-		}
+	packDir, err := shardsInput(ctx, r, "pack")
+	if err != nil {
+		return err
 	}
 	if packDir == "" {
-		return fmt.Errorf("latents: needs a pack stage (needs: %v)", r.Needs)
+		return fmt.Errorf("latents: needs a pack stage or the shards param (needs: %v)", r.Needs)
+	}
+	framesDir, err := needOfKind(r, "frames")
+	if err != nil {
+		return err
 	}
 	p := r.Params
 	modelPath := p.String("model")
@@ -94,7 +96,7 @@ func runLatents(ctx context.Context, r *pipeline.StageRun) error {
 	if p.Has("tokenizer") {
 		tokDir = p.String("tokenizer")
 	}
-	tokDir, err := tokenizer.Find(tokDir)
+	tokDir, err = tokenizer.Find(tokDir)
 	if err != nil {
 		return fmt.Errorf("latents: %w (set the tokenizer param to a tokenizer folder)", err)
 	}

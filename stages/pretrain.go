@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/timelapse-ml/pipeline/internal/blobstore"
 	"github.com/timelapse-ml/pipeline/pipeline"
 	"github.com/timelapse-ml/pipeline/trainer"
 )
@@ -16,6 +17,7 @@ func PretrainKind() pipeline.Kind {
 			Doc: "model preset: tiny (CPU, minutes) or timelapse (the GPU recipe)"},
 		{Name: "cond_gap", Type: pipeline.Int, Default: 4, Min: pipeline.Bound(1), Max: pipeline.Bound(1000),
 			Doc: "the conditioning frame is this many frames before the target frame, in the same video"},
+		shardsParam("pack"),
 	}
 	params = append(params, trainingParams(trainingDefaults{
 		resolution: 32, batch: 8, steps: 300, warmup: 20, every: 100, lr: 2e-3, weightDecay: 0,
@@ -27,22 +29,23 @@ func PretrainKind() pipeline.Kind {
 		Doc: "Trains the spatial backbone (a 2D UNet) as an image denoiser on single frames of the training " +
 			"split, each conditioned on an earlier frame of the same video (DDPM, v-prediction, MSE). " +
 			"Writes backbone.safetensors (model config and hash in its metadata), its optimizer and RNG state, " +
-			"metrics.jsonl and loss.png. Needs one pack stage." + trainingRerunDoc,
+			"metrics.jsonl and loss.png. Needs one pack stage (or the shards param)." + trainingRerunDoc,
 		Params:       params,
 		Continues:    raisesTotal,
 		KeepPrevious: true,
+		ListURL:      blobstore.ListingDigest,
 		Run:          runPretrain,
 		Verify:       verifyPretrain,
 	}
 }
 
 func runPretrain(ctx context.Context, r *pipeline.StageRun) error {
-	shardsDir, err := needOfKind(r, "pack")
+	shardsDir, err := shardsInput(ctx, r, "pack")
 	if err != nil {
 		return err
 	}
 	if shardsDir == "" {
-		return fmt.Errorf("pretrain: needs a pack stage (needs: %v)", r.Needs)
+		return fmt.Errorf("pretrain: needs a pack stage or the shards param (needs: %v)", r.Needs)
 	}
 	o := trainer.PretrainOptions{
 		Common: commonOptions(r, shardsDir), Model: r.Params.String("model"), CondGap: r.Params.Int("cond_gap"),

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 
+	"github.com/timelapse-ml/pipeline/internal/blobstore"
 	"github.com/timelapse-ml/pipeline/pipeline"
 	"github.com/timelapse-ml/pipeline/trainer"
 )
@@ -15,6 +16,7 @@ import (
 func TrainKind() pipeline.Kind {
 	params := []pipeline.ParamSpec{
 		{Name: "backbone", Type: pipeline.Path, Doc: "an existing backbone.safetensors to use instead of a needed pretrain stage's (only read)"},
+		shardsParam("pack"),
 		{Name: "frames_length", Type: pipeline.Int, Default: 25, Min: pipeline.Bound(2), Max: pipeline.Bound(1000), Doc: "frames per training clip; the first is the condition"},
 		{Name: "sample_every", NoKey: true, Type: pipeline.Int, Default: 0, Min: pipeline.Bound(0), Max: pipeline.Bound(1e9), Doc: "steps between preview GIFs in previews/ (the first validation frame animated with the current weights; 0: none)"},
 	}
@@ -30,23 +32,24 @@ func TrainKind() pipeline.Kind {
 			"frames conditioned on their first frame; the backbone file is only read. Writes " +
 			"temporal.safetensors (only the temporal layers; step, config hash and backbone hash in its " +
 			"metadata), the optimizer moments and RNG state beside it (an interrupted run resumes exactly), " +
-			"metrics.jsonl, loss.png and train.json. Needs one pack stage and one pretrain stage (or backbone)." +
+			"metrics.jsonl, loss.png and train.json. Needs one pack stage (or the shards param) and one pretrain stage (or backbone)." +
 			trainingRerunDoc,
 		Params:       params,
 		Continues:    raisesTotal,
 		KeepPrevious: true,
+		ListURL:      blobstore.ListingDigest,
 		Run:          runTrain,
 		Verify:       verifyTrain,
 	}
 }
 
 func runTrain(ctx context.Context, r *pipeline.StageRun) error {
-	shardsDir, err := needOfKind(r, "pack")
+	shardsDir, err := shardsInput(ctx, r, "pack")
 	if err != nil {
 		return err
 	}
 	if shardsDir == "" {
-		return fmt.Errorf("train: needs a pack stage (needs: %v)", r.Needs)
+		return fmt.Errorf("train: needs a pack stage or the shards param (needs: %v)", r.Needs)
 	}
 	backbone := ""
 	if r.Params.Has("backbone") {

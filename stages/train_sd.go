@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 
+	"github.com/timelapse-ml/pipeline/internal/blobstore"
 	"github.com/timelapse-ml/pipeline/pipeline"
 	"github.com/timelapse-ml/pipeline/trainer"
 	"github.com/timelapse-ml/pipeline/trainer/model"
@@ -27,6 +28,7 @@ func TrainSDKind() pipeline.Kind {
 		{Name: "model", Type: pipeline.Path, Required: true,
 			Doc: "the SD-1.x inpainting model (9-channel UNet): a diffusers folder (unet/, vae/, text_encoder/, tokenizer/, scheduler/) or an original-layout single file; a pseudo-3D video UNet folder continues its temporal layers; only read"},
 		{Name: "tokenizer", Type: pipeline.Path, Doc: "a CLIP tokenizer folder (for the empty prompt); unset: the model folder's tokenizer/"},
+		shardsParam("latents"),
 		{Name: "frames_length", Type: pipeline.Int, Default: 25, Min: pipeline.Bound(2), Max: pipeline.Bound(1000), Doc: "latents per training clip; the first is the condition, the loss covers the rest"},
 		{Name: "caption_dropout", Type: pipeline.Float, Default: 0.1, Min: pipeline.Bound(0), Max: pipeline.Bound(1),
 			Doc: "probability of training a clip on the empty prompt's embedding instead of its caption's, so sampling can use classifier-free guidance (the recipe had none)"},
@@ -60,11 +62,12 @@ func TrainSDKind() pipeline.Kind {
 			"caption_dropout); each step's latents are draws from N(mean, exp(logvar)) times the VAE's scaling " +
 			"factor. Writes temporal.safetensors, its optimizer/RNG state (an interrupted run resumes exactly), " +
 			"metrics.jsonl, loss.png, train.json (validation loss against SD frame by frame) and video-model/ " +
-			"(the whole video UNet in the recipe's folder layout). Needs one latents stage. device cuda trains " +
+			"(the whole video UNet in the recipe's folder layout). Needs one latents stage (or the shards param). device cuda trains " +
 			"with trainer/gpu's SD executor (precision, checkpointing; AdamW on the host; optimizer_state device is not available)." + trainingRerunDoc,
 		Params:       params,
 		Continues:    raisesTotal,
 		KeepPrevious: true,
+		ListURL:      blobstore.ListingDigest,
 		Run:          runTrainSD,
 		Verify:       verifyTrainSD,
 	}
@@ -88,12 +91,12 @@ func verifyTrainSD(ctx context.Context, dir string, p pipeline.Params) error {
 }
 
 func runTrainSD(ctx context.Context, r *pipeline.StageRun) error {
-	lat, err := needOfKind(r, "latents")
+	lat, err := shardsInput(ctx, r, "latents")
 	if err != nil {
 		return err
 	}
 	if lat == "" {
-		return fmt.Errorf("train_sd: needs a latents stage (needs: %v)", r.Needs)
+		return fmt.Errorf("train_sd: needs a latents stage or the shards param (needs: %v)", r.Needs)
 	}
 	p := r.Params
 	// commonOptions binds the pixel trainer's params too: the latents fix
