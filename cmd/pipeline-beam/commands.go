@@ -23,6 +23,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	stage := flag.String("stage", "", "the frames stage (or its ingest stage) to run; default: the config's only frames stage")
 	logFormat := flag.String("log-format", "text", "log format: text or json")
 	quiet := flag.Bool("quiet", false, "log warnings and errors only")
+	attempts := flag.Int("attempts", 3, "times to run the Beam job before failing (a killed worker fails a job on prism; each attempt redoes only the videos no worker finished)")
 	pos, err := parseInterleaved(args)
 	if err != nil {
 		return err
@@ -57,7 +58,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		// The local engine over the same stages, in this binary: the reference.
 		res, err = beamrun.Plan(ctx, cfg, *stage)
 	} else {
-		res, err = beamrun.Run(ctx, cfg, beamrun.Options{Runner: *runners.Runner, Stage: *stage, Log: log})
+		res, err = beamrun.Run(ctx, cfg, beamrun.Options{Runner: *runners.Runner, Stage: *stage, Attempts: *attempts, Log: log})
 	}
 	if err != nil {
 		return err

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/timelapse-ml/pipeline/internal/videotest"
+	"github.com/timelapse-ml/pipeline/pipeline"
 	"github.com/timelapse-ml/pipeline/pipeline/pipelinetest"
 )
 
@@ -159,9 +160,10 @@ func runBinary(t *testing.T, bin, workdir, src string, flags ...string) string {
 
 // Faults on the portable path: the test kills the SDK worker process while
 // it extracts a video (its temporary folder exists in the staging folder).
-// The job fails (prism does not retry the bundle); running it again redoes
-// only the unfinished videos and the outputs are complete and equal the
-// local engine's. The broken file is quarantined as locally.
+// The job fails (prism does not retry the bundle) and pipeline-beam runs it
+// again, which redoes only the unfinished videos: the one run succeeds, its
+// outputs verify and equal the local engine's. The broken file is
+// quarantined as locally.
 func TestPortableWorkerKilledMidVideo(t *testing.T) {
 	bin := buildBinary(t)
 	src := videotest.Folder(t, 21)
@@ -209,14 +211,19 @@ func TestPortableWorkerKilledMidVideo(t *testing.T) {
 	if !killed {
 		t.Fatal("never saw a video being extracted")
 	}
-	err := first.Wait()
-	t.Logf("first run after the kill: %v", err)
-	if err == nil {
-		t.Logf("the runner recovered by itself:\n%s", firstOut.String())
+	if err := first.Wait(); err != nil {
+		t.Fatalf("the run did not recover from the killed worker: %v\n%s", err, firstOut.String())
 	}
-	out := runBinary(t, bin, p.Workdir, src, flags...)
+	out := firstOut.String()
+	if !strings.Contains(out, "beam job failed, running it again") {
+		t.Errorf("the job was not run again after the kill:\n%s", out)
+	}
 	if !strings.Contains(out, "5 videos: 3 ok, 2 quarantined") {
-		t.Errorf("second run:\n%s", out)
+		t.Errorf("run output:\n%s", out)
+	}
+	rep, err := pipeline.New(p.Config, pipeline.Options{}).Verify(context.Background())
+	if err != nil || len(rep.Findings) > 0 || len(rep.Stages) != 3 {
+		t.Errorf("verify after the kill: %+v, %v", rep, err)
 	}
 	pipelinetest.SameTrees(t, local.Workdir, p.Workdir, "ingest", "frames", "pack")
 }

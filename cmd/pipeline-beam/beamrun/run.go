@@ -28,7 +28,12 @@ type Options struct {
 	// Stage names the frames stage (or its ingest stage); "" for the
 	// config's only frames stage.
 	Stage string
-	Log   *slog.Logger
+	// Attempts is how many times the job runs before its failure is
+	// returned (0: once). Prism does not retry a bundle whose worker died,
+	// so a killed worker fails the job; the next attempt redoes only the
+	// videos that no worker finished (the rest are staged).
+	Attempts int
+	Log      *slog.Logger
 }
 
 // Result tells what the Beam job did.
@@ -53,23 +58,40 @@ func Run(ctx context.Context, cfg *pipeline.Config, opt Options) (*Result, error
 	if err != nil {
 		return nil, err
 	}
-	p, s := beam.NewPipelineWithRoot()
-	rows := Build(s, *w, paths)
-	for _, name := range res.Stages[2:] {
-		pw, err := stages.NewPackWork(cfg, name, w.FFmpeg)
-		if err != nil {
-			return nil, err
-		}
-		BuildPack(s, *pw, w.FramesDir(), rows)
-	}
 	log.Info("beam job", "runner", opt.Runner, "videos", len(paths), "staging", stages.StagingDir(cfg.Workdir, ""))
 	start := time.Now()
-	if _, err := beam.Run(ctx, opt.Runner, p); err != nil {
-		return nil, fmt.Errorf("beam job on %s: %w", opt.Runner, err)
+	for attempt := 1; ; attempt++ {
+		err := runJob(ctx, cfg, opt.Runner, w, paths, res.Stages[2:])
+		if err == nil {
+			break
+		}
+		if attempt >= max(opt.Attempts, 1) || ctx.Err() != nil {
+			return nil, err
+		}
+		log.Warn("beam job failed, running it again", slog.String("runner", opt.Runner), slog.Int("attempt", attempt),
+			slog.Int("attempts", opt.Attempts), slog.String("error", err.Error()))
 	}
 	res.Elapsed = time.Since(start)
 	log.Info("beam job done", "runner", opt.Runner, "videos", len(paths), "elapsed", res.Elapsed.Round(time.Millisecond))
 	return res, nil
+}
+
+// runJob builds and runs the job once: probe and extract every video, and
+// write the shards of each pack stage in packs.
+func runJob(ctx context.Context, cfg *pipeline.Config, runner string, w *stages.VideoWork, paths, packs []string) error {
+	p, s := beam.NewPipelineWithRoot()
+	rows := Build(s, *w, paths)
+	for _, name := range packs {
+		pw, err := stages.NewPackWork(cfg, name, w.FFmpeg)
+		if err != nil {
+			return err
+		}
+		BuildPack(s, *pw, w.FramesDir(), rows)
+	}
+	if _, err := beam.Run(ctx, runner, p); err != nil {
+		return fmt.Errorf("beam job on %s: %w", runner, err)
+	}
+	return nil
 }
 
 // Plan returns what Run would cover (the videos, the stages), running nothing.
