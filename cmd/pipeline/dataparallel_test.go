@@ -42,11 +42,57 @@ stages:
     params: {resolution: 16, frames_length: 4, batch: 2, steps: 3, checkpoint_every: 2, val_batches: 1, workers: 1}
 `
 
+// dpSDYAML is the SD recipe at CI size (the tiny SD model; MODEL is its
+// folder): train_sd with a global batch of 2.
+const dpSDYAML = `workdir: w
+stages:
+  synth:
+    kind: synth
+    params: {count: 3, width: 96, height: 64, fps: 6, seconds: 5, seed: 11}
+  ingest:
+    kind: ingest
+    needs: [synth]
+  frames:
+    kind: frames
+    needs: [ingest]
+    params: {size: 64}
+  pack:
+    kind: pack
+    needs: [frames]
+    params: {val_fraction: 0.34}
+  latents:
+    kind: latents
+    needs: [pack, frames]
+    params: {model: MODEL, prompt: "clouds", batch: 8}
+  train:
+    kind: train_sd
+    needs: [latents]
+    params: {model: MODEL, frames_length: 4, batch: 2, steps: 3, checkpoint_every: 2, val_batches: 1, lr: 1.0e-3, caption_dropout: 0.5}
+`
+
+// TestRunStageTrainSDUnderTorchrun: "pipeline run CONFIG --stage train"
+// of the SD recipe as two ranks with torchrun's variables (the stand-in
+// libnccl): rank 1 follows rank 0's train_sd stage, one clip each; the
+// temporal weights equal a one-process run's.
+func TestRunStageTrainSDUnderTorchrun(t *testing.T) {
+	model, err := filepath.Abs("../../configs/testdata/sd15-tiny")
+	if err != nil {
+		t.Fatal(err)
+	}
+	runTwoRanks(t, strings.ReplaceAll(dpSDYAML, "MODEL", model), "train")
+}
+
 // TestRunStageTrainUnderTorchrun: "pipeline run CONFIG --stage train" as two
 // ranks with torchrun's variables (the stand-in libnccl): rank 0 runs the
 // engine, rank 1 follows its pretrain and train stages; the weights equal
 // a one-process run's.
 func TestRunStageTrainUnderTorchrun(t *testing.T) {
+	runTwoRanks(t, dpYAML, "pretrain", "train")
+}
+
+// runTwoRanks runs "pipeline run --stage train" of yaml as one process and
+// as two ranks, and compares the weights of the training stages.
+func runTwoRanks(t *testing.T, yaml string, trainStages ...string) {
 	if testing.Short() {
 		t.Skip("runs the pipeline three times")
 	}
@@ -56,7 +102,7 @@ func TestRunStageTrainUnderTorchrun(t *testing.T) {
 	lib := disttest.BuildStandin(t)
 	one, two := t.TempDir(), t.TempDir()
 	for _, d := range []string{one, two} {
-		if err := os.WriteFile(filepath.Join(d, "p.yaml"), []byte(dpYAML), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(d, "p.yaml"), []byte(yaml), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -84,7 +130,7 @@ func TestRunStageTrainUnderTorchrun(t *testing.T) {
 	if !strings.Contains(string(outs[1]), "waiting for rank 0") || strings.Contains(string(outs[1]), "STAGE") {
 		t.Errorf("rank 1 did not follow rank 0 (or printed a summary):\n%s", outs[1])
 	}
-	for _, st := range []string{"pretrain", "train"} {
+	for _, st := range trainStages {
 		file := trainer.BackboneFile
 		if st == "train" {
 			file = trainer.TemporalFile
