@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/timelapse-ml/pipeline/internal/testenv"
-	"github.com/timelapse-ml/pipeline/trainer/dist"
 	"github.com/timelapse-ml/pipeline/trainer/dist/disttest"
 )
 
@@ -122,24 +121,8 @@ func TestTrainSDDataParallelRank(t *testing.T) {
 	if disttest.Rank() < 0 {
 		t.Skip("a rank of TestTrainSDDataParallelMatchesOneProcess")
 	}
-	env, err := dist.FromEnv()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
+	env, g, ctx, cancel, out := joinTestRank(t)
 	defer cancel()
-	g, err := dist.Join(ctx, env, testLog(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
-	out := os.Getenv(dpOutEnv)
-	if other := os.Getenv(dpOtherEnv); other != "" && env.Rank > 0 {
-		out = filepath.Join(other, strconv.Itoa(env.Rank))
-	}
-	if err := os.MkdirAll(out, 0o755); err != nil {
-		t.Fatal(err)
-	}
 	o := dpSDOpts(t, os.Getenv(dpShardsEnv), out)
 	o.Dist, o.SampleEvery = g, 2
 	o.Resume = os.Getenv(dpResumeEnv) == "1"

@@ -144,25 +144,9 @@ func TestTrainDataParallelRank(t *testing.T) {
 	if disttest.Rank() < 0 {
 		t.Skip("a rank of TestTrainDataParallelMatchesOneProcess")
 	}
-	env, err := dist.FromEnv()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
+	env, g, ctx, cancel, out := joinTestRank(t)
 	defer cancel()
-	g, err := dist.Join(ctx, env, testLog(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
-	out := os.Getenv(dpOutEnv)
-	if other := os.Getenv(dpOtherEnv); other != "" && env.Rank > 0 {
-		out = filepath.Join(other, strconv.Itoa(env.Rank))
-	}
 	o := dpOpts(t, os.Getenv(dpShardsEnv), os.Getenv(dpBackboneEnv), out)
-	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
 	o.Dist = g
 	o.SampleEvery = 2 // rank 0 alone writes previews
 	stop, _ := strconv.Atoi(os.Getenv(dpStopEnv))
@@ -190,6 +174,33 @@ func TestTrainDataParallelRank(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// joinTestRank is the start of a test rank: its place in the job, the
+// group (closed at the test's end), a context the test cancels to
+// interrupt it, and its output folder (DPTEST_OUT, or DPTEST_OTHER/rank),
+// created.
+func joinTestRank(t *testing.T) (dist.Env, *dist.Group, context.Context, context.CancelFunc, string) {
+	env, err := dist.FromEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	g, err := dist.Join(ctx, env, testLog(t))
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Close() })
+	out := os.Getenv(dpOutEnv)
+	if other := os.Getenv(dpOtherEnv); other != "" && env.Rank > 0 {
+		out = filepath.Join(other, strconv.Itoa(env.Rank))
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	return env, g, ctx, cancel, out
 }
 
 func writeGrads(t *testing.T, path string, grads [][]float32) {
