@@ -16,8 +16,8 @@
 #                                         # into .gpu/h-sddist/ (CGO_ENABLED=0)
 #   bash bench/dist_gpu.sh device [N...]  # on the GPU machine (carry .gpu/h-sddist): GPU counts to
 #                                         # run (default: every GPU); logs under $OUT, a table last
-# Knobs: STEPS (K, default 4; the first step is not timed), BF16=1 (bfloat16 linears+attention),
-# TF32=0 (strict float32), PORT (MASTER_PORT, default 29500; the rendezvous takes PORT+1).
+# Knobs: STEPS (K, default 4; the first step is not timed), PRECISION (the SD executor's: tf32, the
+# default, fp32, bf16, fp16), PORT (MASTER_PORT, default 29500; the rendezvous takes PORT+1).
 # KIND=cpu GPUS=N is a dry run of this script on the CPU (the tiny UNet; a plain `go test -c` binary
 # as $dir/dist.test and the stand-in libnccl's folder in PIPELINE_CUDA_LIBRARY_PATH).
 set -uo pipefail
@@ -56,7 +56,7 @@ counts=("$@")
 date -u +"date: %Y-%m-%dT%H:%MZ"
 export PIPELINE_CUDA_CACHE="${TMPDIR:-/tmp}/pipeline-kernel-cache"
 export PIPELINE_DIST_BENCH="$kind" PIPELINE_DIST_BENCH_STEPS="${STEPS:-4}" PIPELINE_DIST_BENCH_PER=1
-export PIPELINE_SD_TF32="${TF32:-1}" PIPELINE_SD_BF16="${BF16:-0}"
+export PIPELINE_SD_PRECISION="${PRECISION:-tf32}"
 export PIPELINE_DIST_TIMEOUT=5m
 port="${PORT:-29500}"
 scratch="${TMPDIR:-/tmp}/dist-bench"

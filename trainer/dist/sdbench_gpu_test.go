@@ -14,9 +14,9 @@ import (
 // The benchmark's full-size net (issue 16's configuration): the SD-1.5
 // inpainting UNet inflated to the pseudo-3D layout (1.1 G parameters,
 // 241 M temporal ones trainable), random weights, clips of T = 25 frames
-// of 64x64x4 latents, trainer/gpu's SD executor (TF32 unless
-// PIPELINE_SD_TF32=0; bfloat16 linears and attention with
-// PIPELINE_SD_BF16=1), each rank on the GPU its LOCAL_RANK names.
+// of 64x64x4 latents, trainer/gpu's SD executor at PIPELINE_SD_PRECISION
+// (tf32 by default; fp32, bf16, fp16), each rank on the GPU its LOCAL_RANK
+// names.
 func init() {
 	newGPUBench = func(t *testing.T) benchSpec {
 		if ok, why := cuda.Available(); !ok {
@@ -30,20 +30,20 @@ func init() {
 		if err != nil {
 			t.Fatal(err)
 		}
-		tf32, bf16 := os.Getenv(benchTF32Env) != "0", os.Getenv(benchBF16Env) == "1"
-		// TF32 products and cuDNN's per-process algorithm choice differ
-		// between runs by about TF32's rounding
+		prec := gpu.TF32
+		if v := os.Getenv(benchPrecisionEnv); v != "" {
+			if prec, err = gpu.ParsePrecision(v); err != nil {
+				t.Fatal(err)
+			}
+		}
+		tf32 := prec != gpu.FP32
+		// TF32 and half products, and cuDNN's per-process algorithm
+		// choice, differ between runs by about their rounding
 		tol := 1e-4
-		if tf32 || bf16 {
+		if tf32 {
 			tol = 2e-2
 		}
-		desc := "SD-1.5 inpainting UNet pseudo-3D, T=25, 64x64, float32"
-		if tf32 {
-			desc += "/TF32"
-		}
-		if bf16 {
-			desc += ", bf16 linears+attention"
-		}
+		desc := "SD-1.5 inpainting UNet pseudo-3D, T=25, 64x64, " + string(prec)
 		return benchSpec{net: net, params: p, T: 25, C: 4, H: 64, W: 64, Tokens: model.ContextTokens, D: 768, tol: tol, describe: desc,
 			open: func(s benchSpec, ordinal, B int) (benchNet, error) {
 				dev, err := cuda.Open(ordinal, cuda.Options{TF32: tf32})
@@ -51,7 +51,7 @@ func init() {
 					return nil, err
 				}
 				sd, err := gpu.NewSDNet(dev, s.net, s.params, B, s.T, s.H, s.W,
-					gpu.SDOptions{Trainable: func(q model.ParamSpec) bool { return q.Temporal }, BF16: bf16})
+					gpu.SDOptions{Trainable: func(q model.ParamSpec) bool { return q.Temporal }, Precision: prec})
 				if err != nil {
 					dev.Close()
 					return nil, err

@@ -36,14 +36,13 @@ import (
 // rank 0 of the job compares its own with them. Each prints one line
 // "DISTBENCH key=value ...", which the script turns into a table.
 const (
-	benchEnv       = "PIPELINE_DIST_BENCH"        // "cpu" (tiny UNet) or "gpu" (full size; a gpu-tagged binary)
-	benchModeEnv   = "PIPELINE_DIST_BENCH_MODE"   // "ref" or "dist"
-	benchGlobalEnv = "PIPELINE_DIST_BENCH_GLOBAL" // the global batch (default: the world size)
-	benchPerEnv    = "PIPELINE_DIST_BENCH_PER"    // the reference's micro-batch, the ranks' batch (default 1)
-	benchStepsEnv  = "PIPELINE_DIST_BENCH_STEPS"  // optimizer steps K (default 5; the first is not timed)
-	benchDirEnv    = "PIPELINE_DIST_BENCH_DIR"    // the reference's files
-	benchTF32Env   = "PIPELINE_SD_TF32"           // 0: strict float32 on the GPU
-	benchBF16Env   = "PIPELINE_SD_BF16"           // 1: SDOptions.BF16
+	benchEnv          = "PIPELINE_DIST_BENCH"        // "cpu" (tiny UNet) or "gpu" (full size; a gpu-tagged binary)
+	benchModeEnv      = "PIPELINE_DIST_BENCH_MODE"   // "ref" or "dist"
+	benchGlobalEnv    = "PIPELINE_DIST_BENCH_GLOBAL" // the global batch (default: the world size)
+	benchPerEnv       = "PIPELINE_DIST_BENCH_PER"    // the reference's micro-batch, the ranks' batch (default 1)
+	benchStepsEnv     = "PIPELINE_DIST_BENCH_STEPS"  // optimizer steps K (default 5; the first is not timed)
+	benchDirEnv       = "PIPELINE_DIST_BENCH_DIR"    // the reference's files
+	benchPrecisionEnv = "PIPELINE_SD_PRECISION"      // the SD executor's precision: tf32 (default), fp32, bf16, fp16
 )
 
 // benchNet is one rank's training net: fwd+bwd on its batch (the
