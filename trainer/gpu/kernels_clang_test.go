@@ -15,3 +15,19 @@ func TestKernelsParse(t *testing.T) {
 	}
 	cudatest.CheckSyntax(t, "gpu", src)
 }
+
+// TestFlashKernelsParse syntax-checks the fused attention modules of both
+// operand types at the narrowest and widest padded head dims.
+func TestFlashKernelsParse(t *testing.T) {
+	for _, key := range []flashKey{{bf16: true, dp: flashDims[0]}, {bf16: false, dp: flashDims[len(flashDims)-1]}, {bf16: true, dp: 80}} {
+		ms, err := flashSource(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		src, err := ms.Source()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cudatest.CheckSyntax(t, ms.Name, src)
+	}
+}

@@ -142,7 +142,9 @@ func (s *SDNet) backwardLayer(i int) error {
 			}
 		}
 		if err == nil {
-			if s.halfAttention(l) {
+			if s.useFlash(l) {
+				err = s.flashBackward(i, l, dq, dk, dv, dy, x(0), x(1), x(2))
+			} else if s.halfAttention(l) {
 				err = s.seqAttentionBackwardBF16(l, dq, dk, dv, dy, x(0), x(1), x(2))
 			} else {
 				err = s.seqAttentionBackward(l, dq, dk, dv, dy, x(0), x(1), x(2))

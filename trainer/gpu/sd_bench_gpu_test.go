@@ -34,8 +34,10 @@ func TestSDFullSizeBench(t *testing.T) {
 	if os.Getenv("PIPELINE_SD_BENCH_UNET") != "0" {
 		rows = append(rows, benchUNet(t, d, prec)...)
 	}
-	rows = append(rows, benchVAE(t, d, prec, false)...)
-	rows = append(rows, benchVAE(t, d, prec, true)...)
+	if os.Getenv("PIPELINE_SD_BENCH_VAE") != "0" {
+		rows = append(rows, benchVAE(t, d, prec, false)...)
+		rows = append(rows, benchVAE(t, d, prec, true)...)
+	}
 	fmt.Println("| what | precision | ms | rate | peak GiB |\n|---|---|---:|---:|---:|")
 	for _, r := range rows {
 		fmt.Println(r)
@@ -78,16 +80,25 @@ func benchUNet(t *testing.T, dev *cuda.Device, prec string) []string {
 	tflop := float64(fwd+bwd) / 1e12
 	t.Logf("FLOPs per step (description): forward %.2f T + backward %.2f T = %.2f TFLOP", float64(fwd)/1e12, float64(bwd)/1e12, tflop)
 	var rows []string
-	for _, bf16 := range []bool{false, true} {
+	// modes: float32/TF32 (PIPELINE_SD_BENCH_FP32=0 skips it), bf16 with
+	// the chunked cuBLAS attention, bf16 with the fused attention
+	for _, m := range []struct{ bf16, chunked bool }{{false, false}, {true, true}, {true, false}} {
+		bf16 := m.bf16
 		mode := prec
-		if bf16 {
-			mode = "bf16 linears+attention, rest " + prec
+		switch {
+		case !bf16 && os.Getenv("PIPELINE_SD_BENCH_FP32") == "0":
+			continue
+		case m.chunked:
+			mode = "bf16, attention chunked cuBLAS"
+		case bf16:
+			mode = "bf16, attention flash"
 		}
 		dev.ResetPeak()
 		s, err := NewSDNet(dev, net, p, B, T, H, W, SDOptions{Trainable: func(q model.ParamSpec) bool { return q.Temporal }, Profile: true, BF16: bf16})
 		if err != nil {
 			t.Fatal(err)
 		}
+		s.flashOff = m.chunked
 		weightsGiB := gib(dev.MemStats().InUse)
 		var wall, gpuT []time.Duration
 		var losses []float32

@@ -151,7 +151,9 @@ func (s *SDNet) forward(i int) error {
 	case model.LayerNorm:
 		err = s.layerNormForward(i, l, y, x)
 	case model.SeqAttention:
-		if s.halfAttention(l) {
+		if s.useFlash(l) {
+			err = s.flashForward(i, l, y, in[0], in[1], in[2])
+		} else if s.halfAttention(l) {
 			err = s.seqAttentionForwardBF16(l, y, in[0], in[1], in[2])
 		} else {
 			err = s.seqAttentionForward(l, y, in[0], in[1], in[2])

@@ -52,15 +52,15 @@ func checkRel(t *testing.T, what string, got, want []float32, tol float64) float
 // does not reach yet (float16 Q, K and P would cut the rounding by 8).
 func TestSDUNetMatchesCPU(t *testing.T) {
 	for _, mode := range []struct {
-		name         string
-		bf16         bool
-		tol, lossTol float64
-	}{{"float32", false, 1e-3, 1e-4}, {"bf16", true, 3e-2, 1e-2}} {
-		t.Run(mode.name, func(t *testing.T) { testSDUNet(t, mode.bf16, mode.tol, mode.lossTol) })
+		name          string
+		bf16, chunked bool // chunked: the cuBLAS attention instead of the fused one
+		tol, lossTol  float64
+	}{{"float32", false, false, 1e-3, 1e-4}, {"bf16", true, false, 3e-2, 1e-2}, {"bf16-chunked-attention", true, true, 3e-2, 1e-2}} {
+		t.Run(mode.name, func(t *testing.T) { testSDUNet(t, mode.bf16, mode.chunked, mode.tol, mode.lossTol) })
 	}
 }
 
-func testSDUNet(t *testing.T, bf16 bool, tol, lossTol float64) {
+func testSDUNet(t *testing.T, bf16, chunked bool, tol, lossTol float64) {
 	d := sdDevice(t, false)
 	base, err := model.LoadUNet(sdFixtures+"/sd-tiny-inpaint/unet", weights.Options{}, model.UNetOptions{})
 	if err != nil {
@@ -109,6 +109,7 @@ func testSDUNet(t *testing.T, bf16 bool, tol, lossTol float64) {
 				t.Fatal(err)
 			}
 			defer s.Close()
+			s.flashOff = chunked
 			if bf16 {
 				for name := range s.halfW {
 					if s.weights[name] != nil {

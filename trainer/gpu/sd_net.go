@@ -49,6 +49,10 @@ type SDNet struct {
 	attnBudget int // floats of attention scores per chunk
 	// red all-reduces the gradients in data-parallel training (sd_reduce.go)
 	red *sdReduce
+	// fl is the fused attention of the half mode (flash.go); flashOff
+	// keeps the chunked cuBLAS attention instead (benchmarks, tests).
+	fl       *flashState
+	flashOff bool
 }
 
 type lnSaved struct{ mean, rstd *cuda.Tensor }
@@ -383,6 +387,7 @@ func (s *SDNet) release() {
 		l.free()
 		delete(s.ln, i)
 	}
+	s.fl.release()
 }
 
 // Profile returns the mean device milliseconds per profiled pass (training
