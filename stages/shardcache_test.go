@@ -183,3 +183,31 @@ func writeFile(t *testing.T, path string, data []byte) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// The latents stage encodes a pack published to a bucket (shards: URL)
+// into the same latent shards and index as from the local pack.
+func TestLatentsFromBucket(t *testing.T) {
+	ctx := context.Background()
+	s3 := startS3(t)
+	t.Setenv(ShardCacheEnv, filepath.Join(t.TempDir(), "cache"))
+	sd := tinySD(t, "vae", "text_encoder", "tokenizer")
+	local := pipelinetest.Run(t, latentKinds, latentsYAML(sd, "", 32))
+	st, err := blobstore.Open(ctx, s3.loc("pack"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	rels, err := publishOrder(local.Dir("pack"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Publish(ctx, local.Dir("pack"), rels); err != nil {
+		t.Fatal(err)
+	}
+	remote := pipelinetest.Run(t, latentKinds, "stages:\n  latents:\n    kind: latents\n    params: {shards: \""+s3.loc("pack")+
+		"\", model: "+sd+", shard_frames: 20, prompt: \"a timelapse of clouds\"}\n")
+	pipelinetest.SameTrees(t, local.Workdir, remote.Workdir, "latents")
+	if n := len(s3.takeGets(".arrow")); n == 0 {
+		t.Error("no shard was fetched")
+	}
+}
