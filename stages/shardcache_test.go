@@ -211,3 +211,19 @@ func TestLatentsFromBucket(t *testing.T) {
 		t.Error("no shard was fetched")
 	}
 }
+
+// The shards param may name a local folder (read in place, its listing in
+// the key); with a needed pack stage as well it is an error.
+func TestShardsParamLocalFolder(t *testing.T) {
+	local := pipelinetest.Run(t, All(), packThenPretrainYAML)
+	p := pipelinetest.Run(t, All(), pretrainFrom(local.Dir("pack")))
+	want := pipelinetest.ReadFile(t, filepath.Join(local.Dir("pretrain"), trainer.BackboneFile))
+	if got := pipelinetest.ReadFile(t, filepath.Join(p.Dir("pretrain"), trainer.BackboneFile)); !bytes.Equal(got, want) {
+		t.Error("the backbone trained on the pack named by the shards param differs from the one trained on the needed pack")
+	}
+	both := strings.Replace(packThenPretrainYAML, "params: {resolution: 16,", "params: {shards: \""+local.Dir("pack")+"\", resolution: 16,", 1)
+	_, err := pipelinetest.New(t, All(), both).TryRun(context.Background(), pipeline.Options{})
+	if err == nil || !strings.Contains(err.Error(), "keep one") {
+		t.Errorf("a needed pack and the shards param: %v", err)
+	}
+}
