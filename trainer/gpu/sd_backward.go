@@ -209,8 +209,10 @@ func (s *SDNet) backwardLayer(i int) error {
 	if err != nil {
 		return err
 	}
-	for _, v := range s.p.freeBwd[i] {
-		s.freeValue(v)
+	for _, v := range s.freeList(i, false) {
+		if s.mayFree(v) {
+			s.freeValue(v)
+		}
 	}
 	return nil
 }

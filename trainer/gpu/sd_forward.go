@@ -180,12 +180,8 @@ func (s *SDNet) forward(i int) error {
 	if err != nil {
 		return err
 	}
-	free := s.p.freeFwd[i]
-	if s.eval {
-		free = s.p.freeEval[i]
-	}
-	for _, v := range free {
-		if !s.p.persistent[v] {
+	for _, v := range s.freeList(i, true) {
+		if s.mayFree(v) {
 			s.freeValue(v)
 		}
 	}
@@ -239,7 +235,7 @@ func (s *SDNet) groupNormForward(l model.Layer, y, x *cuda.Tensor) error {
 func (s *SDNet) layerNormForward(i int, l model.Layer, y, x *cuda.Tensor) error {
 	rows, c := s.rowsOf(l.In[0])
 	var mean, rstd uintptr
-	if !s.eval && s.p.backward[i] {
+	if !s.eval && !s.noSave && s.p.backward[i] {
 		st := &lnSaved{}
 		var err error
 		if st.mean, err = s.dev.NewTensor(rows); err != nil {

@@ -40,6 +40,12 @@ type SDNet struct {
 	// ln holds the row statistics of each trainable pass's layer norms.
 	ln   map[int]*lnSaved
 	eval bool
+	// ck is the checkpointed step's schedule (nil: no checkpointing); ckSeg
+	// the segment being recomputed (or ckptOff, ckptFirstPass); noSave
+	// skips the layer norm statistics.
+	ck     *ckptPlan
+	ckSeg  int
+	noSave bool
 
 	prof       *profiler
 	evStart    *cuda.Event
@@ -71,6 +77,10 @@ type SDOptions struct {
 	Precision Precision
 	// BF16 is the older spelling of Precision: BF16.
 	BF16 bool
+	// Checkpointing recomputes each block's forward in the backward pass
+	// instead of keeping its inner values (sd_ckpt.go): the training step
+	// holds the block boundaries and one block's values at a time.
+	Checkpointing bool
 	// AttentionScores bounds the float32 attention scores held at once
 	// (elements; 0: 1<<28, 1 GiB).
 	AttentionScores int
@@ -94,7 +104,10 @@ func NewSDNet(dev *cuda.Device, net *model.Net, p *model.Params, B, T, H, W int,
 	}
 	s := &SDNet{dev: dev, k: k, p: pl, params: p, weights: map[string]*cuda.Tensor{}, wgrads: map[string]*cuda.Tensor{},
 		halfW: map[string]*cuda.Tensor{}, halfShape: map[string][]int{}, prec: prec, bf16: prec.Half(), scale: newLossScale(prec),
-		ln: map[int]*lnSaved{}, attnBudget: o.AttentionScores}
+		ln: map[int]*lnSaved{}, attnBudget: o.AttentionScores, ckSeg: ckptOff}
+	if o.Checkpointing && o.Trainable != nil {
+		s.ck = newCkptPlan(pl)
+	}
 	if s.attnBudget <= 0 {
 		s.attnBudget = 1 << 28
 	}
@@ -148,7 +161,7 @@ func NewSDNet(dev *cuda.Device, net *model.Net, p *model.Params, B, T, H, W int,
 		return nil, err
 	}
 	if o.Profile {
-		if s.prof, err = newProfiler(dev, 2*len(net.Layers)+8); err != nil {
+		if s.prof, err = newProfiler(dev, 3*len(net.Layers)+8); err != nil {
 			s.Close()
 			return nil, err
 		}
@@ -297,7 +310,12 @@ func (s *SDNet) TrainStep(in model.Inputs, target []float32) (float32, error) {
 			return 0, err
 		}
 	}
-	if err := s.forwardAll(); err != nil {
+	if s.ck != nil {
+		err = s.ckptForward()
+	} else {
+		err = s.forwardAll()
+	}
+	if err != nil {
 		return 0, err
 	}
 	pred := s.vals[net.Output]
@@ -319,20 +337,8 @@ func (s *SDNet) TrainStep(in model.Inputs, target []float32) (float32, error) {
 	if err := s.prof.mark("loss fwd+bwd"); err != nil {
 		return 0, err
 	}
-	for i := len(net.Layers) - 1; i >= 0; i-- {
-		if !pl.backward[i] {
-			continue
-		}
-		l := net.Layers[i]
-		if err := s.backwardLayer(i); err != nil {
-			return 0, fmt.Errorf("gpu: backward layer %d (%s %s): %w", i, l.Kind, l.Name, err)
-		}
-		if err := s.gradsReady(i); err != nil {
-			return 0, err
-		}
-		if err := s.prof.mark(sdLabel(pl, l, "bwd")); err != nil {
-			return 0, err
-		}
+	if err := s.backwardAll(); err != nil {
+		return 0, err
 	}
 	// the ranks' gradients averaged before the loss scale's check, so
 	// every rank makes the same skip decision
@@ -354,6 +360,29 @@ func (s *SDNet) TrainStep(in model.Inputs, target []float32) (float32, error) {
 		return 0, err
 	}
 	return loss[0], nil
+}
+
+// backwardAll runs the backward pass from the output's gradient.
+func (s *SDNet) backwardAll() error {
+	if s.ck != nil {
+		return s.ckptBackward()
+	}
+	for i := len(s.p.net.Layers) - 1; i >= 0; i-- {
+		if !s.p.backward[i] {
+			continue
+		}
+		l := s.p.net.Layers[i]
+		if err := s.backwardLayer(i); err != nil {
+			return fmt.Errorf("gpu: backward layer %d (%s %s): %w", i, l.Kind, l.Name, err)
+		}
+		if err := s.gradsReady(i); err != nil {
+			return err
+		}
+		if err := s.prof.mark(sdLabel(s.p, l, "bwd")); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Grads downloads the gradients of the last TrainStep, in Trainable order.

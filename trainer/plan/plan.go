@@ -10,7 +10,6 @@ package plan
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/timelapse-ml/pipeline/trainer/model"
 )
@@ -198,22 +197,6 @@ func livePeak(n *model.Net, size func(int) int64) int64 {
 	return peak
 }
 
-// group is the block a layer belongs to for checkpointing: diffusers'
-// resnet or transformer ("down_blocks.0.resnets.1"), else the first name
-// component; unnamed layers join the block of the layer before them.
-func group(name, prev string) string {
-	if name == "" {
-		return prev
-	}
-	parts := strings.Split(name, ".")
-	for i, p := range parts {
-		if (p == "resnets" || p == "attentions" || p == "downsamplers" || p == "upsamplers") && i+1 < len(parts) {
-			return strings.Join(parts[:i+2], ".")
-		}
-	}
-	return parts[0]
-}
-
 // checkpointed is the forward memory with activation checkpointing: the
 // values leaving each block (kept for the backward) plus the largest
 // block's own values (recomputed and kept while its backward runs).
@@ -221,7 +204,7 @@ func checkpointed(n *model.Net, size func(int) int64) int64 {
 	blockOf := make([]string, len(n.Values))
 	g := ""
 	for _, l := range n.Layers {
-		g = group(l.Name, g)
+		g = model.CheckpointBlock(l.Name, g)
 		blockOf[l.Out] = g
 	}
 	read := map[int]map[string]bool{}
