@@ -33,15 +33,15 @@ func newOptimizer(state OptimizerState, log *slog.Logger, be *backend, cfg optim
 	if err != nil {
 		return nil, err
 	}
+	if be.sd != nil {
+		return newSDOptimizer(state, log, be, cfg, ops)
+	}
 	if state == OptimizerHost {
 		o, err := optim.New(cfg, ops)
 		if err != nil {
 			return nil, err
 		}
 		return &hostOptimizer{opt: o, be: be}, nil
-	}
-	if be.sd != nil {
-		return nil, errNoSDDeviceOptimizer()
 	}
 	if be.gpu == nil {
 		return nil, fmt.Errorf("optimizer_state device needs the GPU backend (device cuda)")

@@ -84,10 +84,11 @@ func TestSampleSDOnGPU(t *testing.T) {
 	}
 }
 
-// On the GPU (trainer/gpu's SD executor, AdamW on the host), TrainSD
-// follows the CPU run on the tiny model: the same losses and temporal
-// weights after 4 steps to float32 rounding, with validation and a
-// preview on the GPU.
+// On the GPU (trainer/gpu's SD executor), TrainSD follows the CPU run on
+// the tiny model with the optimizer inside the step, AdamW on the host
+// (overlapped with the backward pass, the default) and on the device: the
+// same losses and temporal weights after 4 steps to float32 rounding,
+// with validation and a preview on the GPU.
 func TestTrainSDOnGPU(t *testing.T) {
 	if ok, why := cuda.Available(); !ok {
 		t.Skip("no usable GPU: " + why)
@@ -98,23 +99,25 @@ func TestTrainSDOnGPU(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gpuO := sdTrainOpts(t, latents, 4)
-	gpuO.Device, gpuO.SampleEvery = DeviceCUDA, 4
-	rg, err := TrainSD(context.Background(), gpuO)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d := math.Abs(rg.ValLoss-rc.ValLoss) / rc.ValLoss; d > 1e-3 {
-		t.Errorf("validation loss GPU %v, CPU %v", rg.ValLoss, rc.ValLoss)
-	}
 	a := readTensors(t, filepath.Join(cpu.OutDir, TemporalFile))
-	b := readTensors(t, filepath.Join(gpuO.OutDir, TemporalFile))
-	for name, ta := range a.Tensors {
-		if e := relErr(b.Tensors[name].Data, ta.Data); e > 1e-3 {
-			t.Errorf("%s: GPU vs CPU rel err %.3g", name, e)
+	for _, state := range []OptimizerState{OptimizerHost, OptimizerDevice} {
+		gpuO := sdTrainOpts(t, latents, 4)
+		gpuO.Device, gpuO.SampleEvery, gpuO.OptimizerState = DeviceCUDA, 4, state
+		rg, err := TrainSD(context.Background(), gpuO)
+		if err != nil {
+			t.Fatalf("optimizer_state %s: %v", state, err)
 		}
-	}
-	if _, err := os.Stat(filepath.Join(gpuO.OutDir, PreviewDir, "step-000004.gif")); err != nil {
-		t.Error(err)
+		if d := math.Abs(rg.ValLoss-rc.ValLoss) / rc.ValLoss; d > 1e-3 {
+			t.Errorf("optimizer_state %s: validation loss GPU %v, CPU %v", state, rg.ValLoss, rc.ValLoss)
+		}
+		b := readTensors(t, filepath.Join(gpuO.OutDir, TemporalFile))
+		for name, ta := range a.Tensors {
+			if e := relErr(b.Tensors[name].Data, ta.Data); e > 1e-3 {
+				t.Errorf("optimizer_state %s: %s: GPU vs CPU rel err %.3g", state, name, e)
+			}
+		}
+		if _, err := os.Stat(filepath.Join(gpuO.OutDir, PreviewDir, "step-000004.gif")); err != nil {
+			t.Error(err)
+		}
 	}
 }

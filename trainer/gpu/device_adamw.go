@@ -7,6 +7,7 @@ import (
 	"unsafe"
 
 	"github.com/timelapse-ml/pipeline/trainer/cuda"
+	"github.com/timelapse-ml/pipeline/trainer/model"
 	"github.com/timelapse-ml/pipeline/trainer/optim"
 )
 
@@ -16,7 +17,7 @@ import (
 // the step's device gradients and updates the device weights in place; the
 // host parameters are refreshed only by DownloadWeights.
 type DeviceAdamW struct {
-	s       *Step
+	s       adamTarget
 	cfg     optim.Config
 	m, v    []*cuda.Tensor
 	noDecay []bool
@@ -25,11 +26,30 @@ type DeviceAdamW struct {
 	step    int
 }
 
+// adamTarget is what DeviceAdamW updates: an executor's trainable
+// parameters with their device weights and gradients.
+type adamTarget struct {
+	dev             *cuda.Device
+	k               *kernels
+	trainable       []*model.Param
+	weights, wgrads map[string]*cuda.Tensor
+	freed           func() // called by Free
+}
+
 // NewDeviceAdamW allocates zero moments for every trainable parameter of
 // s. noDecay (may be nil) exempts parameters from weight decay. It turns
 // off the step's host gradient copies, which the device optimizer does not
 // need.
 func NewDeviceAdamW(s *Step, cfg optim.Config, noDecay func(name string) bool) (*DeviceAdamW, error) {
+	o, err := newDeviceAdamW(adamTarget{dev: s.dev, k: s.k, trainable: s.trainable, weights: s.weights, wgrads: s.wgrads,
+		freed: func() { s.hostGrads = true }}, cfg, noDecay)
+	if err == nil {
+		s.hostGrads = false
+	}
+	return o, err
+}
+
+func newDeviceAdamW(s adamTarget, cfg optim.Config, noDecay func(name string) bool) (*DeviceAdamW, error) {
 	if cfg.LR < 0 || cfg.Beta1 < 0 || cfg.Beta1 >= 1 || cfg.Beta2 < 0 || cfg.Beta2 >= 1 || cfg.Eps <= 0 {
 		return nil, fmt.Errorf("gpu: invalid AdamW config %+v", cfg)
 	}
@@ -63,7 +83,6 @@ func NewDeviceAdamW(s *Step, cfg optim.Config, noDecay func(name string) bool) (
 		return nil, err
 	}
 	o.partial = p
-	s.hostGrads = false
 	return o, nil
 }
 
@@ -143,5 +162,7 @@ func (o *DeviceAdamW) Free() {
 		o.v[i].Free()
 	}
 	o.partial.Free()
-	o.s.hostGrads = true
+	if o.s.freed != nil {
+		o.s.freed()
+	}
 }

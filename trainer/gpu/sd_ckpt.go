@@ -109,10 +109,7 @@ func (s *SDNet) ckptBackward() error {
 			if err := s.backwardLayer(i); err != nil {
 				return fmt.Errorf("gpu: backward layer %d (%s %s): %w", i, l.Kind, l.Name, err)
 			}
-			if err := s.gradsReady(i); err != nil {
-				return err
-			}
-			if err := s.prof.mark(sdLabel(s.p, l, "bwd")); err != nil {
+			if err := s.backwardDone(i); err != nil {
 				return err
 			}
 		}

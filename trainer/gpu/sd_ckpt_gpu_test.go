@@ -74,7 +74,7 @@ func TestSDCheckpointedGradsMatch(t *testing.T) {
 					s.Close()
 					t.Fatal(err)
 				}
-				before := s.MemStats().DriverOps
+				before, inUse := s.MemStats().DriverOps, s.MemStats().InUse
 				if _, err := s.TrainStep(in, target); err != nil {
 					s.Close()
 					t.Fatal(err)
@@ -82,8 +82,8 @@ func TestSDCheckpointedGradsMatch(t *testing.T) {
 				if ops := s.MemStats().DriverOps - before; ops != 0 {
 					t.Errorf("checkpointing %v: second step made %d cuMemAlloc calls", ckpt, ops)
 				}
-				if in := s.MemStats().InUse; in != base {
-					t.Errorf("checkpointing %v: %d bytes in use after the step, %d before", ckpt, in, base)
+				if now := s.MemStats().InUse; now != inUse {
+					t.Errorf("checkpointing %v: %d bytes in use after the second step, %d after the first", ckpt, now, inUse)
 				}
 				s.Close()
 			}

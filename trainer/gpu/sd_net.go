@@ -46,6 +46,8 @@ type SDNet struct {
 	ck     *ckptPlan
 	ckSeg  int
 	noSave bool
+	// host is the overlapped host optimizer (NewSDHostAdamW), nil if none.
+	host *SDHostAdamW
 
 	prof       *profiler
 	evStart    *cuda.Event
@@ -337,19 +339,36 @@ func (s *SDNet) TrainStep(in model.Inputs, target []float32) (float32, error) {
 	if err := s.prof.mark("loss fwd+bwd"); err != nil {
 		return 0, err
 	}
-	if err := s.backwardAll(); err != nil {
+	if s.host != nil {
+		if err := s.host.begin(); err != nil {
+			s.host.abort(true)
+			return 0, err
+		}
+	}
+	err = s.backwardAll()
+	if err == nil {
+		// the ranks' gradients averaged before the loss scale's check, so
+		// every rank makes the same skip decision
+		err = s.reduceWait()
+	}
+	if err == nil {
+		if err = s.unscaleGrads(); err != nil {
+			err = fmt.Errorf("gpu: loss scale: %w", err)
+		}
+	}
+	if err == nil {
+		err = s.evEnd.Record(nil)
+	}
+	if err != nil {
+		if s.host != nil {
+			s.host.abort(true)
+		}
 		return 0, err
 	}
-	// the ranks' gradients averaged before the loss scale's check, so
-	// every rank makes the same skip decision
-	if err := s.reduceWait(); err != nil {
-		return 0, err
-	}
-	if err := s.unscaleGrads(); err != nil {
-		return 0, fmt.Errorf("gpu: loss scale: %w", err)
-	}
-	if err := s.evEnd.Record(nil); err != nil {
-		return 0, err
+	if s.host != nil {
+		if err := s.host.finish(); err != nil {
+			return 0, fmt.Errorf("gpu: host optimizer: %w", err)
+		}
 	}
 	loss := make([]float32, 1)
 	if err := s.lossT.Download(loss); err != nil {
@@ -375,12 +394,25 @@ func (s *SDNet) backwardAll() error {
 		if err := s.backwardLayer(i); err != nil {
 			return fmt.Errorf("gpu: backward layer %d (%s %s): %w", i, l.Kind, l.Name, err)
 		}
-		if err := s.gradsReady(i); err != nil {
+		if err := s.backwardDone(i); err != nil {
 			return err
 		}
-		if err := s.prof.mark(sdLabel(s.p, l, "bwd")); err != nil {
-			return err
-		}
+	}
+	return nil
+}
+
+// backwardDone follows layer i's backward: the hand-over of the
+// gradients it made final to the reducer (data-parallel) and to the host
+// optimizer, and the profile mark.
+func (s *SDNet) backwardDone(i int) error {
+	if err := s.gradsReady(i); err != nil {
+		return err
+	}
+	if err := s.prof.mark(sdLabel(s.p, s.p.net.Layers[i], "bwd")); err != nil {
+		return err
+	}
+	if s.host != nil {
+		return s.host.ready(i)
 	}
 	return nil
 }
@@ -442,8 +474,12 @@ func (s *SDNet) ResetProfile() {
 	}
 }
 
-// Close frees the weights and gradients (not the device).
+// Close frees the weights and gradients and an attached host optimizer
+// (not the device).
 func (s *SDNet) Close() {
+	if s.host != nil {
+		s.host.Free()
+	}
 	s.release()
 	for _, t := range s.weights {
 		t.Free()

@@ -81,18 +81,8 @@ func newSDPlan(net *model.Net, B, T, H, W int, trainable func(model.ParamSpec) b
 		}
 		p.reqGrad[l.Out], p.backward[i] = any, any
 		p.saves[i] = make([]bool, len(l.In))
-		if !any {
-			continue
-		}
-		switch l.Kind {
-		case model.Linear, model.Conv2D, model.Conv2DPadEnd, model.TemporalConv:
-			p.saves[i][0] = wTrain
-		case model.GroupNorm, model.LayerNorm, model.SiLU, model.GELU, model.QuickGELU, model.GEGLU:
-			p.saves[i][0] = true
-		case model.SeqAttention:
-			for j := range l.In {
-				p.saves[i][j] = true
-			}
+		if any {
+			p.saves[i] = model.BackwardReads(l, wTrain)
 		}
 	}
 	p.persistent = make([]bool, nv)

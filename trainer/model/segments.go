@@ -35,3 +35,23 @@ func (n *Net) CheckpointSegments() [][2]int {
 	}
 	return segs
 }
+
+// BackwardReads reports which inputs of l its backward pass reads (a
+// planned executor keeps them alive from the forward pass until then):
+// a linear or convolution reads its input only to form a trained weight's
+// gradient (wTrained), the norms and activations read theirs, attention
+// reads q, k and v (it recomputes the scores).
+func BackwardReads(l Layer, wTrained bool) []bool {
+	r := make([]bool, len(l.In))
+	switch l.Kind {
+	case Linear, Conv2D, Conv2DPadEnd, TemporalConv:
+		r[0] = wTrained
+	case GroupNorm, LayerNorm, SiLU, GELU, QuickGELU, GEGLU:
+		r[0] = true
+	case SeqAttention:
+		for j := range r {
+			r[j] = true
+		}
+	}
+	return r
+}

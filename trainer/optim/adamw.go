@@ -64,6 +64,7 @@ type AdamW struct {
 	m, v   [][]float32
 	step   int
 	work   []span
+	saved  *overlapBuffers // BeginOverlapped's, allocated on first use
 }
 
 type span struct{ p, lo, hi int }
@@ -173,32 +174,43 @@ func (o *AdamW) Step(grads [][]float32) (Stats, error) {
 		scale = float32(o.cfg.ClipNorm / (norm + 1e-6))
 		st.Clipped = true
 	}
-	b1, b2 := float32(o.cfg.Beta1), float32(o.cfg.Beta2)
-	c1 := 1 - math.Pow(o.cfg.Beta1, float64(o.step))
-	c2 := 1 - math.Pow(o.cfg.Beta2, float64(o.step))
-	stepSize := float32(st.LR / c1)
-	sqrtC2 := float32(math.Sqrt(c2))
-	eps := float32(o.cfg.Eps)
-	decay := float32(1 - st.LR*o.cfg.WeightDecay)
-	o.parallel(func(_ int, s span) {
-		p := o.params[s.p]
-		w, g := p.Data[s.lo:s.hi], grads[s.p][s.lo:s.hi]
-		m, v := o.m[s.p][s.lo:s.hi], o.v[s.p][s.lo:s.hi]
-		d := decay
-		if p.NoDecay {
-			d = 1
-		}
-		g, m, v = g[:len(w)], m[:len(w)], v[:len(w)]
-		for j, gj := range g {
-			gj *= scale
-			mj := b1*m[j] + (1-b1)*gj
-			vj := b2*v[j] + (1-b2)*gj*gj
-			m[j], v[j] = mj, vj
-			denom := float32(math.Sqrt(float64(vj)))/sqrtC2 + eps
-			w[j] = w[j]*d - stepSize*mj/denom
-		}
-	})
+	h := o.hyper(st)
+	o.parallel(func(_ int, s span) { o.updateSpan(h, s, grads[s.p], scale) })
 	return st, nil
+}
+
+// hyper is one step's constants of the update.
+type hyper struct {
+	b1, b2, stepSize, sqrtC2, eps, decay float32
+}
+
+func (o *AdamW) hyper(st Stats) hyper {
+	c1 := 1 - math.Pow(o.cfg.Beta1, float64(st.Step))
+	c2 := 1 - math.Pow(o.cfg.Beta2, float64(st.Step))
+	return hyper{b1: float32(o.cfg.Beta1), b2: float32(o.cfg.Beta2), stepSize: float32(st.LR / c1),
+		sqrtC2: float32(math.Sqrt(c2)), eps: float32(o.cfg.Eps), decay: float32(1 - st.LR*o.cfg.WeightDecay)}
+}
+
+// updateSpan applies the update to span s of its param from grad (the
+// param's whole gradient) scaled by scale.
+func (o *AdamW) updateSpan(h hyper, s span, grad []float32, scale float32) {
+	p := o.params[s.p]
+	w, g := p.Data[s.lo:s.hi], grad[s.lo:s.hi]
+	m, v := o.m[s.p][s.lo:s.hi], o.v[s.p][s.lo:s.hi]
+	d := h.decay
+	if p.NoDecay {
+		d = 1
+	}
+	b1, b2 := h.b1, h.b2
+	g, m, v = g[:len(w)], m[:len(w)], v[:len(w)]
+	for j, gj := range g {
+		gj *= scale
+		mj := b1*m[j] + (1-b1)*gj
+		vj := b2*v[j] + (1-b2)*gj*gj
+		m[j], v[j] = mj, vj
+		denom := float32(math.Sqrt(float64(vj)))/h.sqrtC2 + h.eps
+		w[j] = w[j]*d - h.stepSize*mj/denom
+	}
 }
 
 // SetSchedule replaces the learning-rate schedule (for a total step count

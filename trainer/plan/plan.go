@@ -136,18 +136,15 @@ func Plan(j Job) (Estimate, error) {
 	}
 	e.ParamGrads = 4 * e.TrainableParams
 	target := size(n.Output)
-	e.ActivationsCheckpointed = checkpointed(n, size)
+	e.ActivationsCheckpointed, _ = stepPeak(n, size, isTrain, true)
 	if j.KeepAll {
 		e.Activations = all + target
 		e.ActivationGrads = downBytes
 	} else {
-		e.Activations = all + target
-		if j.Checkpoint {
-			e.Activations = e.ActivationsCheckpointed + target
-		}
-		// gradients live in reverse order over the same spans as the
-		// forward values: the forward's live peak bounds them
-		e.ActivationGrads = peak
+		// the executor's schedule walked value by value: the forward's
+		// peak, and what the backward adds on top of it
+		fwd, step := stepPeak(n, size, isTrain, j.Checkpoint)
+		e.Activations, e.ActivationGrads = fwd, step-fwd
 		e.Attention = 2 * maxAttention(n, j) // scores and their gradient
 		if j.AttentionBudget > 0 {
 			e.Attention = min(e.Attention, j.AttentionBudget)
@@ -195,46 +192,6 @@ func livePeak(n *model.Net, size func(int) int64) int64 {
 		}
 	}
 	return peak
-}
-
-// checkpointed is the forward memory with activation checkpointing: the
-// values leaving each block (kept for the backward) plus the largest
-// block's own values (recomputed and kept while its backward runs).
-func checkpointed(n *model.Net, size func(int) int64) int64 {
-	blockOf := make([]string, len(n.Values))
-	g := ""
-	for _, l := range n.Layers {
-		g = model.CheckpointBlock(l.Name, g)
-		blockOf[l.Out] = g
-	}
-	read := map[int]map[string]bool{}
-	for _, l := range n.Layers {
-		gl := blockOf[l.Out]
-		for _, v := range l.In {
-			if read[v] == nil {
-				read[v] = map[string]bool{}
-			}
-			read[v][gl] = true
-		}
-	}
-	var boundary int64
-	inner := map[string]int64{}
-	for v := range n.Values {
-		leaves := v == n.Output || v == n.Input || v == n.Timesteps || v == n.Context
-		for gr := range read[v] {
-			leaves = leaves || gr != blockOf[v]
-		}
-		if leaves {
-			boundary += size(v)
-		} else {
-			inner[blockOf[v]] += size(v)
-		}
-	}
-	var big int64
-	for _, s := range inner {
-		big = max(big, s)
-	}
-	return boundary + big
 }
 
 // maxAttention is the largest attention score matrix (batch x heads x

@@ -14,9 +14,8 @@ import (
 
 // The planned-executor estimate against trainer/gpu's SD executor on the
 // tiny pseudo-3D inpainting UNet (float32, attention within its 1 GiB
-// budget): a forward pass's device peak (weights + live values) within
-// 15%; a training step's peak is logged beside the estimate (an upper
-// bound: it keeps every value for the backward pass).
+// budget): the device peak (weights + live values) of a forward pass and
+// of a training step with and without gradient checkpointing within 15%.
 func TestEstimateMatchesSDExecutor(t *testing.T) {
 	if ok, why := cuda.Available(); !ok {
 		t.Skip("no usable GPU: " + why)
@@ -53,21 +52,24 @@ func TestEstimateMatchesSDExecutor(t *testing.T) {
 		t.Errorf("forward estimate %.1f%% off the executor's peak", 100*(r-1))
 	}
 
-	base = dev.MemStats().InUse
-	dev.ResetPeak()
 	tr := func(q model.ParamSpec) bool { return q.Temporal }
-	s, err = gpu.NewSDNet(dev, u.Net, u.Params, B, T, H, W, gpu.SDOptions{Trainable: tr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if _, err := s.TrainStep(in, make([]float32, B*T*4*H*W)); err != nil {
-		t.Fatal(err)
-	}
-	got = s.MemStats().Peak - base
-	e, _ = Plan(Job{Net: u.Net, B: B, T: T, H: H, W: W, Train: true, Trainable: tr, WeightBytes: 4, ActBytes: 4, AttentionBudget: 4 << 28, Workspace: cuda.LibraryWorkspaceBytes()})
-	t.Logf("training step: estimate %d B (upper bound), SD executor peak %d B (ratio %.3f)", e.Total, got, float64(e.Total)/float64(got))
-	if e.Total < got {
-		t.Errorf("the training estimate %d is below the executor's peak %d", e.Total, got)
+	for _, ckpt := range []bool{false, true} {
+		base = dev.MemStats().InUse
+		dev.ResetPeak()
+		s, err = gpu.NewSDNet(dev, u.Net, u.Params, B, T, H, W, gpu.SDOptions{Trainable: tr, Checkpointing: ckpt})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.TrainStep(in, make([]float32, B*T*4*H*W)); err != nil {
+			t.Fatal(err)
+		}
+		got = s.MemStats().Peak - base
+		s.Close()
+		e, _ = Plan(Job{Net: u.Net, B: B, T: T, H: H, W: W, Train: true, Trainable: tr, Checkpoint: ckpt, WeightBytes: 4, ActBytes: 4, AttentionBudget: 4 << 28, Workspace: cuda.LibraryWorkspaceBytes()})
+		r := float64(e.Total) / float64(got)
+		t.Logf("training step, checkpointing %v: estimate %d B (%+v), SD executor peak %d B (ratio %.3f)", ckpt, e.Total, e, got, r)
+		if math.Abs(r-1) > 0.15 {
+			t.Errorf("training estimate (checkpointing %v) %.1f%% off the executor's peak", ckpt, 100*(r-1))
+		}
 	}
 }

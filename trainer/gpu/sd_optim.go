@@ -1,0 +1,313 @@
+package gpu
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/timelapse-ml/pipeline/trainer/cuda"
+	"github.com/timelapse-ml/pipeline/trainer/optim"
+)
+
+// NewSDDeviceAdamW is DeviceAdamW over the SD executor's trainable
+// parameters (optimizer_state: device): moments and update on the card,
+// run by DeviceAdamW.Step after each TrainStep.
+func NewSDDeviceAdamW(s *SDNet, cfg optim.Config, noDecay func(name string) bool) (*DeviceAdamW, error) {
+	if s.host != nil {
+		return nil, errors.New("gpu: the SD executor already has a host optimizer")
+	}
+	return newDeviceAdamW(adamTarget{dev: s.dev, k: s.k, trainable: s.trainable, weights: s.weights, wgrads: s.wgrads}, cfg, noDecay)
+}
+
+// sdBucketFloats is the least gradient a bucket of SDHostAdamW holds
+// (16 MiB): large copies, few hand-overs.
+const sdBucketFloats = 1 << 22
+
+// SDHostAdamW is trainer/optim's AdamW on the host, overlapped with the SD
+// executor's backward pass (optimizer_state: host): no optimizer byte on
+// the device. The trainable parameters are grouped into buckets in the
+// order their gradients become final in backward (the last layer using
+// them has run). As soon as a bucket is final its gradients are copied to
+// pinned host memory on a second stream; a host goroutine updates the
+// bucket on all cores (optim.Overlapped: unclipped, the values saved) and
+// queues the new weights' upload on a third stream, while the backward
+// pass goes on. At the end of TrainStep the global norm is known: a step
+// that needs clipping (or has a non-finite gradient) is redone (or undone)
+// from the saved values and uploaded again. TrainStep returns with the
+// device weights updated; Stats reports the update.
+type SDHostAdamW struct {
+	s          *SDNet
+	opt        *optim.AdamW
+	down, up   *cuda.Stream
+	pinG, pinW []*cuda.Pinned // per trainable parameter
+	hostG      [][]float32    // pinG as slices
+	buckets    [][]int        // trainable indices
+	readyAt    map[int]int    // layer (len(layers): before backward) -> bucket final after it
+	evGrad     []*cuda.Event  // per bucket: its gradients are final (compute stream)
+	evCopied   []*cuda.Event  // per bucket: copied to the host (down stream)
+
+	// deferred: an fp16 step's gradients are final only after the loss
+	// scale's overflow check, a data-parallel step's after the ranks'
+	// all-reduce (sd_reduce.go): their buckets go over after the backward.
+	deferred bool
+	ov       *optim.Overlapped
+	work     chan int
+	done     chan error
+	stats    optim.Stats
+	stepErr  error
+}
+
+// NewSDHostAdamW attaches opt, whose params must be s.Trainable()'s host
+// values in order, to s: every later TrainStep also takes an AdamW step.
+func NewSDHostAdamW(s *SDNet, opt *optim.AdamW) (*SDHostAdamW, error) {
+	if s.host != nil {
+		return nil, errors.New("gpu: the SD executor already has a host optimizer")
+	}
+	ps := opt.Params()
+	if len(ps) != len(s.trainable) {
+		return nil, fmt.Errorf("gpu: optimizer has %d params, the net %d trainable", len(ps), len(s.trainable))
+	}
+	for i, q := range s.trainable {
+		if ps[i].Name != q.Name || len(ps[i].Data) != len(q.Data) || (len(q.Data) > 0 && &ps[i].Data[0] != &q.Data[0]) {
+			return nil, fmt.Errorf("gpu: optimizer param %d is %s, not the net's %s values", i, ps[i].Name, q.Name)
+		}
+	}
+	h := &SDHostAdamW{s: s, opt: opt, readyAt: map[int]int{}}
+	fail := func(err error) (*SDHostAdamW, error) { h.Free(); return nil, err }
+	var err error
+	if h.down, err = s.dev.NewStream(); err != nil {
+		return fail(err)
+	}
+	if h.up, err = s.dev.NewStream(); err != nil {
+		return fail(err)
+	}
+	for _, q := range s.trainable {
+		g, err := s.dev.NewPinned(len(q.Data))
+		if err != nil {
+			return fail(err)
+		}
+		h.pinG = append(h.pinG, g)
+		h.hostG = append(h.hostG, g.Floats())
+		w, err := s.dev.NewPinned(len(q.Data))
+		if err != nil {
+			return fail(err)
+		}
+		h.pinW = append(h.pinW, w)
+	}
+	h.plan()
+	for range h.buckets {
+		for _, evs := range []*[]*cuda.Event{&h.evGrad, &h.evCopied} {
+			e, err := s.dev.NewEvent()
+			if err != nil {
+				return fail(err)
+			}
+			*evs = append(*evs, e)
+		}
+	}
+	s.host = h
+	return h, nil
+}
+
+// plan groups the trainable parameters into buckets by the layer after
+// whose backward their gradient is final (the lowest layer using them).
+func (h *SDHostAdamW) plan() {
+	s := h.s
+	net := s.p.net
+	nl := len(net.Layers)
+	index := map[string]int{}
+	for j, q := range s.trainable {
+		index[q.Name] = j
+	}
+	final := make([]int, len(s.trainable))
+	for j := range final {
+		final[j] = nl // never used: final before the backward
+	}
+	for i, l := range net.Layers {
+		for _, n := range l.Params {
+			if j, ok := index[n]; ok && s.p.backward[i] && i < final[j] {
+				final[j] = i
+			}
+		}
+	}
+	byLayer := map[int][]int{}
+	for j, i := range final {
+		byLayer[i] = append(byLayer[i], j)
+	}
+	var cur []int
+	size, last := 0, -1
+	for i := nl; i >= 0; i-- {
+		js := byLayer[i]
+		if len(js) == 0 {
+			continue
+		}
+		for _, j := range js {
+			cur = append(cur, j)
+			size += len(s.trainable[j].Data)
+		}
+		last = i
+		if size >= sdBucketFloats {
+			h.readyAt[i] = len(h.buckets)
+			h.buckets = append(h.buckets, cur)
+			cur, size = nil, 0
+		}
+	}
+	if len(cur) > 0 {
+		h.readyAt[last] = len(h.buckets)
+		h.buckets = append(h.buckets, cur)
+	}
+}
+
+// begin starts the step's update (before the backward pass).
+func (h *SDHostAdamW) begin() error {
+	h.ov = h.opt.BeginOverlapped()
+	h.deferred = h.s.scale.on || h.s.red != nil
+	h.work, h.done = make(chan int, len(h.buckets)), make(chan error, 1)
+	go h.worker(h.ov, h.work, h.done)
+	return h.ready(len(h.s.p.net.Layers))
+}
+
+// ready hands over the bucket that layer i's backward made final, if any.
+func (h *SDHostAdamW) ready(i int) error {
+	if b, ok := h.readyAt[i]; ok && !h.deferred {
+		return h.send(b)
+	}
+	return nil
+}
+
+// send queues bucket b's gradient copy after the work queued so far on
+// the device's stream and hands it to the worker.
+func (h *SDHostAdamW) send(b int) error {
+	if err := h.evGrad[b].Record(nil); err != nil {
+		return err
+	}
+	if err := h.s.dev.Wait(h.down, h.evGrad[b]); err != nil {
+		return err
+	}
+	for _, j := range h.buckets[b] {
+		if err := h.s.wgrads[h.s.trainable[j].Name].DownloadAsync(h.pinG[j], h.down); err != nil {
+			return err
+		}
+	}
+	if err := h.evCopied[b].Record(h.down); err != nil {
+		return err
+	}
+	h.work <- b
+	return nil
+}
+
+// worker updates the buckets handed over, in order, and queues their
+// uploads.
+func (h *SDHostAdamW) worker(ov *optim.Overlapped, work <-chan int, done chan<- error) {
+	var err error
+	for b := range work {
+		if err != nil {
+			continue
+		}
+		if err = h.evCopied[b].Sync(); err != nil {
+			continue
+		}
+		if err = ov.Update(h.buckets[b], h.hostG); err != nil {
+			continue
+		}
+		err = h.upload(h.buckets[b])
+	}
+	done <- err
+}
+
+// upload queues the host weights of trainable parameters js to the device.
+func (h *SDHostAdamW) upload(js []int) error {
+	for _, j := range js {
+		q := h.s.trainable[j]
+		parallelCopy(h.pinW[j].Floats(), q.Data)
+		if err := h.s.weights[q.Name].UploadAsync(h.pinW[j], h.up); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// finish completes the step after the backward pass: the last updates,
+// the norm, a clipped step redone, every upload done.
+func (h *SDHostAdamW) finish() error {
+	if h.deferred {
+		if _, skipped := h.s.LossScale(); skipped { // an fp16 overflow: no update
+			close(h.work)
+			err := <-h.done
+			h.ov, h.stats, h.stepErr = nil, optim.Stats{Step: h.opt.StepCount()}, nil
+			return err
+		}
+		for b := range h.buckets {
+			if err := h.send(b); err != nil {
+				h.abort(true)
+				return err
+			}
+		}
+	}
+	close(h.work)
+	if err := <-h.done; err != nil {
+		h.abort(false)
+		return err
+	}
+	st, redone, err := h.ov.Finish(h.hostG)
+	h.ov, h.stats, h.stepErr = nil, st, err
+	if redone {
+		if err := h.up.Sync(); err != nil {
+			return err
+		}
+		all := make([]int, len(h.s.trainable))
+		for j := range all {
+			all[j] = j
+		}
+		if err := h.upload(all); err != nil {
+			return err
+		}
+	}
+	return h.up.Sync()
+}
+
+// abort gives up a failed step: the host values restored and uploaded.
+func (h *SDHostAdamW) abort(running bool) {
+	if h.ov == nil {
+		return
+	}
+	if running {
+		close(h.work)
+		<-h.done
+	}
+	h.ov.Abort()
+	h.ov = nil
+	if h.up.Sync() == nil {
+		all := make([]int, len(h.s.trainable))
+		for j := range all {
+			all[j] = j
+		}
+		if h.upload(all) == nil {
+			h.up.Sync()
+		}
+	}
+	h.stepErr = errors.New("gpu: the training step failed before its update")
+}
+
+// Stats reports the AdamW step of the last TrainStep (an error wrapping
+// optim.ErrNonFinite for a non-finite gradient: nothing was changed).
+func (h *SDHostAdamW) Stats() (optim.Stats, error) { return h.stats, h.stepErr }
+
+// Free detaches the optimizer from the net and releases its host buffers.
+func (h *SDHostAdamW) Free() {
+	if h.s.host == h {
+		h.s.host = nil
+	}
+	for _, p := range append(h.pinG, h.pinW...) {
+		p.Free()
+	}
+	h.pinG, h.pinW, h.hostG = nil, nil, nil
+	for _, e := range append(h.evGrad, h.evCopied...) {
+		e.Destroy()
+	}
+	h.evGrad, h.evCopied = nil, nil
+	for _, st := range []*cuda.Stream{h.down, h.up} {
+		if st != nil {
+			st.Destroy()
+		}
+	}
+	h.down, h.up = nil, nil
+}

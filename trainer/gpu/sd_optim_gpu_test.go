@@ -1,0 +1,165 @@
+//go:build gpu
+
+package gpu
+
+import (
+	"math"
+	"slices"
+	"testing"
+
+	"github.com/timelapse-ml/pipeline/trainer/model"
+	"github.com/timelapse-ml/pipeline/trainer/optim"
+)
+
+// The optimizer inside the SD training step, on the tiny inflated UNet
+// with checkpointing, K = 3 steps, with and without clipping (ClipNorm 0
+// and 1e-3, which clips every step and so takes the redo path):
+//   - SDHostAdamW (host AdamW overlapped with backward) leaves the same
+//     weights as optim.AdamW.Step on the downloaded gradients followed by
+//     UploadTrainable (the plain host path): the same gradients and the same
+//     arithmetic, so they agree to 1e-6 relative (bit for bit when the GPU
+//     runs deterministically);
+//   - DeviceAdamW leaves the same weights to 1e-5 absolute: its sqrt and
+//     division round differently from the host's (an update is lr = 1e-3 at
+//     most, so 1e-5 is 1% of one step's change);
+//   - the device weights equal the host copies, frozen weights stay bit-identical,
+//     the host optimizer puts no byte on the device, and steps after the
+//     first make no cuMemAlloc call.
+func TestSDOptimizerInStep(t *testing.T) {
+	d := sdDevice(t, false)
+	temporal := func(p model.ParamSpec) bool { return p.Temporal }
+	const B, T, H, W, K = 1, 3, 16, 16, 3
+	for _, clip := range []float64{0, 1e-3} {
+		cfg := optim.DefaultConfig()
+		cfg.ClipNorm = clip
+		final := map[string][][]float32{}
+		for _, mode := range []string{"plain host", "overlapped host", "device"} {
+			u, in, target := tinySDStep(t, model.GroupNormJoint)
+			frozen := map[string][]float32{}
+			for _, q := range u.Params.Backbone() {
+				frozen[q.Name] = slices.Clone(q.Data)
+			}
+			s, err := NewSDNet(d, u.Net, u.Params, B, T, H, W, SDOptions{Trainable: temporal, Checkpointing: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ops []*optim.Param
+			for _, q := range s.Trainable() {
+				ops = append(ops, &optim.Param{Name: q.Name, Shape: q.Shape, Data: q.Data, NoDecay: len(q.Shape) == 1})
+			}
+			host, err := optim.New(cfg, ops)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var dev *DeviceAdamW
+			before := d.MemStats().InUse
+			switch mode {
+			case "overlapped host":
+				if _, err := NewSDHostAdamW(s, host); err != nil {
+					t.Fatal(err)
+				}
+				if after := d.MemStats().InUse; after != before {
+					t.Errorf("the host optimizer took %d device bytes", after-before)
+				}
+			case "device":
+				noDecay := func(name string) bool { return len(u.Params.Get(name).Shape) == 1 }
+				if dev, err = NewSDDeviceAdamW(s, cfg, noDecay); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var ops0 int64
+			clipped := 0
+			for k := 0; k < K; k++ {
+				if k == 1 {
+					ops0 = d.MemStats().DriverOps
+				}
+				if _, err := s.TrainStep(in, target); err != nil {
+					t.Fatal(err)
+				}
+				var st optim.Stats
+				switch mode {
+				case "plain host":
+					g, err := s.Grads()
+					if err != nil {
+						t.Fatal(err)
+					}
+					if st, err = host.Step(g); err != nil {
+						t.Fatal(err)
+					}
+					if err := s.UploadTrainable(); err != nil {
+						t.Fatal(err)
+					}
+				case "overlapped host":
+					if st, err = s.host.Stats(); err != nil {
+						t.Fatal(err)
+					}
+				case "device":
+					if st, err = dev.Step(); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if st.Step != k+1 {
+					t.Errorf("%s: step %d reports step %d", mode, k+1, st.Step)
+				}
+				if st.Clipped {
+					clipped++
+				}
+			}
+			if ops := d.MemStats().DriverOps - ops0; ops != 0 {
+				t.Errorf("%s: steps 2..%d made %d cuMemAlloc calls", mode, K, ops)
+			}
+			if (clip > 0) != (clipped == K) {
+				t.Errorf("%s, clip %g: %d of %d steps clipped", mode, clip, clipped, K)
+			}
+			if dev != nil {
+				if err := dev.DownloadWeights(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var ws [][]float32
+			for _, q := range s.Trainable() {
+				got, err := s.weights[q.Name].ToHost()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !slices.Equal(got, q.Data) {
+					t.Errorf("%s: device weights of %s differ from the host copy", mode, q.Name)
+				}
+				ws = append(ws, slices.Clone(q.Data))
+			}
+			for name, want := range frozen {
+				w := s.weights[name]
+				if w == nil {
+					continue
+				}
+				got, err := w.ToHost()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !slices.Equal(got, want) {
+					t.Errorf("%s: frozen %s changed", mode, name)
+				}
+			}
+			final[mode] = ws
+			if dev != nil {
+				dev.Free()
+			}
+			s.Close()
+		}
+		ref := final["plain host"]
+		var worstRel, worstAbs float64
+		for i := range ref {
+			worstRel = max(worstRel, relErr(final["overlapped host"][i], ref[i]))
+			for j, x := range final["device"][i] {
+				worstAbs = max(worstAbs, math.Abs(float64(x-ref[i][j])))
+			}
+		}
+		t.Logf("clip %g: %d params; overlapped vs plain host rel err %.3g; device vs host max abs diff %.3g", clip, len(ref), worstRel, worstAbs)
+		if worstRel > 1e-6 {
+			t.Errorf("clip %g: overlapped host AdamW differs from the plain one (rel err %.3g)", clip, worstRel)
+		}
+		if worstAbs > 1e-5 {
+			t.Errorf("clip %g: device AdamW differs from the host one by %.3g", clip, worstAbs)
+		}
+	}
+}

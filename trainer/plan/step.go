@@ -1,0 +1,208 @@
+package plan
+
+import "github.com/timelapse-ml/pipeline/trainer/model"
+
+// stepPeak walks a planned executor's training step (trainer/gpu's SD
+// executor) value by value and returns the most bytes of values and value
+// gradients alive at once: in the forward pass (fwd, with the target) and
+// over the whole step (step >= fwd). A value lives until the last layer
+// that reads it in the forward pass, or, when a backward pass reads it
+// (model.BackwardReads), until that backward; a value's gradient from the
+// first backward that reaches it to its own layer's backward, with the
+// freshly computed input gradients alive beside it. With checkpointing
+// the forward pass keeps only the values handed from one block to another
+// (model.Net.CheckpointSegments) and the backward pass recomputes one
+// block at a time: its values live only while its backward runs. Scratch
+// of single ops (attention scores, library workspaces) is counted apart.
+func stepPeak(n *model.Net, size func(int) int64, trainable map[string]bool, ckpt bool) (fwd, step int64) {
+	nl, nv := len(n.Layers), len(n.Values)
+	reqGrad, backward := make([]bool, nv), make([]bool, nl)
+	saves := make([][]bool, nl)
+	for i, l := range n.Layers {
+		w := false
+		for _, p := range l.Params {
+			w = w || trainable[p]
+		}
+		any := w
+		for _, v := range l.In {
+			any = any || reqGrad[v]
+		}
+		reqGrad[l.Out], backward[i] = any, any
+		saves[i] = make([]bool, len(l.In))
+		if any {
+			saves[i] = model.BackwardReads(l, w)
+		}
+	}
+	persistent := make([]bool, nv)
+	for _, v := range []int{n.Input, n.Timesteps, n.Context, n.Output} {
+		if v >= 0 {
+			persistent[v] = true
+		}
+	}
+	lastFwd, lastBwd := make([]int, nv), make([]int, nv)
+	for v := range lastFwd {
+		lastFwd[v], lastBwd[v] = -1, nl
+	}
+	for i, l := range n.Layers {
+		for j, v := range l.In {
+			lastFwd[v] = i
+			if backward[i] && saves[i][j] && i < lastBwd[v] {
+				lastBwd[v] = i
+			}
+		}
+	}
+	segOf, prodSeg, boundary := make([]int, nl), make([]int, nv), make([]bool, nv)
+	segs := [][2]int{{0, nl}}
+	if ckpt {
+		segs = n.CheckpointSegments()
+	}
+	for si, sg := range segs {
+		for i := sg[0]; i < sg[1]; i++ {
+			segOf[i] = si
+		}
+	}
+	for v := range prodSeg {
+		prodSeg[v] = -1
+	}
+	for i, l := range n.Layers {
+		prodSeg[l.Out] = segOf[i]
+		for _, v := range l.In {
+			if prodSeg[v] != segOf[i] {
+				boundary[v] = true
+			}
+		}
+	}
+
+	var live, peak int64
+	alive, galive := make([]bool, nv), make([]bool, nv)
+	add := func(v int) {
+		if !alive[v] {
+			alive[v] = true
+			live += size(v)
+		}
+	}
+	drop := func(v int) {
+		if alive[v] && !persistent[v] {
+			alive[v] = false
+			live -= size(v)
+		}
+	}
+	note := func(extra int64) { peak = max(peak, live+extra) }
+	for v := range n.Values {
+		if persistent[v] && v != n.Output {
+			add(v)
+		}
+	}
+	live += size(n.Output) // the target
+	curSeg := -2           // -2: the first forward pass; >= 0: a segment's recompute and backward
+	mayFree := func(v int) bool {
+		if persistent[v] {
+			return false
+		}
+		if ckpt && curSeg >= 0 {
+			return prodSeg[v] == curSeg
+		}
+		if ckpt {
+			return !boundary[v]
+		}
+		return true
+	}
+	forward := func(i int, keepSaved bool) {
+		l := n.Layers[i]
+		add(l.Out)
+		note(0)
+		for _, v := range l.In {
+			if lastFwd[v] != i || !mayFree(v) {
+				continue
+			}
+			if keepSaved && lastBwd[v] < nl {
+				continue
+			}
+			drop(v)
+		}
+		if !keepSaved && lastFwd[l.Out] < 0 && mayFree(l.Out) {
+			drop(l.Out)
+		}
+	}
+	backwardLayer := func(i int) {
+		l := n.Layers[i]
+		var fresh int64 // input gradients computed before the output's is freed
+		passed, handed := false, false
+		for j, v := range l.In {
+			if !reqGrad[v] {
+				continue
+			}
+			// an Add hands its output gradient on to one input
+			pass := (l.Kind == model.Add || (l.Kind == model.AddChannel && j == 0)) && !passed
+			passed = passed || pass
+			switch {
+			case !galive[v] && pass:
+				galive[v], handed = true, true
+			case !galive[v]:
+				galive[v] = true
+				live += size(v)
+			case !pass:
+				fresh += size(v) // computed apart, then accumulated
+			}
+		}
+		note(fresh)
+		if !handed {
+			live -= size(l.Out)
+		}
+		galive[l.Out] = false
+		for _, v := range l.In {
+			if lastBwd[v] == i && mayFree(v) {
+				drop(v)
+			}
+		}
+	}
+
+	// forward pass (with checkpointing: boundary values kept, the rest
+	// freed after its last read)
+	for i := range n.Layers {
+		forward(i, !ckpt)
+	}
+	fwd = peak
+	// the loss: the output's gradient replaces the output
+	live += size(n.Output)
+	galive[n.Output] = true
+	alive[n.Output] = false
+	live -= size(n.Output)
+	note(0)
+	if !ckpt {
+		for i := nl - 1; i >= 0; i-- {
+			if backward[i] {
+				backwardLayer(i)
+			}
+		}
+		return fwd, peak
+	}
+	for si := len(segs) - 1; si >= 0; si-- {
+		sg := segs[si]
+		any := false
+		for i := sg[0]; i < sg[1]; i++ {
+			any = any || backward[i]
+		}
+		if !any {
+			continue
+		}
+		curSeg = si
+		for i := sg[0]; i < sg[1]; i++ {
+			if v := n.Layers[i].Out; !persistent[v] {
+				drop(v)
+			}
+		}
+		for i := sg[0]; i < sg[1]; i++ {
+			forward(i, true)
+		}
+		for i := sg[1] - 1; i >= sg[0]; i-- {
+			if backward[i] {
+				backwardLayer(i)
+			}
+		}
+		for i := sg[0]; i < sg[1]; i++ {
+			drop(n.Layers[i].Out)
+		}
+	}
+	return fwd, peak
+}
