@@ -266,7 +266,7 @@ func planTrainSD(cfg *pipeline.Config, s *pipeline.Stage, o PlanOptions, sp *Sta
 		sp.Parts = append(sp.Parts, PlanPart{"host: AdamW moments", full.HostOptimizer}, PlanPart{"host: pinned gradients", full.HostGradients})
 	}
 	sp.Notes = append(sp.Notes, fmt.Sprintf("%d clip(s) x %d latents of %dx%d; %.1fM of %.1fM parameters trained", B, T, h, h,
-		float64(full.TrainableParams)/1e6, float64(full.Params)/1e6), "attention scores in chunks of at most 1 GiB (trainer/gpu's SD executor); activations as kept for the backward pass (an upper bound)")
+		float64(full.TrainableParams)/1e6, float64(full.Params)/1e6), "attention scores in chunks of at most 1 GiB (trainer/gpu's SD executor); activations and their gradients as the executor's schedule keeps them (trainer/plan walks it value by value)")
 	if nets.note != "" {
 		sp.Notes = append(sp.Notes, nets.note)
 	}

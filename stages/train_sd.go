@@ -63,7 +63,7 @@ func TrainSDKind() pipeline.Kind {
 			"factor. Writes temporal.safetensors, its optimizer/RNG state (an interrupted run resumes exactly), " +
 			"metrics.jsonl, loss.png, train.json (validation loss against SD frame by frame) and video-model/ " +
 			"(the whole video UNet in the recipe's folder layout). Needs one latents stage (or the shards param). device cuda trains " +
-			"with trainer/gpu's SD executor (precision, checkpointing; AdamW on the host; optimizer_state device is not available). " +
+			"with trainer/gpu's SD executor (precision, checkpointing; AdamW inside the step: optimizer_state host overlaps it with the backward pass, device keeps it on the card). " +
 			"Under a launcher (torchrun, mpirun, srun) it trains data-parallel as train does: batch is the global batch." + trainingRerunDoc,
 		Params:       params,
 		Continues:    raisesTotal,

@@ -16,7 +16,7 @@ func TestPlanPrintsEveryStage(t *testing.T) {
 	}
 	text := out.String()
 	for _, want := range []string{"synth ", "ingest ", "frames ", "pack ", "latents ", "train ", "sample ",
-		"against 1GiB (--gpu-memory)", "activations with checkpointing", "host: AdamW moments"} {
+		"against 1GiB (--gpu-memory)", "activations without checkpointing", "gradient checkpointing (block boundaries kept", "host: AdamW moments"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("plan output lacks %q:\n%s", want, text)
 		}

@@ -136,18 +136,26 @@ func Plan(j Job) (Estimate, error) {
 	}
 	e.ParamGrads = 4 * e.TrainableParams
 	target := size(n.Output)
-	e.ActivationsCheckpointed, _ = stepPeak(n, size, isTrain, true)
+	scores := func(i int) int64 {
+		a := attentionScores(n, i, j)
+		if j.AttentionBudget > 0 {
+			a = min(a, j.AttentionBudget)
+		}
+		return a
+	}
+	e.ActivationsCheckpointed, _, _ = stepPeak(n, size, isTrain, true, scores)
 	if j.KeepAll {
 		e.Activations = all + target
 		e.ActivationGrads = downBytes
 	} else {
 		// the executor's schedule walked value by value: the forward's
-		// peak, and what the backward adds on top of it
-		fwd, step := stepPeak(n, size, isTrain, j.Checkpoint)
-		e.Activations, e.ActivationGrads = fwd, step-fwd
-		e.Attention = 2 * maxAttention(n, j) // scores and their gradient
-		if j.AttentionBudget > 0 {
-			e.Attention = min(e.Attention, j.AttentionBudget)
+		// peak, what the backward adds on top of it, and the attention
+		// scores alive at the step's peak
+		fwd, step, att := stepPeak(n, size, isTrain, j.Checkpoint, scores)
+		e.Activations, e.Attention = fwd, att
+		e.ActivationGrads = step - att - fwd
+		if e.ActivationGrads < 0 {
+			e.Activations, e.ActivationGrads = step-att, 0
 		}
 	}
 	if j.OptimizerOnDevice {
@@ -194,31 +202,40 @@ func livePeak(n *model.Net, size func(int) int64) int64 {
 	return peak
 }
 
-// maxAttention is the largest attention score matrix (batch x heads x
-// queries x keys) of one layer.
+// maxAttention is the largest attention score matrix of one layer (see
+// attentionScores).
 func maxAttention(n *model.Net, j Job) int64 {
 	var best int64
-	for _, l := range n.Layers {
-		if l.Kind != model.SeqAttention && l.Kind != model.Attention {
-			continue
-		}
-		q := n.Shape(l.In[0], j.B, j.T, j.H, j.W)
-		k := q
-		if len(l.In) > 1 {
-			k = n.Shape(l.In[1], j.B, j.T, j.H, j.W)
-		}
-		var s int64
-		if len(q) == 3 && len(k) == 3 {
-			s = int64(q[0]) * int64(max(1, l.Heads)) * int64(q[1]) * int64(k[1])
-		} else if len(q) == 4 { // pixel model attention over H*W or frames
-			p := int64(q[2]) * int64(q[3])
-			if l.Temporal {
-				s = int64(j.B) * p * int64(max(1, l.Heads)) * int64(j.T) * int64(j.T)
-			} else {
-				s = int64(q[0]) * int64(max(1, l.Heads)) * p * p
-			}
-		}
-		best = max(best, s*int64(j.ActBytes))
+	for i := range n.Layers {
+		best = max(best, attentionScores(n, i, j))
 	}
 	return best
+}
+
+// attentionScores is layer i's attention score matrix in bytes (0 for
+// other layers): sequences x queries x keys for the SD executor's
+// sequence attention, which takes one head at a time; batch x heads x
+// positions x positions for the pixel model's.
+func attentionScores(n *model.Net, i int, j Job) int64 {
+	l := n.Layers[i]
+	if l.Kind != model.SeqAttention && l.Kind != model.Attention {
+		return 0
+	}
+	q := n.Shape(l.In[0], j.B, j.T, j.H, j.W)
+	k := q
+	if len(l.In) > 1 {
+		k = n.Shape(l.In[1], j.B, j.T, j.H, j.W)
+	}
+	var s int64
+	if len(q) == 3 && len(k) == 3 {
+		s = int64(q[0]) * int64(q[1]) * int64(k[1])
+	} else if len(q) == 4 { // pixel model attention over H*W or frames
+		p := int64(q[2]) * int64(q[3])
+		if l.Temporal {
+			s = int64(j.B) * p * int64(max(1, l.Heads)) * int64(j.T) * int64(j.T)
+		} else {
+			s = int64(q[0]) * int64(max(1, l.Heads)) * p * p
+		}
+	}
+	return s * int64(j.ActBytes)
 }

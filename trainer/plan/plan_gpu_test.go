@@ -14,8 +14,12 @@ import (
 
 // The planned-executor estimate against trainer/gpu's SD executor on the
 // tiny pseudo-3D inpainting UNet (float32, attention within its 1 GiB
-// budget): the device peak (weights + live values) of a forward pass and
-// of a training step with and without gradient checkpointing within 15%.
+// budget): the device peak (weights + live values) of a forward pass
+// within 15% (the libraries' workspaces included: the first pass searches
+// its algorithms), and of a training step with and without gradient
+// checkpointing within 15% (the searches done before, their workspace left
+// out). Measured on an H200 (2026-12-02), before the warm-up step: the
+// checkpointed step 21.3 MB; the estimate 21.0 MB.
 func TestEstimateMatchesSDExecutor(t *testing.T) {
 	if ok, why := cuda.Available(); !ok {
 		t.Skip("no usable GPU: " + why)
@@ -53,6 +57,17 @@ func TestEstimateMatchesSDExecutor(t *testing.T) {
 	}
 
 	tr := func(q model.ParamSpec) bool { return q.Temporal }
+	// one step first: the libraries' algorithm searches (their scratch is
+	// the estimate's Workspace) are done and cached before the measured
+	// steps, which are then compared without it
+	s, err = gpu.NewSDNet(dev, u.Net, u.Params, B, T, H, W, gpu.SDOptions{Trainable: tr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.TrainStep(in, make([]float32, B*T*4*H*W)); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
 	for _, ckpt := range []bool{false, true} {
 		base = dev.MemStats().InUse
 		dev.ResetPeak()
@@ -66,8 +81,8 @@ func TestEstimateMatchesSDExecutor(t *testing.T) {
 		got = s.MemStats().Peak - base
 		s.Close()
 		e, _ = Plan(Job{Net: u.Net, B: B, T: T, H: H, W: W, Train: true, Trainable: tr, Checkpoint: ckpt, WeightBytes: 4, ActBytes: 4, AttentionBudget: 4 << 28, Workspace: cuda.LibraryWorkspaceBytes()})
-		r := float64(e.Total) / float64(got)
-		t.Logf("training step, checkpointing %v: estimate %d B (%+v), SD executor peak %d B (ratio %.3f)", ckpt, e.Total, e, got, r)
+		r := float64(e.Total-e.Workspace) / float64(got)
+		t.Logf("training step, checkpointing %v: estimate %d B less workspace %d B (%+v), SD executor peak %d B (ratio %.3f)", ckpt, e.Total, e.Workspace, e, got, r)
 		if math.Abs(r-1) > 0.15 {
 			t.Errorf("training estimate (checkpointing %v) %.1f%% off the executor's peak", ckpt, 100*(r-1))
 		}

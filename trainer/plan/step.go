@@ -12,9 +12,11 @@ import "github.com/timelapse-ml/pipeline/trainer/model"
 // freshly computed input gradients alive beside it. With checkpointing
 // the forward pass keeps only the values handed from one block to another
 // (model.Net.CheckpointSegments) and the backward pass recomputes one
-// block at a time: its values live only while its backward runs. Scratch
-// of single ops (attention scores, library workspaces) is counted apart.
-func stepPeak(n *model.Net, size func(int) int64, trainable map[string]bool, ckpt bool) (fwd, step int64) {
+// block at a time: its values live only while its backward runs. An
+// attention layer's scores (attn(i) bytes per chunk) are alive while it
+// runs, with their gradient in its backward; step counts them where the
+// peak falls (stepAttn of it). Library workspaces are counted apart.
+func stepPeak(n *model.Net, size func(int) int64, trainable map[string]bool, ckpt bool, attn func(i int) int64) (fwd, step, stepAttn int64) {
 	nl, nv := len(n.Layers), len(n.Values)
 	reqGrad, backward := make([]bool, nv), make([]bool, nl)
 	saves := make([][]bool, nl)
@@ -73,7 +75,7 @@ func stepPeak(n *model.Net, size func(int) int64, trainable map[string]bool, ckp
 		}
 	}
 
-	var live, peak int64
+	var live, peak, peakAttn int64
 	alive, galive := make([]bool, nv), make([]bool, nv)
 	add := func(v int) {
 		if !alive[v] {
@@ -87,7 +89,11 @@ func stepPeak(n *model.Net, size func(int) int64, trainable map[string]bool, ckp
 			live -= size(v)
 		}
 	}
-	note := func(extra int64) { peak = max(peak, live+extra) }
+	note := func(extra, scores int64) {
+		if live+extra+scores > peak {
+			peak, peakAttn = live+extra+scores, scores
+		}
+	}
 	for v := range n.Values {
 		if persistent[v] && v != n.Output {
 			add(v)
@@ -110,7 +116,7 @@ func stepPeak(n *model.Net, size func(int) int64, trainable map[string]bool, ckp
 	forward := func(i int, keepSaved bool) {
 		l := n.Layers[i]
 		add(l.Out)
-		note(0)
+		note(0, attn(i))
 		for _, v := range l.In {
 			if lastFwd[v] != i || !mayFree(v) {
 				continue
@@ -145,7 +151,7 @@ func stepPeak(n *model.Net, size func(int) int64, trainable map[string]bool, ckp
 				fresh += size(v) // computed apart, then accumulated
 			}
 		}
-		note(fresh)
+		note(fresh, 2*attn(i))
 		if !handed {
 			live -= size(l.Out)
 		}
@@ -162,20 +168,20 @@ func stepPeak(n *model.Net, size func(int) int64, trainable map[string]bool, ckp
 	for i := range n.Layers {
 		forward(i, !ckpt)
 	}
-	fwd = peak
+	fwd = peak - peakAttn
 	// the loss: the output's gradient replaces the output
 	live += size(n.Output)
 	galive[n.Output] = true
 	alive[n.Output] = false
 	live -= size(n.Output)
-	note(0)
+	note(0, 0)
 	if !ckpt {
 		for i := nl - 1; i >= 0; i-- {
 			if backward[i] {
 				backwardLayer(i)
 			}
 		}
-		return fwd, peak
+		return fwd, peak, peakAttn
 	}
 	for si := len(segs) - 1; si >= 0; si-- {
 		sg := segs[si]
@@ -204,5 +210,5 @@ func stepPeak(n *model.Net, size func(int) int64, trainable map[string]bool, ckp
 			drop(n.Layers[i].Out)
 		}
 	}
-	return fwd, peak
+	return fwd, peak, peakAttn
 }
