@@ -189,7 +189,7 @@ func (s *SDNet) flashForward(i int, l model.Layer, y, q, k, v *cuda.Tensor) erro
 	if err != nil {
 		return err
 	}
-	if s.eval || !s.p.backward[i] {
+	if s.eval || s.noSave || !s.p.backward[i] { // noSave: a checkpointed step's first pass
 		return c.forward(y, nil, nil, q, k, v)
 	}
 	f := s.flashState()
