@@ -18,6 +18,13 @@ func TrainKind() pipeline.Kind {
 		{Name: "backbone", Type: pipeline.Path, Doc: "an existing backbone.safetensors to use instead of a needed pretrain stage's (only read)"},
 		shardsParam("pack"),
 		{Name: "frames_length", Type: pipeline.Int, Default: 25, Min: pipeline.Bound(2), Max: pipeline.Bound(1000), Doc: "frames per training clip; the first is the condition"},
+		{Name: "timestep_sampling", Type: pipeline.String, Default: trainer.TimestepsUniform, Enum: []string{trainer.TimestepsUniform, trainer.TimestepsMinSNR, trainer.TimestepsSNRCap},
+			Doc: "how a training clip's diffusion timestep is drawn: uniform, or min_snr (t drawn in proportion to the Min-SNR-gamma weight " +
+				"min(SNR, gamma)/(SNR+1) of the v-prediction loss, so the steps near t = 0 and near the end are drawn rarely), or snr_cap " +
+				"(in proportion to min(1, (gamma+1)/(SNR+1)): only the steps near t = 0, where the velocity target is the noise itself, are drawn less often); " +
+				"validation always draws uniformly"},
+		{Name: "min_snr_gamma", Type: pipeline.Float, Default: trainer.DefaultMinSNRGamma, Min: pipeline.Bound(1e-3), Max: pipeline.Bound(1e6), Doc: "gamma of timestep_sampling min_snr and snr_cap"},
+		{Name: "timestep_uniform_fraction", Type: pipeline.Float, Default: 0.0, Min: pipeline.Bound(0), Max: pipeline.Bound(0.999), Doc: "with min_snr or snr_cap: the fraction of timesteps drawn uniformly instead"},
 		{Name: "sample_every", NoKey: true, Type: pipeline.Int, Default: 0, Min: pipeline.Bound(0), Max: pipeline.Bound(1e9), Doc: "steps between preview GIFs in previews/ (the first validation frame animated with the current weights; 0: none)"},
 	}
 	params = append(params, trainingParams(trainingDefaults{
@@ -69,7 +76,8 @@ func runTrain(ctx context.Context, r *pipeline.StageRun) error {
 	}
 	o := trainer.TrainOptions{
 		Common: commonOptions(r, shardsDir), Backbone: backbone, FramesLength: r.Params.Int("frames_length"),
-		SampleEvery: r.Params.Int("sample_every"),
+		SampleEvery: r.Params.Int("sample_every"), TimestepSampling: r.Params.String("timestep_sampling"),
+		MinSNRGamma: r.Params.Float("min_snr_gamma"), TimestepUniform: r.Params.Float("timestep_uniform_fraction"),
 	}
 	if o.Dist, err = leadTraining(ctx, dpJob{Kind: "train", Train: &o}); err != nil {
 		return err

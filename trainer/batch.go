@@ -28,6 +28,8 @@ type example struct {
 	// this rank's (data-parallel training): their timesteps and noise are
 	// drawn and dropped, so the stream is the one process's.
 	before, after int
+	// sampler draws the clips' timesteps (nil: uniform).
+	sampler *timestepSampler
 }
 
 // newExample sizes an example. Video examples use clips of T frames with
@@ -72,11 +74,11 @@ func (ex *example) fill(b *shards.Batch, s *diffusion.Schedule, rnd *rand.Rand) 
 			copy(ex.clean[i*fl:(i+1)*fl], b.Data[(2*i+1)*fl:])
 		}
 	}
-	skipTimesteps(rnd, ex.before, s.Steps())
+	skipTimesteps(rnd, ex.sampler, ex.before, s.Steps())
 	for i := range ex.steps {
-		ex.steps[i] = rnd.IntN(s.Steps())
+		ex.steps[i] = ex.sampler.draw(rnd, s.Steps())
 	}
-	skipTimesteps(rnd, ex.after, s.Steps())
+	skipTimesteps(rnd, ex.sampler, ex.after, s.Steps())
 	perClip := len(ex.noise) / l.B
 	skipNoise(rnd, ex.before*perClip)
 	for i := range ex.noise {

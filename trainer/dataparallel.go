@@ -213,6 +213,7 @@ func (s *session) reduceStep(loss float32) (float32, error) {
 func (s *session) newTrainExample() *example {
 	sh := s.shape
 	ex := newExample(sh.Video, sh.B, sh.T, sh.R)
+	ex.sampler = s.sampler
 	if s.dp != nil {
 		ex.before, ex.after = s.dp.lo, s.dp.global-s.dp.hi
 	}
@@ -247,9 +248,9 @@ func (s *session) slicedFor(p predictor) predictor {
 // skipTimesteps, skipUniform and skipNoise draw and drop n timesteps,
 // uniform draws (caption dropout) or noise values
 // (the other ranks' clips of the global batch, in fill's order).
-func skipTimesteps(rnd *rand.Rand, n, steps int) {
+func skipTimesteps(rnd *rand.Rand, ts *timestepSampler, n, steps int) {
 	for range n {
-		rnd.IntN(steps)
+		ts.draw(rnd, steps)
 	}
 }
 

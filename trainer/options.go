@@ -123,6 +123,14 @@ type TrainOptions struct {
 	Backbone string
 	// FramesLength is the number of frames per training clip (0 means 25).
 	FramesLength int
+	// TimestepSampling is how a clip's timestep is drawn: TimestepsUniform
+	// ("" too), TimestepsMinSNR or TimestepsSNRCap with MinSNRGamma (0 means
+	// DefaultMinSNRGamma), a fraction TimestepUniform of the draws made
+	// uniformly instead. Validation always draws uniformly: its loss is
+	// the plain v-prediction loss whatever the training drew.
+	TimestepSampling string
+	MinSNRGamma      float64
+	TimestepUniform  float64
 	// SampleEvery, when > 0, writes previews/step-NNNNNN.gif every that
 	// many steps: the first validation frame animated with the current
 	// weights (10 DDIM steps, FramesLength frames).

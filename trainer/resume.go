@@ -58,6 +58,11 @@ type RunSettings struct {
 	// Train only.
 	BackboneSHA256 string `json:"backbone_sha256,omitempty"`
 	FramesLength   int    `json:"frames_length,omitempty"`
+	// TimestepSampling and MinSNRGamma are empty for uniform sampling (so
+	// the settings of runs made before samplings existed are unchanged).
+	TimestepSampling string  `json:"timestep_sampling,omitempty"`
+	MinSNRGamma      float64 `json:"min_snr_gamma,omitempty"`
+	TimestepUniform  float64 `json:"timestep_uniform_fraction,omitempty"`
 }
 
 // runSettings returns the result-changing settings of c for a run of kind

@@ -76,11 +76,11 @@ func fillSD(ex *example, b *shards.LatentBatch, s *diffusion.Schedule, rnd *rand
 	}
 	// a data-parallel rank draws the whole global batch's values and keeps
 	// its clips' (ex.before and ex.after: the others')
-	skipTimesteps(rnd, ex.before, s.Steps())
+	skipTimesteps(rnd, nil, ex.before, s.Steps())
 	for i := range ex.steps {
 		ex.steps[i] = rnd.IntN(s.Steps())
 	}
-	skipTimesteps(rnd, ex.after, s.Steps())
+	skipTimesteps(rnd, nil, ex.after, s.Steps())
 	skipUniform(rnd, ex.before)
 	for i := 0; i < l.B; i++ {
 		txt := b.Text[i*tl : (i+1)*tl]

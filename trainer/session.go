@@ -68,8 +68,10 @@ type session struct {
 	val      *validator
 	preview  *previewer
 	ema      *optim.EMA // the weights' average (ema.go), nil without
-	steps    int
-	start    int
+	// sampler draws the training clips' timesteps (nil: uniform).
+	sampler *timestepSampler
+	steps   int
+	start   int
 	// ckptTotal is the planned total of the run that wrote the restored
 	// checkpoint (0: fresh, or not recorded).
 	ckptTotal int

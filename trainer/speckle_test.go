@@ -169,6 +169,9 @@ type candOptions struct {
 	viaEps   bool
 	eta      float64
 	backbone bool
+	// shared is the fraction of the initial noise's variance shared by
+	// all frames (0: independent frames, as Sample draws).
+	shared float64
 }
 
 func candTimesteps(total, n int, spacing string) []int {
@@ -191,7 +194,7 @@ func candTimesteps(total, n int, spacing string) []int {
 // sampleCandidate is DDIM with the candidate's variations, v-prediction.
 func sampleCandidate(t *testing.T, s *diffusion.Schedule, predict diffusion.EpsFunc, cond []float32, l diffusion.Layout, o candOptions) []float32 {
 	t.Helper()
-	if o.viaEps && o.clip && o.eta == 0 && o.spacing == "linspace" {
+	if o.viaEps && o.clip && o.eta == 0 && o.spacing == "linspace" && o.shared == 0 {
 		// the production path
 		x, err := diffusion.SampleDDIM(context.Background(), s, epsFromV(predict, s, 3, l.H*l.W), cond, l, diffusion.DDIMOptions{Steps: o.steps})
 		if err != nil {
@@ -203,6 +206,17 @@ func sampleCandidate(t *testing.T, s *diffusion.Schedule, predict diffusion.EpsF
 	x := make([]float32, l.Len())
 	for i := range x {
 		x[i] = float32(rng.NormFloat64())
+	}
+	if o.shared > 0 {
+		fl := l.FrameLen()
+		common := make([]float32, fl)
+		for i := range common {
+			common[i] = float32(rng.NormFloat64())
+		}
+		a, b := float32(math.Sqrt(o.shared)), float32(math.Sqrt(1-o.shared))
+		for i := range x {
+			x[i] = a*common[i%fl] + b*x[i]
+		}
 	}
 	in := make([]float32, l.InputLen())
 	ts := candTimesteps(s.Steps(), o.steps, o.spacing)

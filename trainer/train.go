@@ -1,6 +1,7 @@
 package trainer
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/timelapse-ml/pipeline/internal/atomicfile"
 	"github.com/timelapse-ml/pipeline/trainer/checkpoint"
+	"github.com/timelapse-ml/pipeline/trainer/diffusion"
 	"github.com/timelapse-ml/pipeline/trainer/metrics"
 	"github.com/timelapse-ml/pipeline/trainer/model"
 )
@@ -113,12 +115,24 @@ func Train(ctx context.Context, o TrainOptions) (*Result, error) {
 		return nil, fmt.Errorf("train: %w", err)
 	}
 	rs.BackboneSHA256, rs.FramesLength = bbHash, o.FramesLength
+	sched, err := diffusion.NewSchedule(NoiseSchedule, NoiseScheduleSteps)
+	if err != nil {
+		return nil, err
+	}
+	sampler, err := newTimestepSampler(o.TimestepSampling, o.MinSNRGamma, o.TimestepUniform, sched)
+	if err != nil {
+		return nil, fmt.Errorf("train: %w", err)
+	}
+	if sampler != nil {
+		rs.TimestepSampling, rs.MinSNRGamma = o.TimestepSampling, cmp.Or(o.MinSNRGamma, DefaultMinSNRGamma)
+		rs.TimestepUniform = o.TimestepUniform
+	}
 	rm, err := rs.meta()
 	if err != nil {
 		return nil, err
 	}
 	maps.Copy(meta, rm)
-	s := &session{c: c, name: "train", params: params, stride: 1,
+	s := &session{c: c, name: "train", params: params, stride: 1, sched: sched, sampler: sampler,
 		shape: trainShape{Video: true, B: c.Batch, T: o.FramesLength, R: c.Resolution}}
 	defer s.close()
 	if err := s.setup(TemporalFile, TrainStateFile, "temporal", meta, []string{MetaBackboneHash, MetaConfigHash}); err != nil {
