@@ -31,8 +31,9 @@ const sdBucketFloats = 1 << 22
 // bucket on all cores (optim.Overlapped: unclipped, the values saved) and
 // queues the new weights' upload on a third stream, while the backward
 // pass goes on. At the end of TrainStep the global norm is known: a step
-// that needs clipping (or has a non-finite gradient) is redone (or undone)
-// from the saved values and uploaded again. TrainStep returns with the
+// that needs clipping is redone from the saved values bucket by bucket,
+// each upload overlapping the next bucket's update; a non-finite gradient
+// restores them. TrainStep returns with the
 // device weights updated; Stats reports the update.
 type SDHostAdamW struct {
 	s          *SDNet
@@ -247,12 +248,30 @@ func (h *SDHostAdamW) finish() error {
 		h.abort(false)
 		return err
 	}
-	st, redone, err := h.ov.Finish(h.hostG)
-	h.ov, h.stats, h.stepErr = nil, st, err
-	if redone {
+	st, redo, restored, err := h.ov.Finish()
+	h.stats, h.stepErr = st, err
+	if redo || restored {
+		// the speculative uploads are done before their staging is reused
 		if err := h.up.Sync(); err != nil {
+			h.abort(false)
 			return err
 		}
+	}
+	if redo {
+		// clipped: each bucket computed again from its saved values and
+		// uploaded while the next one computes, the first layers' first
+		for b := len(h.buckets) - 1; b >= 0; b-- {
+			if err := h.ov.Redo(h.buckets[b], h.hostG); err != nil {
+				h.abort(false)
+				return err
+			}
+			if err := h.upload(h.buckets[b]); err != nil {
+				h.abort(false)
+				return err
+			}
+		}
+	}
+	if restored {
 		all := make([]int, len(h.s.trainable))
 		for j := range all {
 			all[j] = j
@@ -261,6 +280,7 @@ func (h *SDHostAdamW) finish() error {
 			return err
 		}
 	}
+	h.ov = nil
 	return h.up.Sync()
 }
 

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -61,6 +63,20 @@ func TestSDStepModesBench(t *testing.T) {
 		}
 	}
 	modes = append(modes, mode{TF32, true, "host noclip"})
+	// PIPELINE_SD_STEP_MODES=tf32/ckpt/host,... picks some (prec/ckpt|plain/optimizer)
+	if sel := os.Getenv("PIPELINE_SD_STEP_MODES"); sel != "" {
+		var keep []mode
+		for _, m := range modes {
+			ck := "plain"
+			if m.ckpt {
+				ck = "ckpt"
+			}
+			if slices.Contains(strings.Split(sel, ","), fmt.Sprintf("%s/%s/%s", m.prec, ck, m.opt)) {
+				keep = append(keep, m)
+			}
+		}
+		modes = keep
+	}
 	var rows []string
 	for _, m := range modes {
 		dev.ResetPeak()

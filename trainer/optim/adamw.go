@@ -194,6 +194,14 @@ func (o *AdamW) hyper(st Stats) hyper {
 // updateSpan applies the update to span s of its param from grad (the
 // param's whole gradient) scaled by scale.
 func (o *AdamW) updateSpan(h hyper, s span, grad []float32, scale float32) {
+	w := o.params[s.p].Data[s.lo:s.hi]
+	m, v := o.m[s.p][s.lo:s.hi], o.v[s.p][s.lo:s.hi]
+	o.updateSpanFrom(h, s, grad, scale, w, m, v)
+}
+
+// updateSpanFrom is updateSpan reading the weights and moments from w0, m0
+// and v0 (span s's values; the param's own for an update in place).
+func (o *AdamW) updateSpanFrom(h hyper, s span, grad []float32, scale float32, w0, m0, v0 []float32) {
 	p := o.params[s.p]
 	w, g := p.Data[s.lo:s.hi], grad[s.lo:s.hi]
 	m, v := o.m[s.p][s.lo:s.hi], o.v[s.p][s.lo:s.hi]
@@ -203,13 +211,14 @@ func (o *AdamW) updateSpan(h hyper, s span, grad []float32, scale float32) {
 	}
 	b1, b2 := h.b1, h.b2
 	g, m, v = g[:len(w)], m[:len(w)], v[:len(w)]
+	w0, m0, v0 = w0[:len(w)], m0[:len(w)], v0[:len(w)]
 	for j, gj := range g {
 		gj *= scale
-		mj := b1*m[j] + (1-b1)*gj
-		vj := b2*v[j] + (1-b2)*gj*gj
+		mj := b1*m0[j] + (1-b1)*gj
+		vj := b2*v0[j] + (1-b2)*gj*gj
 		m[j], v[j] = mj, vj
 		denom := float32(math.Sqrt(float64(vj)))/h.sqrtC2 + h.eps
-		w[j] = w[j]*d - h.stepSize*mj/denom
+		w[j] = w0[j]*d - h.stepSize*mj/denom
 	}
 }
 

@@ -9,9 +9,9 @@ import (
 // are still being computed (a GPU's backward pass hands them over bucket
 // by bucket): Update applies the unclipped update to the params whose
 // gradients are final, after saving their weights and moments; Finish
-// takes the global norm and, when the gradients must be clipped, restores
-// the saved values and redoes the update with the clipping scale (a
-// non-finite norm restores them and returns ErrNonFinite). The weights
+// takes the global norm and, when the gradients must be clipped, Redo
+// computes each param again from its saved values with the clipping scale
+// (a non-finite norm restores them and returns ErrNonFinite). The weights
 // and moments then equal Step's bit for bit: the norm is summed over the
 // same spans in the same order, and the update is the same arithmetic.
 type Overlapped struct {
@@ -19,7 +19,8 @@ type Overlapped struct {
 	st    Stats // the step being taken (Step, LR)
 	h     hyper
 	parts []float64 // sum of squares per work span
-	done  []bool    // per param: updated
+	done  []bool    // per param: updated (after a clipped Finish: redone)
+	scale float32   // the clipping scale, after a clipped Finish
 }
 
 // overlapBuffers are the saved weights and moments, kept across steps.
@@ -95,15 +96,16 @@ func (p *Overlapped) Update(idx []int, grads [][]float32) error {
 	return nil
 }
 
-// Finish completes the step: every param must have been updated. grads
-// are all the params' gradients (read again when clipping). redone
-// reports that the weights changed after the Update calls (clipped or
-// restored): a device copy of them must be refreshed.
-func (p *Overlapped) Finish(grads [][]float32) (st Stats, redone bool, err error) {
+// Finish completes the step: every param must have been updated. When
+// the gradients must be clipped it returns redo: Redo must then be called
+// for every param (in any grouping) before the weights are read. A
+// non-finite norm restores every param and returns ErrNonFinite (redo
+// false, restored true: the weights changed back after the Updates).
+func (p *Overlapped) Finish() (st Stats, redo, restored bool, err error) {
 	o := p.o
 	for i, d := range p.done {
 		if !d {
-			return Stats{}, false, fmt.Errorf("optim: overlapped step finished without the gradient of %s", o.params[i].Name)
+			return Stats{}, false, false, fmt.Errorf("optim: overlapped step finished without the gradient of %s", o.params[i].Name)
 		}
 	}
 	var total float64
@@ -113,22 +115,39 @@ func (p *Overlapped) Finish(grads [][]float32) (st Stats, redone bool, err error
 	norm := math.Sqrt(total)
 	st = p.st
 	st.GradNorm = norm
-	restore := func(_ int, s span) { p.restore(s) }
 	if math.IsNaN(norm) || math.IsInf(norm, 0) {
-		o.parallel(restore)
-		return Stats{Step: st.Step, GradNorm: norm}, true, fmt.Errorf("%w (global norm %v) at step %d", ErrNonFinite, norm, st.Step)
+		o.parallel(func(_ int, s span) { p.restore(s) })
+		return Stats{Step: st.Step, GradNorm: norm}, false, true, fmt.Errorf("%w (global norm %v) at step %d", ErrNonFinite, norm, st.Step)
 	}
 	o.step = st.Step
 	if o.cfg.ClipNorm > 0 && norm > o.cfg.ClipNorm {
-		scale := float32(o.cfg.ClipNorm / (norm + 1e-6))
+		p.scale = float32(o.cfg.ClipNorm / (norm + 1e-6))
 		st.Clipped = true
-		o.parallel(func(k int, s span) {
-			restore(k, s)
-			o.updateSpan(p.h, s, grads[s.p], scale)
-		})
-		return st, true, nil
+		clear(p.done)
+		return st, true, false, nil
 	}
-	return st, false, nil
+	return st, false, false, nil
+}
+
+// Redo applies a clipped step's update to params idx from their saved
+// weights and moments and grads, on all cores (after Finish returned
+// redo).
+func (p *Overlapped) Redo(idx []int, grads [][]float32) error {
+	if p.scale == 0 {
+		return fmt.Errorf("optim: Redo without a clipped Finish")
+	}
+	for _, i := range idx {
+		if i < 0 || i >= len(p.done) || p.done[i] {
+			return fmt.Errorf("optim: redo of param %d twice or out of range", i)
+		}
+		p.done[i] = true
+	}
+	o, b := p.o, p.o.saved
+	_, work := p.spansOf(idx)
+	runSpans(work, func(_ int, s span) {
+		o.updateSpanFrom(p.h, s, grads[s.p], p.scale, b.w[s.p][s.lo:s.hi], b.m[s.p][s.lo:s.hi], b.v[s.p][s.lo:s.hi])
+	})
+	return nil
 }
 
 // Abort gives up the step: the params updated so far get their saved
@@ -136,9 +155,12 @@ func (p *Overlapped) Finish(grads [][]float32) (st Stats, redone bool, err error
 func (p *Overlapped) Abort() {
 	var idx []int
 	for i, d := range p.done {
-		if d {
+		if d || p.scale != 0 { // after a clipped Finish every param changed
 			idx = append(idx, i)
 		}
+	}
+	if p.scale != 0 {
+		p.o.step = p.st.Step - 1
 	}
 	_, work := p.spansOf(idx)
 	runSpans(work, func(_ int, s span) { p.restore(s) })

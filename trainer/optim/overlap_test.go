@@ -39,9 +39,16 @@ func TestOverlappedEqualsStep(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			sb, redone, err := ov.Finish(g)
-			if err != nil {
-				t.Fatal(err)
+			sb, redone, restored, err := ov.Finish()
+			if err != nil || restored {
+				t.Fatal(err, restored)
+			}
+			if redone {
+				for _, bucket := range [][]int{{2, 3}, {0, 1, 4}} {
+					if err := ov.Redo(bucket, g); err != nil {
+						t.Fatal(err)
+					}
+				}
 			}
 			if sa != sb || redone != sa.Clipped {
 				t.Errorf("clip %v step %d: stats %+v (redone %v), Step's %+v", clip, step, sb, redone, sa)
@@ -66,8 +73,8 @@ func TestOverlappedEqualsStep(t *testing.T) {
 		if err := ov.Update([]int{0, 1, 2, 3, 4}, g); err != nil {
 			t.Fatal(err)
 		}
-		if _, redone, err := ov.Finish(g); !errors.Is(err, ErrNonFinite) || !redone {
-			t.Errorf("NaN gradient: redone %v, err %v", redone, err)
+		if _, _, restored, err := ov.Finish(); !errors.Is(err, ErrNonFinite) || !restored {
+			t.Errorf("NaN gradient: restored %v, err %v", restored, err)
 		}
 		if !slices.Equal(before, pb[3].Data) || b.StepCount() != 4 {
 			t.Errorf("NaN gradient changed the weights or the step count (%d)", b.StepCount())
@@ -84,7 +91,23 @@ func TestOverlappedEqualsStep(t *testing.T) {
 	if err := ov.Update([]int{0}, g); err == nil {
 		t.Error("a second update of the same param was accepted")
 	}
-	if _, _, err := ov.Finish(g); err == nil {
+	if _, _, _, err := ov.Finish(); err == nil {
 		t.Error("Finish without every gradient was accepted")
+	}
+	// a failed step after a clipped Finish leaves everything as before
+	before := slices.Clone(ps[1].Data)
+	ov = o.BeginOverlapped()
+	if err := ov.Update([]int{0, 1}, g); err != nil {
+		t.Fatal(err)
+	}
+	if _, redo, _, err := ov.Finish(); err != nil || !redo {
+		t.Fatalf("clipped Finish: redo %v, err %v", redo, err)
+	}
+	if err := ov.Redo([]int{0}, g); err != nil {
+		t.Fatal(err)
+	}
+	ov.Abort()
+	if !slices.Equal(before, ps[1].Data) || o.StepCount() != 0 {
+		t.Errorf("Abort after a clipped Finish: weights changed or step count %d", o.StepCount())
 	}
 }
