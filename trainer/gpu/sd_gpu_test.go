@@ -62,31 +62,10 @@ func TestSDUNetMatchesCPU(t *testing.T) {
 
 func testSDUNet(t *testing.T, bf16, chunked bool, tol, lossTol float64) {
 	d := sdDevice(t, false)
-	base, err := model.LoadUNet(sdFixtures+"/sd-tiny-inpaint/unet", weights.Options{}, model.UNetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, gn := range []string{model.GroupNormPerFrame, model.GroupNormJoint} {
 		t.Run(gn, func(t *testing.T) {
-			u, err := model.Inflate(base, model.UNetOptions{GroupNorm: gn}, 3)
-			if err != nil {
-				t.Fatal(err)
-			}
-			rng := rand.New(rand.NewPCG(7, 7))
-			for _, q := range u.Params.TemporalParams() {
-				for i := range q.Data {
-					q.Data[i] += float32(rng.NormFloat64() * 0.05)
-				}
-			}
+			u, in, target := tinySDStep(t, gn)
 			const B, T, H, W = 1, 3, 16, 16
-			ctxDim := u.Config.CrossAttentionDim
-			in := model.Inputs{
-				Input:     randn(rng, B*T*u.Config.InChannels*H*W, 1),
-				Timesteps: []float32{400, 400, 400},
-				Context:   randn(rng, B*T*model.ContextTokens*ctxDim, 1),
-			}
-			target := randn(rng, B*T*u.Config.OutChannels*H*W, 1)
-
 			want, err := model.InterpretInputs(u.Net, u.Params, B, T, H, W, in)
 			if err != nil {
 				t.Fatal(err)
