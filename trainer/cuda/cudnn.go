@@ -22,6 +22,7 @@ const (
 	dnnTensorNHWC       = 1
 	dnnCrossCorrelation = 1
 	dnnDefaultMath      = 0 // may use TF32 tensor cores
+	dnnTensorOpMath     = 1 // may use tensor cores on 16-bit operands
 	dnnFMAMath          = 3 // strict float32
 	dnnPerfBytes        = 48
 	dnnMaxAlgos         = 8
@@ -298,7 +299,13 @@ func (st *dnnState) build(d *Device, g convGeom, x, y, f uintptr) (_ *convPlan, 
 	}
 	math := uintptr(dnnFMAMath)
 	loose := g.tf32 || g.half() // any math type the list names is acceptable
-	if loose {
+	switch {
+	case g.half():
+		// 16-bit operands reach the tensor cores only under TENSOR_OP math
+		// (PyTorch sets it for half and bfloat16 too); under DEFAULT the
+		// search offers CUDA-core kernels alone (7x slower, measured).
+		math = dnnTensorOpMath
+	case loose:
 		math = dnnDefaultMath
 	}
 	if err := a.call("cudnnSetConvolutionMathType", a.setConvMath, p.conv, math); err != nil {
@@ -339,6 +346,9 @@ func (st *dnnState) build(d *Device, g convGeom, x, y, f uintptr) (_ *convPlan, 
 			mathType := int32(binary.LittleEndian.Uint32(rec[28:]))
 			if status != 0 || mem > dnnMaxWorkspace || (!loose && pass == 0 && mathType != dnnFMAMath) {
 				continue
+			}
+			if g.half() && mathType == dnnDefaultMath {
+				mathType = dnnTensorOpMath
 			}
 			if loose {
 				if err := a.call("cudnnSetConvolutionMathType", a.setConvMath, p.conv, uintptr(mathType)); err != nil {

@@ -268,8 +268,8 @@ func (d *Device) convPlans() []string {
 		if p.found {
 			how = "timed"
 		}
-		out = append(out, fmt.Sprintf("%s n=%d c=%d h=%d w=%d k=%d %dx%d s=%d tf32=%v: algo %d (%s) math %d workspace %d",
-			dirs[g.dir], g.n, g.c, g.h, g.w, g.k, g.kh, g.kw, g.strH, g.tf32, p.algo, how, p.math, p.ws))
+		out = append(out, fmt.Sprintf("%s n=%d c=%d h=%d w=%d k=%d %dx%d s=%d tf32=%v dt=%d nhwc=%v: algo %d (%s) math %d workspace %d",
+			dirs[g.dir], g.n, g.c, g.h, g.w, g.k, g.kh, g.kw, g.strH, g.tf32, g.dt, g.nhwc, p.algo, how, p.math, p.ws))
 	}
 	for g, err := range d.dnn.bad {
 		out = append(out, fmt.Sprintf("%s n=%d c=%d h=%d w=%d k=%d %dx%d declined: %v", dirs[g.dir], g.n, g.c, g.h, g.w, g.k, g.kh, g.kw, err))

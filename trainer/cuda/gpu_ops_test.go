@@ -58,6 +58,7 @@ func TestOpGroupNorm(t *testing.T) {
 		{N: 3, C: 64, P: 1024, Groups: 32, Eps: 1e-5}, // 2048 per group
 		{N: 2, C: 16, P: 4096, Groups: 1, Eps: 1e-6},  // one large group
 		{N: 10, C: 64, P: 256, Groups: 32, Eps: 1e-5}, // enough groups for the fused forward
+		{N: 2, C: 64, P: 32773, Groups: 8, Eps: 1e-6}, // split statistics, ragged slices
 	}
 	for i, s := range shapes {
 		t.Run(fmt.Sprintf("%d", i), func(t *testing.T) {

@@ -22,7 +22,7 @@ type HalfConv struct {
 
 // halfChunkValues bounds the 16-bit copy of one operand of a convolution
 // chunk (64 MiB).
-const halfChunkValues = 32 << 20
+var halfChunkValues = 32 << 20
 
 func (h HalfConv) validate() error {
 	if h.Type != TypeF16 && h.Type != TypeBF16 {
@@ -115,10 +115,13 @@ func halfGeom(s nn.Conv2DShape, ns, dir int, hc HalfConv) convGeom {
 	return g
 }
 
-// halfChunk is how many frames of s one 16-bit pass takes.
+// halfChunk is how many frames of s one 16-bit pass takes: chunks of equal
+// size (at most one frame apart) within halfChunkValues per operand.
 func halfChunk(s nn.Conv2DShape) int {
 	per := max(s.C*s.H*s.W, s.K*s.OutH()*s.OutW())
-	return max(1, min(s.N, halfChunkValues/max(1, per)))
+	c := max(1, min(s.N, halfChunkValues/max(1, per)))
+	passes := (s.N + c - 1) / c
+	return (s.N + passes - 1) / passes
 }
 
 // halfConvPlan returns the cuDNN plan of g, or nil when cuDNN is off or

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -19,7 +20,10 @@ import (
 // 64x64x4 latents (9 input channels), and the SD VAE's encode and decode
 // rates at 512x512 batch 8: time, peak device memory and a profile by
 // layer kind. Set PIPELINE_SD_BENCH=1 (minutes of GPU time; PIPELINE_SD_TF32=0
-// for strict float32).
+// for strict float32; PIPELINE_SD_BENCH_PREC lists the precisions, default
+// "tf32,bf16-chunked,bf16" for the UNet (PIPELINE_SD_BENCH_FP32=0 drops
+// tf32); PIPELINE_SD_BENCH_VAE_PREC for the VAE, default "tf32,fp16,bf16"
+// (PIPELINE_SD_BENCH_VAE=0: none)).
 func TestSDFullSizeBench(t *testing.T) {
 	if os.Getenv("PIPELINE_SD_BENCH") != "1" {
 		t.Skip("PIPELINE_SD_BENCH=1 runs the full-size benchmark")
@@ -34,14 +38,106 @@ func TestSDFullSizeBench(t *testing.T) {
 	if os.Getenv("PIPELINE_SD_BENCH_UNET") != "0" {
 		rows = append(rows, benchUNet(t, d, prec)...)
 	}
-	if os.Getenv("PIPELINE_SD_BENCH_VAE") != "0" {
-		rows = append(rows, benchVAE(t, d, prec, false)...)
-		rows = append(rows, benchVAE(t, d, prec, true)...)
+	vaeDef := "tf32,fp16,bf16"
+	if os.Getenv("PIPELINE_SD_BENCH_VAE") == "0" {
+		vaeDef = "none"
+	}
+	for _, p := range benchPrecisions(t, "PIPELINE_SD_BENCH_VAE_PREC", vaeDef) {
+		rows = append(rows, benchVAE(t, d, prec, p)...)
 	}
 	fmt.Println("| what | precision | ms | rate | peak GiB |\n|---|---|---:|---:|---:|")
 	for _, r := range rows {
 		fmt.Println(r)
 	}
+}
+
+// benchVariant is one precision of the benchmark: a Precision, "-nhwc" or
+// "-nchw" for the layout of the 16-bit convolutions (default: the package's),
+// "-chunked" for the chunked cuBLAS attention instead of the fused one, "-linears" for 16-bit linears only
+// (the first bf16 mode: convolutions float32), "-s<k>" for a VAE built for k
+// images run over the batch k at a time.
+type benchVariant struct {
+	p                   Precision
+	nhwc, nchw, linears bool
+	chunked             bool // the chunked cuBLAS attention instead of the fused one
+	slice               int  // VAE: images per pass (0: the whole batch), as diffusers' enable_slicing
+	name                string
+}
+
+// set applies the variant's package switches and returns the options'
+// precision ("" for the float32 ones: the device decides TF32).
+func (v benchVariant) set() Precision {
+	convNHWC, halfConvs = (defaultNHWC || v.nhwc) && !v.nchw, !v.linears
+	if !v.p.Half() {
+		return ""
+	}
+	return v.p
+}
+
+// defaultNHWC is the package's layout of the 16-bit convolutions.
+var defaultNHWC = convNHWC
+
+// benchPrecisions reads a comma-separated list of variants from env.
+func benchPrecisions(t *testing.T, env, def string) []benchVariant {
+	v := os.Getenv(env)
+	if v == "" {
+		v = def
+	}
+	if v == "none" {
+		return nil
+	}
+	var out []benchVariant
+	for _, f := range strings.Split(v, ",") {
+		parts := strings.Split(f, "-")
+		p, err := ParsePrecision(parts[0])
+		if err != nil {
+			t.Fatalf("%s: variant %q: %v", env, f, err)
+		}
+		bv := benchVariant{p: p, name: f}
+		for _, x := range parts[1:] {
+			switch {
+			case x == "nhwc":
+				bv.nhwc = true
+			case x == "nchw":
+				bv.nchw = true
+			case x == "chunked":
+				bv.chunked = true
+			case x == "linears":
+				bv.linears = true
+			case strings.HasPrefix(x, "s"):
+				if _, err := fmt.Sscanf(x, "s%d", &bv.slice); err != nil || bv.slice < 1 {
+					t.Fatalf("%s: variant %q: bad slice %q", env, f, x)
+				}
+			default:
+				t.Fatalf("%s: variant %q: want a precision with -nhwc, -nchw, -linears, -chunked or -s<k>", env, f)
+			}
+		}
+		out = append(out, bv)
+	}
+	return out
+}
+
+// benchMode names a variant's mode (float32 ones: the device's prec).
+func benchMode(v benchVariant, prec string) string {
+	if v.chunked {
+		w := v
+		w.chunked = false
+		return benchMode(w, prec) + ", attention chunked cuBLAS"
+	}
+	if v.slice > 0 {
+		w := v
+		w.slice = 0
+		return fmt.Sprintf("%s, %d images per pass", benchMode(w, prec), v.slice)
+	}
+	switch {
+	case !v.p.Half():
+		return prec
+	case v.linears:
+		return fmt.Sprintf("%s linears (+bf16 attention), convs %s", v.p, prec)
+	case (defaultNHWC || v.nhwc) && !v.nchw:
+		return fmt.Sprintf("%s convs (NHWC) + linears", v.p)
+	}
+	return fmt.Sprintf("%s convs (NCHW) + linears", v.p)
 }
 
 func gib(b int64) float64 { return float64(b) / (1 << 30) }
@@ -80,25 +176,20 @@ func benchUNet(t *testing.T, dev *cuda.Device, prec string) []string {
 	tflop := float64(fwd+bwd) / 1e12
 	t.Logf("FLOPs per step (description): forward %.2f T + backward %.2f T = %.2f TFLOP", float64(fwd)/1e12, float64(bwd)/1e12, tflop)
 	var rows []string
-	// modes: float32/TF32 (PIPELINE_SD_BENCH_FP32=0 skips it), bf16 with
-	// the chunked cuBLAS attention, bf16 with the fused attention
-	for _, m := range []struct{ bf16, chunked bool }{{false, false}, {true, true}, {true, false}} {
-		bf16 := m.bf16
-		mode := prec
-		switch {
-		case !bf16 && os.Getenv("PIPELINE_SD_BENCH_FP32") == "0":
-			continue
-		case m.chunked:
-			mode = "bf16, attention chunked cuBLAS"
-		case bf16:
-			mode = "bf16, attention flash"
-		}
+	defer benchVariant{}.set()
+	def := "tf32,bf16-chunked,bf16"
+	if os.Getenv("PIPELINE_SD_BENCH_FP32") == "0" {
+		def = "bf16-chunked,bf16"
+	}
+	for _, v := range benchPrecisions(t, "PIPELINE_SD_BENCH_PREC", def) {
+		mode := benchMode(v, prec)
+		pr := v.set()
 		dev.ResetPeak()
-		s, err := NewSDNet(dev, net, p, B, T, H, W, SDOptions{Trainable: func(q model.ParamSpec) bool { return q.Temporal }, Profile: true, BF16: bf16})
+		s, err := NewSDNet(dev, net, p, B, T, H, W, SDOptions{Trainable: func(q model.ParamSpec) bool { return q.Temporal }, Profile: true, Precision: pr})
 		if err != nil {
 			t.Fatal(err)
 		}
-		s.flashOff = m.chunked
+		s.flashOff = v.chunked
 		weightsGiB := gib(dev.MemStats().InUse)
 		var wall, gpuT []time.Duration
 		var losses []float32
@@ -129,7 +220,10 @@ func benchUNet(t *testing.T, dev *cuda.Device, prec string) []string {
 	return rows
 }
 
-func benchVAE(t *testing.T, dev *cuda.Device, prec string, bf16 bool) []string {
+func benchVAE(t *testing.T, dev *cuda.Device, prec string, v benchVariant) []string {
+	mode := benchMode(v, prec)
+	pr := v.set()
+	defer benchVariant{}.set()
 	cfg := model.VAEConfig{InChannels: 3, OutChannels: 3, BlockOutChannels: []int{128, 256, 512, 512}, LayersPerBlock: 2,
 		LatentChannels: 4, NormGroups: 32, ScalingFactor: 0.18215, UseQuantConv: true, UsePostQuantConv: true}
 	enc, err := model.DescribeVAEEncoder(cfg)
@@ -155,30 +249,37 @@ func benchVAE(t *testing.T, dev *cuda.Device, prec string, bf16 bool) []string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		dev.ResetPeak()
-		s, err := NewSDNet(dev, c.net, p, N, 1, H, W, SDOptions{BF16: bf16, Profile: true})
+		k := N
+		if v.slice > 0 && v.slice < N && N%v.slice == 0 {
+			k = v.slice
+		}
+		s, err := NewSDNet(dev, c.net, p, k, 1, H, W, SDOptions{Precision: pr, Profile: true})
 		if err != nil {
 			t.Fatal(err)
 		}
 		var gpuT []time.Duration
+		per := len(c.in) / N * k
 		for i := 0; i < 4; i++ {
-			if _, err := s.Forward(model.Inputs{Input: c.in}); err != nil {
-				t.Fatal(err)
+			var g time.Duration
+			for j := 0; j < N/k; j++ {
+				if _, err := s.Forward(model.Inputs{Input: c.in[j*per : (j+1)*per]}); err != nil {
+					t.Fatal(err)
+				}
+				g += s.GPUTime()
 			}
 			if i > 0 {
-				gpuT = append(gpuT, s.GPUTime())
+				gpuT = append(gpuT, g)
 			} else {
+				// after the warm-up pass (cuDNN's algorithm search), as
+				// make_golden.py's time_steps resets torch's peak
 				s.ResetProfile()
+				dev.ResetPeak()
 			}
 		}
 		g := median(gpuT)
 		peak := s.MemStats().Peak
 		prof := s.Profile()
 		s.Close()
-		mode := prec
-		if bf16 {
-			mode = "bf16 attention, rest " + prec
-		}
 		fmt.Printf("%s profile by layer kind, %s\n", c.name, mode)
 		fmt.Print(FormatProfile(prof))
 		rows = append(rows, fmt.Sprintf("| %s | %s | %.1f | %.1f frames/s | %.2f |", c.name, mode, float64(g.Microseconds())/1000, N/g.Seconds(), gib(peak)))

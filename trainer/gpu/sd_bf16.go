@@ -12,8 +12,8 @@ import (
 // fp16): frozen linear weights are stored in 16 bits (their float32 copy is
 // not kept), and the matrix products of the linear layers read 16-bit
 // operands and accumulate in float32 (cublasGemmStridedBatchedEx,
-// CUBLAS_COMPUTE_32F); frozen convolutions likewise (sd_half.go). The
-// attention of the frozen layers runs on bfloat16 operands in both modes.
+// CUBLAS_COMPUTE_32F); frozen convolutions likewise (sd_half.go). In the
+// bf16 mode the attention of the frozen layers runs on bfloat16 operands.
 // Activations, gradients, norms and the trainable weights stay float32;
 // attention scores are float32, its probabilities and their gradients
 // bfloat16.
@@ -64,7 +64,7 @@ func halfWeight(net *model.Net, p Precision, trainable func(model.ParamSpec) boo
 		switch l.Kind {
 		case model.Linear, model.Conv2D, model.Conv2DPadEnd:
 			if len(l.Params) > 0 && l.Params[0] == name {
-				return true
+				return l.Kind == model.Linear || halfConvs
 			}
 		}
 	}

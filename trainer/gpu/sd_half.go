@@ -23,7 +23,8 @@ const (
 	// opened with cuda.Options.TF32 for cuBLAS and cuDNN to use them).
 	TF32 Precision = "tf32"
 	// BF16: frozen linear and convolution weights stored in bfloat16, their
-	// products on bfloat16 operands with float32 accumulation.
+	// products on bfloat16 operands with float32 accumulation; the frozen
+	// layers' attention too.
 	BF16 Precision = "bf16"
 	// FP16: as BF16 with float16 operands (10 significant bits, range
 	// 6e-5..65504), and a dynamic loss scale in the training step
@@ -81,10 +82,17 @@ func (o SDOptions) precision() (Precision, error) {
 	return p, nil
 }
 
+// halfConvs stores the frozen convolution filters in 16 bits in the half
+// precisions (false: only the linear weights, the first bf16 mode; for
+// benchmarks).
+var halfConvs = true
+
 // convNHWC makes the 16-bit convolutions channels-last (filters stored
-// (K, KH, KW, C), activations transposed around each convolution);
-// PIPELINE_SD_CONV_NHWC=1 turns it on (bench/RESULTS.md compares both).
-var convNHWC = os.Getenv("PIPELINE_SD_CONV_NHWC") == "1"
+// (K, KH, KW, C), activations transposed to NHWC around each convolution
+// by the conversion kernel): cuDNN's NHWC tensor-core kernels ran 1.2-1.4x
+// faster than its NCHW ones on an H200 (bench/RESULTS.md).
+// PIPELINE_SD_CONV_NHWC=0 keeps NCHW.
+var convNHWC = os.Getenv("PIPELINE_SD_CONV_NHWC") != "0"
 
 func (s *SDNet) halfConv() cuda.HalfConv {
 	return cuda.HalfConv{Type: s.prec.dataType(), NHWC: convNHWC}
@@ -134,6 +142,8 @@ func (s *SDNet) conv2DBackwardData(l model.Layer, dx, dy *cuda.Tensor, cs nn.Con
 }
 
 // halfAttention reports whether attention layer l runs on bfloat16
-// operands: in a half precision, except the temporal (trainable) layers,
-// whose products stay float32 so their gradients keep float32 accuracy.
-func (s *SDNet) halfAttention(l model.Layer) bool { return s.bf16 && !l.Temporal }
+// operands (sd_bf16.go): in the bf16 precision, except the temporal
+// (trainable) layers, whose products stay float32 so their gradients keep
+// float32 accuracy. fp16 keeps attention float32 (TF32 where the device
+// allows it): bfloat16 attention would cost it 3 of its bits.
+func (s *SDNet) halfAttention(l model.Layer) bool { return s.prec == BF16 && !l.Temporal }

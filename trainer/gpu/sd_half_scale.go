@@ -28,6 +28,21 @@ type lossScale struct {
 	flag    *cuda.Tensor
 }
 
+// alloc takes the overflow flag before the first step (taken later, it
+// would draw a cached buffer the next step wants: a cuMemAlloc in steady
+// state, measured).
+func (ls *lossScale) alloc(dev *cuda.Device) error {
+	if !ls.on || ls.flag != nil {
+		return nil
+	}
+	f, err := dev.NewTensor(1)
+	if err != nil {
+		return err
+	}
+	ls.flag = f
+	return nil
+}
+
 func newLossScale(p Precision) lossScale {
 	if p != FP16 {
 		return lossScale{scale: 1}
@@ -47,12 +62,8 @@ func (s *SDNet) unscaleGrads() error {
 	if !ls.on {
 		return nil
 	}
-	if ls.flag == nil {
-		f, err := s.dev.NewTensor(1)
-		if err != nil {
-			return err
-		}
-		ls.flag = f
+	if err := ls.alloc(s.dev); err != nil {
+		return err
 	}
 	if err := ls.flag.Fill(0); err != nil {
 		return err

@@ -31,12 +31,13 @@ func TestHalfFilterLayout(t *testing.T) {
 		w[i] = float32(i)
 	}
 	shape := []int{2, 3, 2, 2}
-	if got := halfFilterLayout(w, shape); &got[0] != &w[0] && !convNHWC {
+	old := convNHWC
+	defer func() { convNHWC = old }()
+	convNHWC = false
+	if got := halfFilterLayout(w, shape); &got[0] != &w[0] {
 		t.Error("NCHW layout copied the filter")
 	}
-	old := convNHWC
 	convNHWC = true
-	defer func() { convNHWC = old }()
 	got := halfFilterLayout(w, shape)
 	// (k, c, j) at (k*4 + j)*3 + c
 	for k := 0; k < 2; k++ {

@@ -162,6 +162,10 @@ func NewSDNet(dev *cuda.Device, net *model.Net, p *model.Params, B, T, H, W int,
 		s.Close()
 		return nil, err
 	}
+	if err := s.scale.alloc(dev); err != nil {
+		s.Close()
+		return nil, err
+	}
 	if o.Profile {
 		if s.prof, err = newProfiler(dev, 3*len(net.Layers)+8); err != nil {
 			s.Close()

@@ -134,3 +134,53 @@ extern "C" __global__ void gn_bwd_dx(float* dx, const float* dy, const float* x,
         dx[i] = r * (dy[i] * gamma[ch] - mg[ng] - xhat * mgx[ng]);
     }
 }
+
+// Split statistics, for groups too few to fill the GPU one block each: block b
+// takes slice b % splits of group b / splits and writes its count, mean and
+// centred sum of squares (two passes over the slice, the second from cache) to
+// part[3b..3b+2]; gn_stats_merge combines the slices (Chan et al.'s pairwise
+// update), in double as gn_stats.
+extern "C" __global__ void gn_stats_part(double* part, const float* x, int n, int c, int p, int g, int splits) {
+    long long gl = (long long)(c / g) * p;
+    long long chunk = (gl + splits - 1) / splits;
+    long long blocks = (long long)n * g * splits;
+    for (long long b = blockIdx.x; b < blocks; b += gridDim.x) {
+        long long ng = b / splits;
+        long long i0 = (b % splits) * chunk;
+        long long i1 = i0 + chunk < gl ? i0 + chunk : gl;
+        long long cnt = i1 > i0 ? i1 - i0 : 0;
+        const float* xg = x + ng * gl;
+        double s = 0.0;
+        for (long long i = i0 + threadIdx.x; i < i1; i += blockDim.x) s += xg[i];
+        s = block_sum(s);
+        double m = cnt > 0 ? s / (double)cnt : 0.0;
+        double q = 0.0;
+        for (long long i = i0 + threadIdx.x; i < i1; i += blockDim.x) {
+            double d = (double)xg[i] - m;
+            q += d * d;
+        }
+        q = block_sum(q);
+        if (threadIdx.x == 0) {
+            part[3 * b] = (double)cnt;
+            part[3 * b + 1] = m;
+            part[3 * b + 2] = q;
+        }
+    }
+}
+
+extern "C" __global__ void gn_stats_merge(float* mean, float* rstd, const double* part, int groups, int splits, float eps) {
+    GRID_STRIDE(ng, groups) {
+        double cnt = 0.0, m = 0.0, m2 = 0.0;
+        for (int k = 0; k < splits; k++) {
+            const double* r = part + 3 * ((long long)ng * splits + k);
+            double nb = r[0];
+            if (nb == 0.0) continue;
+            double delta = r[1] - m, tot = cnt + nb;
+            m += delta * nb / tot;
+            m2 += r[2] + delta * delta * cnt * nb / tot;
+            cnt = tot;
+        }
+        mean[ng] = (float)m;
+        rstd[ng] = (float)(1.0 / sqrt(m2 / cnt + (double)eps));
+    }
+}
