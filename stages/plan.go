@@ -6,6 +6,7 @@ import (
 	"github.com/timelapse-ml/pipeline/pipeline"
 	"github.com/timelapse-ml/pipeline/trainer"
 	"github.com/timelapse-ml/pipeline/trainer/cuda"
+	"github.com/timelapse-ml/pipeline/trainer/gpu"
 	"github.com/timelapse-ml/pipeline/trainer/model"
 	"github.com/timelapse-ml/pipeline/trainer/plan"
 	"github.com/timelapse-ml/pipeline/trainer/weights"
@@ -52,22 +53,24 @@ var sdWorkspace = cuda.LibraryWorkspaceBytes()
 
 // PlanPart is one line of a stage's estimate.
 type PlanPart struct {
-	Name  string
-	Bytes int64
+	Name  string `json:"name"`
+	Bytes int64  `json:"bytes"`
 }
 
 // StagePlan is one stage's memory estimate.
 type StagePlan struct {
-	Stage, Kind string
+	Stage string `json:"stage"`
+	Kind  string `json:"kind"`
 	// GPU says whether the stage puts work on a GPU at all.
-	GPU bool
+	GPU bool `json:"gpu"`
 	// Device is the estimated peak GPU memory; Host the host memory.
-	Device, Host int64
-	Parts        []PlanPart
-	Fits         bool
+	Device int64      `json:"device_bytes"`
+	Host   int64      `json:"host_bytes"`
+	Parts  []PlanPart `json:"parts,omitempty"`
+	Fits   bool       `json:"fits"`
 	// Knob is what to turn when it does not fit (or what it needs to).
-	Knob  string
-	Notes []string
+	Knob  string   `json:"knob,omitempty"`
+	Notes []string `json:"notes,omitempty"`
 }
 
 // Plan estimates every stage of cfg, in run order: for the training and
@@ -335,24 +338,26 @@ func planSampleSD(cfg *pipeline.Config, s *pipeline.Stage, o PlanOptions, sp *St
 		return err
 	}
 	unet := func(t int) (plan.Estimate, error) {
-		return plan.Plan(plan.Job{Net: net, B: halves, T: t, H: h, W: h, WeightBytes: wb, ActBytes: ab, AttentionBudget: sdAttentionBudget, Workspace: sdWorkspace})
+		return plan.Plan(plan.Job{Net: net, B: halves, T: t, H: h, W: h, WeightBytes: wb, ActBytes: ab, AttentionBudget: sdAttentionBudget,
+			FeedForwardChunk: gpu.SDFeedForwardChunkBytes, Workspace: sdWorkspace})
 	}
 	uv, err := unet(frames)
 	if err != nil {
 		return err
 	}
-	weightsAll := uv.FrozenWeights + dv.FrozenWeights + tv.FrozenWeights
-	peak := func(u plan.Estimate) int64 {
-		return weightsAll + max(u.Activations+u.Attention, dv.Activations+dv.Attention)
-	}
+	// the UNet's executor is freed before the VAE decoder's is made; the
+	// text encoder and the still's VAE encode run on the CPU
+	peak := func(u plan.Estimate) int64 { return max(u.Total, dv.Total) }
 	sp.GPU = true
 	sp.Device = peak(uv)
-	sp.Parts = append(sp.Parts, PlanPart{"weights (UNet, VAE, text encoder)", weightsAll},
+	sp.Parts = append(sp.Parts, PlanPart{"UNet weights", uv.FrozenWeights},
 		PlanPart{"UNet activations (peak)", uv.Activations}, PlanPart{"UNet attention scores", uv.Attention},
-		PlanPart{"VAE decoder activations (peak)", dv.Activations}, PlanPart{"VAE decoder attention scores", dv.Attention})
+		PlanPart{"VAE decoder weights", dv.FrozenWeights},
+		PlanPart{"VAE decoder activations (peak)", dv.Activations}, PlanPart{"VAE decoder attention scores", dv.Attention},
+		PlanPart{"library workspaces (cuBLAS, cuDNN search)", uv.Workspace})
 	sp.Host = 4*(uv.Params+dv.Params+tv.Params) + int64(frames*3*h*f*h*f)*4
 	sp.Notes = append(sp.Notes, fmt.Sprintf("%d frames x %d (guidance halves) through the UNet at %dx%d, %d per VAE decode, precision %s", frames, halves, h, h, batch, prec),
-		"the whole clip at once, each value freed after its last use, attention in chunks of at most 1 GiB")
+		"the whole clip at once, each value freed after its last use, attention in chunks of at most 1 GiB, feed-forwards in chunks of rows (512 MiB of intermediates); then the VAE decoder (the peak is the larger of the two)")
 	if nets.note != "" {
 		sp.Notes = append(sp.Notes, nets.note)
 	}

@@ -154,6 +154,7 @@ func SampleSD(ctx context.Context, o SDSampleOptions) (*SampleResult, error) {
 	o.Log.Info("sampling", slog.String("family", FamilySD), slog.Int("frames", o.Frames), slog.Int("steps", o.Steps),
 		slog.Float64("guidance_scale", o.Guidance), slog.Float64("eta", o.Eta), slog.String("source", source),
 		slog.String("prompt", o.Prompt))
+	loopStart := time.Now()
 	x, err := den.run(ctx, sdSampling{Frames: o.Frames, Steps: o.Steps, Guidance: o.Guidance, Eta: o.Eta, Seed: uint64(o.Seed),
 		Cond: cond, Text: emb[tl:], Uncond: emb[:tl], H: h, W: h,
 		Progress: func(done, total int) {
@@ -165,6 +166,10 @@ func SampleSD(ctx context.Context, o SDSampleOptions) (*SampleResult, error) {
 		return nil, err
 	}
 	den.close()
+	loop := time.Since(loopStart).Seconds()
+	o.Log.Info("denoised", slog.Int("frames", o.Frames), slog.Int("steps", o.Steps), slog.Float64("seconds", loop),
+		slog.Float64("s_per_step", loop/float64(o.Steps)))
+	decodeStart := time.Now()
 	decode := func(lat []float32, k int) ([]float32, error) { return sm.VAE.Decode(lat, k, h, h) }
 	if g != nil {
 		d, closeDec, err := g.decoder(sm.VAE, h, h)
@@ -178,6 +183,7 @@ func SampleSD(ctx context.Context, o SDSampleOptions) (*SampleResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sample: %w", err)
 	}
+	o.Log.Info("decoded", slog.Int("frames", o.Frames), slog.Int("batch", o.DecodeBatch), slog.Float64("seconds", time.Since(decodeStart).Seconds()))
 	res := h * f
 	mo := SampleOptions{Frames: o.Frames, FPS: o.FPS, Scale: o.Scale, OutDir: o.OutDir, Log: o.Log}
 	if err := writeMedia(ctx, mo, img, img[:3*res*res], res); err != nil {

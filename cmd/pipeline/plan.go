@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -19,6 +20,7 @@ func cmdPlan(args []string, stdout, _ io.Writer) error {
 	fs := flag.NewFlagSet("plan", flag.ContinueOnError)
 	memFlag := fs.String("gpu-memory", "", "memory of the card to plan for, e.g. 24GiB, 24GB, 80G (default: the GPU found, else 24GiB)")
 	prec := fs.String("precision", "", "override the precision of the SD family's frozen weights on the GPU for every stage: float32, float16 or bfloat16 (default: each stage's precision param)")
+	asJSON := fs.Bool("json", false, "print the plans as JSON (one object per stage: device and host bytes, parts, verdict) for scripts")
 	cfg, err := parseConfig(fs, args)
 	if err != nil {
 		return err
@@ -50,6 +52,16 @@ func cmdPlan(args []string, stdout, _ io.Writer) error {
 	plans, err := stages.Plan(cfg, o)
 	if err != nil {
 		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(struct {
+			Config    string             `json:"config"`
+			Card      string             `json:"card"`
+			GPUMemory int64              `json:"gpu_memory"`
+			Stages    []stages.StagePlan `json:"stages"`
+		}{cfg.File, card, o.GPUMemory, plans})
 	}
 	precNote := "each SD stage at its precision param"
 	if *prec != "" {

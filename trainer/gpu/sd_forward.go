@@ -103,6 +103,9 @@ func (s *SDNet) swapPerm(l model.Layer, backward bool) (in, perm []int) {
 
 // forward runs layer i and frees what no later step reads.
 func (s *SDNet) forward(i int) error {
+	if done, err := s.forwardChunked(i); done {
+		return err
+	}
 	l := s.p.net.Layers[i]
 	d, k := s.dev, s.k
 	in := make([]*cuda.Tensor, len(l.In))

@@ -55,6 +55,9 @@ type SDNet struct {
 	lossT      *cuda.Tensor
 	lastGPU    time.Duration
 	attnBudget int // floats of attention scores per chunk
+	// ff runs forward-only passes' large feed-forwards in chunks of rows
+	// (sd_chunk.go).
+	ff *ffChunks
 	// red all-reduces the gradients in data-parallel training (sd_reduce.go)
 	red *sdReduce
 	// fl is the fused attention of the half mode (flash.go); flashOff

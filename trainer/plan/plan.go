@@ -42,6 +42,11 @@ type Job struct {
 	// (bytes): an executor that computes attention in chunks of queries
 	// (trainer/gpu's SD executor: 1 GiB of float32 scores).
 	AttentionBudget int64
+	// FeedForwardChunk, when > 0 (inference, planned executor), runs each
+	// feed-forward chain (model.FeedForwardChains) whose 2F and F
+	// intermediates exceed it over chunks of rows holding at most that many
+	// bytes of them (trainer/gpu's SD executor: gpu.SDFeedForwardChunkBytes).
+	FeedForwardChunk int64
 	// Workspace is the scratch a GPU executor's libraries hold besides the
 	// tensors (cuBLAS's workspace, cuDNN's algorithm-search scratch:
 	// cuda.LibraryWorkspaceBytes); 0 for the CPU.
@@ -101,9 +106,8 @@ func Plan(j Job) (Estimate, error) {
 	for v := range n.Values {
 		all += size(v)
 	}
-	peak := livePeak(n, size)
 	if !j.Train {
-		e.Activations = peak
+		e.Activations = livePeak(n, size, chunkedFF(n, j))
 		if j.KeepAll {
 			e.Activations = all
 		}
@@ -172,7 +176,7 @@ func Plan(j Job) (Estimate, error) {
 // livePeak is the largest sum of live values when each value is freed
 // after the last layer that reads it (inputs live from the start, the
 // output to the end).
-func livePeak(n *model.Net, size func(int) int64) int64 {
+func livePeak(n *model.Net, size func(int) int64, chunked map[int]ffRun) int64 {
 	last := make([]int, len(n.Values))
 	for i := range last {
 		last[i] = -1
@@ -190,7 +194,25 @@ func livePeak(n *model.Net, size func(int) int64) int64 {
 		}
 	}
 	peak = live
-	for i, l := range n.Layers {
+	for i := 0; i < len(n.Layers); i++ {
+		l := n.Layers[i]
+		if c, ok := chunked[i]; ok {
+			// the chain's output and one chunk's intermediates at once
+			out := n.Layers[c.Out].Out
+			live += size(out) + c.scratch
+			peak = max(peak, live)
+			live -= c.scratch
+			skip := map[int]bool{n.Layers[c.Proj].Out: true, n.Layers[c.GEGLU].Out: true}
+			for _, li := range []int{c.Proj, c.GEGLU, c.Out} {
+				for _, v := range n.Layers[li].In {
+					if last[v] == li && !skip[v] {
+						live -= size(v)
+					}
+				}
+			}
+			i = c.Out
+			continue
+		}
 		live += size(l.Out)
 		peak = max(peak, live)
 		for _, v := range l.In {
@@ -238,4 +260,32 @@ func attentionScores(n *model.Net, i int, j Job) int64 {
 		}
 	}
 	return s * int64(j.ActBytes)
+}
+
+// ffRun is a feed-forward chain run over chunks of rows: scratch is one
+// chunk's intermediates.
+type ffRun struct {
+	model.FeedForwardChain
+	scratch int64
+}
+
+// chunkedFF lists, by first layer, the feed-forward chains j's executor
+// runs in chunks (none without j.FeedForwardChunk or for training).
+func chunkedFF(n *model.Net, j Job) map[int]ffRun {
+	if j.FeedForwardChunk <= 0 || j.Train || j.KeepAll {
+		return nil
+	}
+	out := map[int]ffRun{}
+	for _, c := range n.FeedForwardChains() {
+		p, g := n.Layers[c.Proj], n.Layers[c.GEGLU]
+		f2, f := int64(n.Values[p.Out].Channels), int64(n.Values[g.Out].Channels)
+		rows := int64(n.Size(p.Out, j.B, j.T, j.H, j.W)) / f2
+		per := (f2 + f) * int64(j.ActBytes)
+		if rows*per <= j.FeedForwardChunk {
+			continue
+		}
+		chunk := max(1, j.FeedForwardChunk/per)
+		out[c.Proj] = ffRun{c, chunk * per}
+	}
+	return out
 }
