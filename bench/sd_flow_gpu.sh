@@ -32,7 +32,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
 # the model
 t0=$(date +%s.%N)
 if [ "$MODE" = tiny ]; then
-	cp -r configs/testdata/sd15-tiny "$D/model"
+	cp -rL configs/testdata/sd15-tiny "$D/model"
 	FL=4 STEPS=${STEPS:-4} FRAMES=8 SSTEPS=${SAMPLE_STEPS:-2}
 else
 	python3 bench/sd_flow_model.py "$D/model" "$DSRC" configs/testdata/sd15-tiny/tokenizer 2>&1 | tee "$D/logs/model.log" | grep -v Warning || exit 1
