@@ -44,16 +44,19 @@ func precisionOr(p Precision, tf32 bool) Precision {
 func (p Precision) sdGPU() (tf32 bool, o gpu.SDOptions, err error) {
 	switch p {
 	case "", PrecisionFP32:
+		o.Precision = gpu.FP32
 		return false, o, nil
 	case PrecisionTF32:
+		o.Precision = gpu.TF32
 		return true, o, nil
 	case PrecisionBF16:
-		// convolutions and norms stay float32 (TF32 products) until the
-		// executor's half-precision convolutions land
-		o.BF16 = true
+		// the layers left in float32 (norms, the trainable temporal
+		// layers) use TF32 products
+		o.Precision = gpu.BF16
 		return true, o, nil
 	case PrecisionFP16:
-		return false, o, fmt.Errorf("precision fp16: the SD executor has no float16 mode yet (use bf16 or tf32)")
+		o.Precision = gpu.FP16
+		return true, o, nil
 	}
 	return false, o, fmt.Errorf("precision %q: want one of %v", string(p), Precisions)
 }
