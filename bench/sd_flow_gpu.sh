@@ -7,7 +7,7 @@
 #                                                  (sample_sd after a 1-step train_sd) vs the same loop in
 #                                                  PyTorch (bench/sd_sample_torch.py) on the same weights
 # full: a full-size SD-1.5 inpainting model with random weights, made here (bench/sd_flow_model.py);
-# tiny: the tiny fixture model (configs/testdata/sd15-tiny), a dry run of the scripts.
+# tiny: the same at tiny widths, a dry run of the scripts (and the encoder's GPU test).
 # Needs .gpu/h-flow/ from bench/sd_flow_prepare.sh (pipeline.xz, work.tar.xz, diffusers-src.tgz).
 # Env: STEPS (train, 200), SAMPLE_STEPS (flow: 20), PRECISION (bf16), CHECKPOINTING (true).
 # Writes to $OUT: table.md (printed last), plan.json, logs.tgz, sample.gif, sample.png, torch.json.
@@ -31,13 +31,13 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
 
 # the model
 t0=$(date +%s.%N)
+TINY=0
+FL=25 STEPS=${STEPS:-200} FRAMES=120 SSTEPS=${SAMPLE_STEPS:-20}
 if [ "$MODE" = tiny ]; then
-	cp -rL configs/testdata/sd15-tiny "$D/model"
-	FL=4 STEPS=${STEPS:-4} FRAMES=8 SSTEPS=${SAMPLE_STEPS:-2}
-else
-	python3 bench/sd_flow_model.py "$D/model" "$DSRC" configs/testdata/sd15-tiny/tokenizer 2>&1 | tee "$D/logs/model.log" | grep -v Warning || exit 1
-	FL=25 STEPS=${STEPS:-200} FRAMES=120 SSTEPS=${SAMPLE_STEPS:-20}
+	TINY=1 FL=4 STEPS=${STEPS:-4} FRAMES=8 SSTEPS=${SAMPLE_STEPS:-2}
 fi
+TINY=$TINY python3 bench/sd_flow_model.py "$D/model" "$DSRC" configs/testdata/sd15-tiny/tokenizer >"$D/logs/model.log" 2>&1
+grep '^{' "$D/logs/model.log" || { tail -20 "$D/logs/model.log"; exit 1; }
 if [ "$PART" = compare ]; then
 	STEPS=1 SSTEPS=${SAMPLE_STEPS:-50}
 	[ "$MODE" = tiny ] && SSTEPS=${SAMPLE_STEPS:-2}

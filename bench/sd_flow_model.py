@@ -4,6 +4,7 @@ SD-1.5's sizes), tokenizer/ (CLIP's real vocabulary, copied from the tiny fixtur
 scaled_linear schedule). Weights are the libraries' own random initialisation (seeded), stored in float16.
 
   python3 bench/sd_flow_model.py OUT DIFFUSERS_SRC TOKENIZER_DIR
+      env TINY=1: the same architecture at tiny widths (a dry run of the scripts)
 """
 import json, os, shutil, sys, time
 
@@ -25,6 +26,11 @@ TEXT = dict(vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidde
 SCHEDULER = {"_class_name": "PNDMScheduler", "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
              "num_train_timesteps": 1000, "prediction_type": "epsilon", "set_alpha_to_one": False, "skip_prk_steps": True,
              "steps_offset": 1, "clip_sample": False, "trained_betas": None}
+
+if os.environ.get("TINY") == "1":
+    UNET.update(block_out_channels=(32, 32, 64, 64), norm_num_groups=8, cross_attention_dim=32, attention_head_dim=2)
+    VAE.update(block_out_channels=(16, 16, 32, 32), norm_num_groups=4)
+    TEXT.update(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, projection_dim=32)
 
 t0 = time.time()
 torch.manual_seed(0)
