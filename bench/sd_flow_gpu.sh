@@ -3,13 +3,15 @@
 #   bash bench/sd_flow_gpu.sh flow [full|tiny]     latents -> train_sd -> sample_sd (120 frames, 512x512,
 #                                                  guidance) through the engine; each stage's wall time, GPU
 #                                                  peak and `pipeline plan`'s estimate beside it
+#   bash bench/sd_flow_gpu.sh all [full|tiny]      both in one call: train STEPS (100), then sample 120
+#                                                  frames x 50 DDIM steps, ours and PyTorch's
 #   bash bench/sd_flow_gpu.sh compare [full|tiny]  sampling 120 frames, 50 DDIM steps, guidance on: ours
 #                                                  (sample_sd after a 1-step train_sd) vs the same loop in
 #                                                  PyTorch (bench/sd_sample_torch.py) on the same weights
 # full: a full-size SD-1.5 inpainting model with random weights, made here (bench/sd_flow_model.py);
 # tiny: the same at tiny widths, a dry run of the scripts (and the encoder's GPU test).
 # Needs .gpu/h-flow/ from bench/sd_flow_prepare.sh (pipeline.xz, work.tar.xz, diffusers-src.tgz).
-# Env: STEPS (train, 200), SAMPLE_STEPS (flow: 20), PRECISION (bf16), CHECKPOINTING (true).
+# Env: STEPS (train; flow 200, all 100), SAMPLE_STEPS (flow 20, all/compare 50), PRECISION (bf16), CHECKPOINTING (true).
 # Writes to $OUT: table.md (printed last), plan.json, logs.tgz, sample.gif, sample.png, torch.json.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -32,16 +34,18 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
 # the model
 t0=$(date +%s.%N)
 TINY=0
+STEPS_SET=${STEPS:-}
 FL=25 STEPS=${STEPS:-200} FRAMES=120 SSTEPS=${SAMPLE_STEPS:-20}
 if [ "$MODE" = tiny ]; then
-	TINY=1 FL=4 STEPS=${STEPS:-4} FRAMES=8 SSTEPS=${SAMPLE_STEPS:-2}
+	TINY=1 FL=4 STEPS=${STEPS_SET:-4} FRAMES=8 SSTEPS=${SAMPLE_STEPS:-2}
 fi
 TINY=$TINY python3 bench/sd_flow_model.py "$D/model" "$DSRC" configs/testdata/sd15-tiny/tokenizer >"$D/logs/model.log" 2>&1
 grep '^{' "$D/logs/model.log" || { tail -20 "$D/logs/model.log"; exit 1; }
-if [ "$PART" = compare ]; then
-	STEPS=1 SSTEPS=${SAMPLE_STEPS:-50}
-	[ "$MODE" = tiny ] && SSTEPS=${SAMPLE_STEPS:-2}
-fi
+case $PART in
+compare) STEPS=1 SSTEPS=${SAMPLE_STEPS:-50} ;;
+all) [ "$MODE" = full ] && STEPS=${STEPS_ALL:-${STEPS_SET:-100}} SSTEPS=${SAMPLE_STEPS:-50} ;;
+esac
+[ "$MODE" = tiny ] && SSTEPS=${SAMPLE_STEPS:-2}
 echo "model $(el $t0) s" | tee "$D/logs/model.time"
 sed -e "s#@MODEL@#model#" -e "s#@DEVICE@#${DEVICE:-cuda}#" -e "s#@PRECISION@#${PRECISION:-bf16}#" -e "s#@FRAMES_LENGTH@#$FL#" -e "s#@STEPS@#$STEPS#" \
 	-e "s#@CHECKPOINTING@#${CHECKPOINTING:-true}#" -e "s#@SAMPLE_STEPS@#$SSTEPS#" -e "s#@SAMPLE_FRAMES@#$FRAMES#" \
@@ -61,6 +65,9 @@ run_stage() {
 	kill "$smi" 2>/dev/null
 	wait "$smi" 2>/dev/null
 	grep -v '^{' "$D/logs/$st.log" | tail -5
+	# what is under $OUT comes back even when the call runs out of time
+	python3 bench/sd_flow_report.py "$D/logs" "$OUT" "$PART" "$MODE" >"$OUT/table.md" 2>/dev/null
+	tar -C "$D" -czf "$OUT/logs.tgz" logs flow.yaml
 	[ $rc = 0 ] || { tail -20 "$D/logs/$st.log"; return 1; }
 }
 ok=1
@@ -79,7 +86,7 @@ fr[0].save('$OUT/sample.gif', save_all=True, append_images=fr[1:], duration=im.i
 print('sample.gif over 15 MB: kept at 256x256 (the 512x512 contact sheet is sample.png)')"
 	fi
 fi
-if [ $ok = 1 ] && [ "$PART" = compare ]; then
+if [ $ok = 1 ] && [ "$PART" != flow ]; then
 	FRAMES=$FRAMES STEPS=$SSTEPS python3 bench/sd_sample_torch.py "$DSRC" "$D/model" \
 		"$D/work/train/video-model/unet/diffusion_pytorch_model.safetensors" 2>"$D/logs/torch.err" | tee "$OUT/torch.json"
 	[ -s "$OUT/torch.json" ] || tail -20 "$D/logs/torch.err"

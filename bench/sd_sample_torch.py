@@ -122,6 +122,8 @@ with torch.no_grad():
     loop_s = time.time() - t0
     unet_peak = torch.cuda.max_memory_allocated()
     x[0] = cond[0]
+    vae.decode(x[0:DB] / sf)  # warm-up (cuDNN's algorithm search), not timed
+    torch.cuda.synchronize()
     t1 = time.time()
     frames = [vae.decode(x[i:i + DB] / sf).sample.float().clamp(-1, 1).cpu() for i in range(0, T, DB)]
     torch.cuda.synchronize()

@@ -15,9 +15,11 @@ import (
 // The latents stage's GPU encoder (VAE encoder and CLIP text encoder on
 // trainer/gpu's SD executor) gives the CPU interpreter's moments and text
 // embeddings on the tiny model: to 1e-4 relative (L2) in fp32, where only
-// the order of float32 sums differs; to 1e-2 in tf32, bf16 and fp16,
-// whose products keep 10, 7 and 10 mantissa bits (2^-11 to 2^-8 relative
-// rounding per operand, summed over a few dozen layers). A short last batch (padded
+// the order of float32 sums differs; to 1e-2 in tf32 and fp16, whose
+// operands keep 10 mantissa bits (2^-11 relative rounding, summed over a
+// few dozen layers), and 3e-2 in bf16 (7 bits, 8x coarser). Measured on an
+// H200 (2026-12-02): fp32 1.1e-6, tf32 7.4e-5, fp16 1.3e-3, bf16 1.24e-2
+// (moments); text embeddings 2.6e-7 / 3.9e-4 / 3.9e-4 / 5.2e-3. A short last batch (padded
 // on the GPU) gives the same values as a full one.
 func TestSDEncoderGPUMatchesCPU(t *testing.T) {
 	if ok, why := cuda.Available(); !ok {
@@ -66,7 +68,7 @@ func TestSDEncoderGPUMatchesCPU(t *testing.T) {
 	for _, c := range []struct {
 		p   Precision
 		tol float64
-	}{{PrecisionFP32, 1e-4}, {PrecisionTF32, 1e-2}, {PrecisionBF16, 1e-2}, {PrecisionFP16, 1e-2}} {
+	}{{PrecisionFP32, 1e-4}, {PrecisionTF32, 1e-2}, {PrecisionBF16, 3e-2}, {PrecisionFP16, 1e-2}} {
 		t.Run(string(c.p), func(t *testing.T) {
 			g, err := NewSDEncoder(vae, te, size, SDEncoderOptions{Device: DeviceCUDA, Precision: c.p})
 			if err != nil {
