@@ -11,10 +11,8 @@ import (
 	"path/filepath"
 	"strconv"
 
-	"github.com/timelapse-ml/pipeline/internal/atomicfile"
 	"github.com/timelapse-ml/pipeline/shards"
 	"github.com/timelapse-ml/pipeline/trainer/diffusion"
-	"github.com/timelapse-ml/pipeline/trainer/metrics"
 	"github.com/timelapse-ml/pipeline/trainer/model"
 	"github.com/timelapse-ml/pipeline/trainer/nn"
 	"github.com/timelapse-ml/pipeline/trainer/weights"
@@ -61,26 +59,17 @@ type SDTrainOptions struct {
 // SDSummary is the train.json of TrainSD. A loss that is not finite is
 // written as null.
 type SDSummary struct {
-	Family         string        `json:"family"`
-	Model          string        `json:"model"`
-	ModelSHA256    string        `json:"model_sha256"`
-	Tokenizer      string        `json:"tokenizer,omitempty"`
-	Latents        string        `json:"latents"`
-	GroupNorm      string        `json:"group_norm"`
-	CaptionDropout float64       `json:"caption_dropout"`
-	NoiseSchedule  string        `json:"noise_schedule"`
-	Prediction     string        `json:"prediction"`
-	LatentSize     int           `json:"latent_size"`
-	Resolution     int           `json:"resolution"`
-	FramesLength   int           `json:"frames_length"`
-	Steps          int           `json:"steps"`
-	Loss           metrics.Float `json:"loss"`
-	ValLoss        metrics.Float `json:"val_loss"`
-	// BaselineValLoss is the validation loss of the video model at
-	// initialisation: with per_frame norms the backbone frame by frame.
-	BaselineValLoss metrics.Float `json:"baseline_val_loss"`
-	ValRatio        metrics.Float `json:"val_ratio"`
-	SecondsPerStep  metrics.Float `json:"seconds_per_step"`
+	Family         string  `json:"family"`
+	Model          string  `json:"model"`
+	ModelSHA256    string  `json:"model_sha256"`
+	Tokenizer      string  `json:"tokenizer,omitempty"`
+	Latents        string  `json:"latents"`
+	GroupNorm      string  `json:"group_norm"`
+	CaptionDropout float64 `json:"caption_dropout"`
+	NoiseSchedule  string  `json:"noise_schedule"`
+	Prediction     string  `json:"prediction"`
+	LatentSize     int     `json:"latent_size"`
+	SummaryResult
 	// Device, Precision and Checkpointing are what the step ran with.
 	Device        Device    `json:"device"`
 	Precision     Precision `json:"precision"`
@@ -262,19 +251,10 @@ func TrainSD(ctx context.Context, o SDTrainOptions) (*Result, error) {
 	sum := SDSummary{
 		Family: FamilySD, Model: o.Model, ModelSHA256: sm.Hash, Tokenizer: o.Tokenizer, Latents: c.Shards,
 		GroupNorm: u.Options.GroupNorm, CaptionDropout: o.CaptionDropout, NoiseSchedule: sm.Sched.Kind,
-		Prediction: SDPredictionEpsilon, LatentSize: lh, Resolution: c.Resolution, FramesLength: o.FramesLength,
-		Steps: res.Steps, Loss: metrics.Float(res.Loss), ValLoss: metrics.Float(res.ValLoss),
-		BaselineValLoss: metrics.Float(res.BaselineValLoss), SecondsPerStep: metrics.Float(res.SecondsPerStep),
+		Prediction: SDPredictionEpsilon, LatentSize: lh, SummaryResult: newSummaryResult(res, c.Resolution, o.FramesLength),
 		Export: VideoModelDir, Device: c.Device, Precision: prec, Checkpointing: sdCheckpointingOn(sdo),
 	}
-	if res.BaselineValLoss > 0 {
-		sum.ValRatio = metrics.Float(res.ValLoss / res.BaselineValLoss)
-	}
-	b, err := json.MarshalIndent(sum, "", "  ")
-	if err != nil {
-		return res, err
-	}
-	if err := atomicfile.WriteFile(filepath.Join(c.OutDir, SummaryFile), append(b, '\n')); err != nil {
+	if err := writeSummary(c.OutDir, sum); err != nil {
 		return res, fmt.Errorf("train: %w", err)
 	}
 	return res, nil

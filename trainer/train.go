@@ -23,19 +23,52 @@ const SummaryFile = "train.json"
 // Summary is the content of train.json. A loss that is not finite is
 // written as null.
 type Summary struct {
-	Backbone        string        `json:"backbone"`
-	BackboneSHA256  string        `json:"backbone_sha256"`
-	Shards          string        `json:"shards"`
-	Resolution      int           `json:"resolution"`
-	FramesLength    int           `json:"frames_length"`
-	Steps           int           `json:"steps"`
-	Loss            metrics.Float `json:"loss"`
-	ValLoss         metrics.Float `json:"val_loss"`
+	Backbone       string `json:"backbone"`
+	BackboneSHA256 string `json:"backbone_sha256"`
+	Shards         string `json:"shards"`
+	SummaryResult
+}
+
+// SummaryResult is the part of train.json that Summary and SDSummary
+// share: the run's sizes and how it went. Both embed it, so its keys stand
+// in train.json where the embedding struct puts it.
+type SummaryResult struct {
+	Resolution   int           `json:"resolution"`
+	FramesLength int           `json:"frames_length"`
+	Steps        int           `json:"steps"`
+	Loss         metrics.Float `json:"loss"`
+	ValLoss      metrics.Float `json:"val_loss"`
+	// BaselineValLoss is the validation loss of the video model at
+	// initialisation: the backbone frame by frame (for SD with per_frame
+	// norms).
 	BaselineValLoss metrics.Float `json:"baseline_val_loss"`
 	// ValRatio is ValLoss / BaselineValLoss: below 1 when the temporal
 	// layers help.
 	ValRatio       metrics.Float `json:"val_ratio"`
 	SecondsPerStep metrics.Float `json:"seconds_per_step"`
+}
+
+// newSummaryResult is res as train.json records it; ValRatio stays 0
+// without a baseline.
+func newSummaryResult(res *Result, resolution, framesLength int) SummaryResult {
+	r := SummaryResult{
+		Resolution: resolution, FramesLength: framesLength, Steps: res.Steps, Loss: metrics.Float(res.Loss),
+		ValLoss: metrics.Float(res.ValLoss), BaselineValLoss: metrics.Float(res.BaselineValLoss),
+		SecondsPerStep: metrics.Float(res.SecondsPerStep),
+	}
+	if res.BaselineValLoss > 0 {
+		r.ValRatio = metrics.Float(res.ValLoss / res.BaselineValLoss)
+	}
+	return r
+}
+
+// writeSummary writes sum (a Summary or an SDSummary) to dir/train.json.
+func writeSummary(dir string, sum any) error {
+	b, err := json.MarshalIndent(sum, "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(filepath.Join(dir, SummaryFile), append(b, '\n'))
 }
 
 // LoadBackbone reads a backbone file written by Pretrain and returns the
@@ -160,19 +193,9 @@ func Train(ctx context.Context, o TrainOptions) (*Result, error) {
 	if !c.root() {
 		return res, nil
 	}
-	sum := Summary{
-		Backbone: o.Backbone, BackboneSHA256: bbHash, Shards: c.Shards, Resolution: c.Resolution,
-		FramesLength: o.FramesLength, Steps: res.Steps, Loss: metrics.Float(res.Loss), ValLoss: metrics.Float(res.ValLoss),
-		BaselineValLoss: metrics.Float(res.BaselineValLoss), SecondsPerStep: metrics.Float(res.SecondsPerStep),
-	}
-	if res.BaselineValLoss > 0 {
-		sum.ValRatio = metrics.Float(res.ValLoss / res.BaselineValLoss)
-	}
-	b, err := json.MarshalIndent(sum, "", "  ")
-	if err != nil {
-		return res, err
-	}
-	if err := atomicfile.WriteFile(filepath.Join(c.OutDir, SummaryFile), append(b, '\n')); err != nil {
+	sum := Summary{Backbone: o.Backbone, BackboneSHA256: bbHash, Shards: c.Shards,
+		SummaryResult: newSummaryResult(res, c.Resolution, o.FramesLength)}
+	if err := writeSummary(c.OutDir, sum); err != nil {
 		return res, fmt.Errorf("train: %w", err)
 	}
 	return res, nil
