@@ -71,6 +71,22 @@ type Common struct {
 	afterStep func(s *session, step int)
 }
 
+// defaultFramesLength is a training clip's length when FramesLength is 0.
+const defaultFramesLength = 25
+
+// framesLengthDefault sets *n to defaultFramesLength when 0 and refuses
+// clips of fewer than 2 frames (the first conditions, the loss covers the
+// others): Train's and TrainSD's check.
+func framesLengthDefault(n *int) error {
+	if *n == 0 {
+		*n = defaultFramesLength
+	}
+	if *n < 2 {
+		return fmt.Errorf("train: frames_length %d: want at least 2", *n)
+	}
+	return nil
+}
+
 func (c *Common) defaults() error {
 	if c.Shards == "" || c.OutDir == "" {
 		return fmt.Errorf("trainer: shards folder and output folder are required")

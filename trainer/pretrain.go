@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"maps"
 	"strconv"
 
 	"github.com/timelapse-ml/pipeline/trainer/model"
@@ -60,11 +59,9 @@ func Pretrain(ctx context.Context, o PretrainOptions) (*Result, error) {
 		return nil, fmt.Errorf("pretrain: %w", err)
 	}
 	rs.CondGap = o.CondGap
-	rm, err := rs.meta()
-	if err != nil {
+	if err := rs.addMeta(meta); err != nil {
 		return nil, err
 	}
-	maps.Copy(meta, rm)
 	s := &session{c: c, name: "pretrain", params: params, stride: o.CondGap,
 		shape: trainShape{Video: false, B: c.Batch, T: 2, R: c.Resolution}}
 	defer s.close()

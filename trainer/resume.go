@@ -81,14 +81,15 @@ func (c *Common) runSettings(kind, modelHash string) (RunSettings, error) {
 	}, nil
 }
 
-// meta returns the settings' checkpoint metadata (JSON and hash).
-func (r RunSettings) meta() (map[string]string, error) {
+// addMeta adds the settings' checkpoint metadata (JSON and hash) to meta.
+func (r RunSettings) addMeta(meta map[string]string) error {
 	b, err := json.Marshal(r)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	sum := sha256.Sum256(b)
-	return map[string]string{MetaRunSettings: string(b), MetaRunHash: hex.EncodeToString(sum[:])}, nil
+	meta[MetaRunSettings], meta[MetaRunHash] = string(b), hex.EncodeToString(sum[:])
+	return nil
 }
 
 // SettingsChangedError refuses a resume: the checkpoint was written by a

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -92,11 +91,8 @@ type SDSummary struct {
 // temporal.safetensors.
 func TrainSD(ctx context.Context, o SDTrainOptions) (*Result, error) {
 	c := &o.Common
-	if o.FramesLength == 0 {
-		o.FramesLength = 25
-	}
-	if o.FramesLength < 2 {
-		return nil, fmt.Errorf("train: frames_length %d: want at least 2", o.FramesLength)
+	if err := framesLengthDefault(&o.FramesLength); err != nil {
+		return nil, err
 	}
 	if o.CaptionDropout < 0 || o.CaptionDropout > 1 {
 		return nil, fmt.Errorf("train: caption_dropout %g: want 0..1", o.CaptionDropout)
@@ -168,12 +164,10 @@ func TrainSD(ctx context.Context, o SDTrainOptions) (*Result, error) {
 	}
 	rs.NoiseSchedule, rs.Prediction = sm.Sched.Kind, SDPredictionEpsilon
 	rs.BackboneSHA256, rs.FramesLength = sm.Hash, o.FramesLength
-	rm, err := rs.meta()
-	if err != nil {
+	if err := rs.addMeta(meta); err != nil {
 		ds.Close()
 		return nil, err
 	}
-	maps.Copy(meta, rm)
 	lay := sdLayout{B: c.Batch, T: o.FramesLength, C: lc, H: lh, W: lw, Tokens: ix.TextShape[0], D: ix.TextShape[1]}
 	s := &session{c: c, name: "train", params: u.Params, net: u.Net, sched: sm.Sched, objective: objective, stride: 1,
 		shape: trainShape{Video: true, B: c.Batch, T: o.FramesLength, R: lh}, sdOpts: sdo}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"maps"
 	"path/filepath"
 	"strconv"
 
@@ -116,11 +115,8 @@ func Train(ctx context.Context, o TrainOptions) (*Result, error) {
 	if err := c.defaults(); err != nil {
 		return nil, err
 	}
-	if o.FramesLength == 0 {
-		o.FramesLength = 25
-	}
-	if o.FramesLength < 2 {
-		return nil, fmt.Errorf("train: frames_length %d: want at least 2", o.FramesLength)
+	if err := framesLengthDefault(&o.FramesLength); err != nil {
+		return nil, err
 	}
 	params, bb, err := LoadBackbone(o.Backbone, uint64(c.Seed))
 	if err != nil {
@@ -160,11 +156,9 @@ func Train(ctx context.Context, o TrainOptions) (*Result, error) {
 		rs.TimestepSampling, rs.MinSNRGamma = o.TimestepSampling, cmp.Or(o.MinSNRGamma, DefaultMinSNRGamma)
 		rs.TimestepUniform = o.TimestepUniform
 	}
-	rm, err := rs.meta()
-	if err != nil {
+	if err := rs.addMeta(meta); err != nil {
 		return nil, err
 	}
-	maps.Copy(meta, rm)
 	s := &session{c: c, name: "train", params: params, stride: 1, sched: sched, sampler: sampler,
 		shape: trainShape{Video: true, B: c.Batch, T: o.FramesLength, R: c.Resolution}}
 	defer s.close()
