@@ -71,15 +71,8 @@ func LoadVideoModel(temporalPath, backbonePath string) (*model.Params, map[strin
 		return nil, nil, fmt.Errorf("%s has model config %s, the backbone's is %s",
 			temporalPath, checkpoint.Short(tf.Metadata[MetaConfigHash]), checkpoint.Short(h))
 	}
-	for _, q := range p.TemporalParams() {
-		t, ok := tf.Tensors[q.Name]
-		if !ok {
-			return nil, nil, fmt.Errorf("%s: no tensor %s", temporalPath, q.Name)
-		}
-		if !sameShape(t.Shape, q.Shape) {
-			return nil, nil, fmt.Errorf("%s: tensor %s has shape %v, the model wants %v", temporalPath, q.Name, t.Shape, q.Shape)
-		}
-		copy(q.Data, t.Data)
+	if err := loadParams(p.TemporalParams(), tf, temporalPath); err != nil {
+		return nil, nil, err
 	}
 	return p, tf.Metadata, nil
 }

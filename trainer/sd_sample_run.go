@@ -215,15 +215,8 @@ func loadSDTemporal(sm *sdModel, path string) (map[string]string, error) {
 		return nil, fmt.Errorf("%s has video UNet config %s, this one's is %s (group_norm %s)", path,
 			checkpoint.Short(got), checkpoint.Short(sm.configHash()), sm.UNet.Options.GroupNorm)
 	}
-	for _, q := range sm.UNet.Params.TemporalParams() {
-		t, ok := tf.Tensors[q.Name]
-		if !ok {
-			return nil, fmt.Errorf("%s: no tensor %s", path, q.Name)
-		}
-		if !sameShape(t.Shape, q.Shape) {
-			return nil, fmt.Errorf("%s: tensor %s has shape %v, the model wants %v", path, q.Name, t.Shape, q.Shape)
-		}
-		copy(q.Data, t.Data)
+	if err := loadParams(sm.UNet.Params.TemporalParams(), tf, path); err != nil {
+		return nil, err
 	}
 	return tf.Metadata, nil
 }

@@ -11,6 +11,7 @@ import (
 	"strconv"
 
 	"github.com/timelapse-ml/pipeline/trainer/checkpoint"
+	"github.com/timelapse-ml/pipeline/trainer/model"
 	"github.com/timelapse-ml/pipeline/trainer/optim"
 )
 
@@ -154,15 +155,35 @@ func (c *checkpointer) restoreStep(mustMatch []string) (int, error) {
 // present with its shape.
 func loadInto(params []*optim.Param, f *checkpoint.File, path string) error {
 	for _, p := range params {
-		t, ok := f.Tensors[p.Name]
-		if !ok {
-			return fmt.Errorf("checkpoint %s: no tensor %s", path, p.Name)
+		if err := copyTensor(f, "checkpoint "+path, p.Name, p.Shape, p.Data); err != nil {
+			return err
 		}
-		if len(t.Data) != len(p.Data) || !sameShape(t.Shape, p.Shape) {
-			return fmt.Errorf("checkpoint %s: tensor %s has shape %v, the model wants %v", path, p.Name, t.Shape, p.Shape)
-		}
-		copy(p.Data, t.Data)
 	}
+	return nil
+}
+
+// loadParams copies tensors of f into the model parameters ps by name;
+// every one must be present with its shape. label names f in the errors.
+func loadParams(ps []*model.Param, f *checkpoint.File, label string) error {
+	for _, q := range ps {
+		if err := copyTensor(f, label, q.Name, q.Shape, q.Data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// copyTensor copies f's tensor name into dst, refusing a missing tensor or
+// one of another shape than shape (dst's).
+func copyTensor(f *checkpoint.File, label, name string, shape []int, dst []float32) error {
+	t, ok := f.Tensors[name]
+	if !ok {
+		return fmt.Errorf("%s: no tensor %s", label, name)
+	}
+	if len(t.Data) != len(dst) || !sameShape(t.Shape, shape) {
+		return fmt.Errorf("%s: tensor %s has shape %v, the model wants %v", label, name, t.Shape, shape)
+	}
+	copy(dst, t.Data)
 	return nil
 }
 

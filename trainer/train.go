@@ -89,15 +89,8 @@ func LoadBackbone(path string, seed uint64) (*model.Params, *checkpoint.File, er
 	if err != nil {
 		return nil, nil, err
 	}
-	for _, q := range p.Backbone() {
-		t, ok := f.Tensors[q.Name]
-		if !ok {
-			return nil, nil, fmt.Errorf("backbone %s: no tensor %s", path, q.Name)
-		}
-		if !sameShape(t.Shape, q.Shape) {
-			return nil, nil, fmt.Errorf("backbone %s: tensor %s has shape %v, the model wants %v", path, q.Name, t.Shape, q.Shape)
-		}
-		copy(q.Data, t.Data)
+	if err := loadParams(p.Backbone(), f, "backbone "+path); err != nil {
+		return nil, nil, err
 	}
 	return p, f, nil
 }
