@@ -88,34 +88,13 @@ func runIngest(ctx context.Context, r *pipeline.StageRun) error {
 			return ingest.Inspect(ctx, path, opts)
 		}
 		rel, fp := probeItem(path, fi, opts, tools)
-		var v ingest.Video
-		hit, err := item(ctx, rel, fp, func(tmp string) error {
-			var err error
-			if v, err = ingest.Inspect(ctx, path, opts); err != nil {
-				return err
-			}
-			data, err := json.Marshal(v)
-			if err != nil {
-				return err
-			}
-			return os.WriteFile(tmp, data, 0o644)
-		})
-		if err != nil {
-			return v, fmt.Errorf("ingest %s: %w", path, err)
-		}
-		if !hit {
-			probed.Add(1)
-		} else {
+		v, hit, err := inspectItem(ctx, item, r.OutDir, rel, fp, path, opts, "cached probe")
+		if hit {
 			cached.Add(1)
-			data, err := os.ReadFile(filepath.Join(r.OutDir, rel))
-			if err == nil {
-				err = json.Unmarshal(data, &v)
-			}
-			if err != nil {
-				return v, fmt.Errorf("ingest %s: cached probe: %w", path, err)
-			}
+		} else if err == nil {
+			probed.Add(1)
 		}
-		return v, nil
+		return v, err
 	}
 	videos, err := ingest.InspectAll(ctx, paths, p.Int("workers"), inspect, func(ingest.Video) { prog.Add(1) })
 	if err != nil {
@@ -152,6 +131,38 @@ func runIngest(ctx context.Context, r *pipeline.StageRun) error {
 		return fmt.Errorf("ingest: --strict: %d quarantined file(s), first: %s", len(bad), bad[0])
 	}
 	return nil
+}
+
+// inspectItem is ingest.Inspect of path kept as the item rel (fingerprint
+// fp) of dir through item (the stage's cache or a staging's build): a
+// fresh probe is written there as JSON, a kept one (hit) is read back;
+// what names the kept probe in errors. hit is false when item fails.
+func inspectItem(ctx context.Context, item func(ctx context.Context, rel, fp string, build func(tmp string) error) (bool, error),
+	dir, rel, fp, path string, opts ingest.Options, what string) (v ingest.Video, hit bool, err error) {
+	hit, err = item(ctx, rel, fp, func(tmp string) error {
+		var err error
+		if v, err = ingest.Inspect(ctx, path, opts); err != nil {
+			return err
+		}
+		data, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(tmp, data, 0o644)
+	})
+	if err != nil {
+		return v, false, fmt.Errorf("ingest %s: %w", path, err)
+	}
+	if hit {
+		data, err := os.ReadFile(filepath.Join(dir, rel))
+		if err == nil {
+			err = json.Unmarshal(data, &v)
+		}
+		if err != nil {
+			return v, true, fmt.Errorf("ingest %s: %s: %w", path, what, err)
+		}
+	}
+	return v, hit, nil
 }
 
 // probeItem returns the path (relative to the stage's output) and the

@@ -2,7 +2,6 @@ package stages
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -155,31 +154,8 @@ func (w *VideoWork) Inspect(ctx context.Context, path string) (ingest.Video, err
 	}
 	st := newStaging(w.Workdir, w.IngestStage, IngestKind())
 	rel, fp := probeItem(path, fi, w.Ingest, w.IngestTools)
-	var v ingest.Video
-	cached, err := st.build(ctx, rel, fp, func(tmp string) error {
-		var ierr error
-		if v, ierr = ingest.Inspect(ctx, path, w.Ingest); ierr != nil {
-			return ierr
-		}
-		data, err := json.Marshal(v)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(tmp, data, 0o644)
-	})
-	if err != nil {
-		return v, fmt.Errorf("ingest %s: %w", path, err)
-	}
-	if cached {
-		data, err := os.ReadFile(filepath.Join(st.dir, rel))
-		if err == nil {
-			err = json.Unmarshal(data, &v)
-		}
-		if err != nil {
-			return v, fmt.Errorf("ingest %s: staged probe: %w", path, err)
-		}
-	}
-	return v, nil
+	v, _, err := inspectItem(ctx, st.build, st.dir, rel, fp, path, w.Ingest, "staged probe")
+	return v, err
 }
 
 // Batch returns the frames batch of the stage, building into the staging
