@@ -79,12 +79,7 @@ func (ex *example) fill(b *shards.Batch, s *diffusion.Schedule, rnd *rand.Rand) 
 		ex.steps[i] = ex.sampler.draw(rnd, s.Steps())
 	}
 	skipTimesteps(rnd, ex.sampler, ex.after, s.Steps())
-	perClip := len(ex.noise) / l.B
-	skipNoise(rnd, ex.before*perClip)
-	for i := range ex.noise {
-		ex.noise[i] = float32(rnd.NormFloat64())
-	}
-	skipNoise(rnd, ex.after*perClip)
+	drawNoise(rnd, ex.noise, l.B, ex.before, ex.after)
 	if err := s.QSample(ex.noisy, ex.clean, ex.noise, ex.steps, l.T*fl); err != nil {
 		return err
 	}

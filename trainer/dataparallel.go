@@ -260,8 +260,18 @@ func skipUniform(rnd *rand.Rand, n int) {
 	}
 }
 
-func skipNoise(rnd *rand.Rand, n int) {
-	for range n {
+// drawNoise fills noise (this rank's clips of the global batch) with
+// N(0, 1) draws, skipping those of the before clips ahead of it and of
+// the after clips behind it (fill's order).
+func drawNoise(rnd *rand.Rand, noise []float32, clips, before, after int) {
+	perClip := len(noise) / clips
+	for range before * perClip {
+		rnd.NormFloat64()
+	}
+	for i := range noise {
+		noise[i] = float32(rnd.NormFloat64())
+	}
+	for range after * perClip {
 		rnd.NormFloat64()
 	}
 }

@@ -74,12 +74,18 @@ func (p *previewer) write(ctx context.Context, step int) error {
 	if err != nil {
 		return err
 	}
-	frames, err := media.Frames(x, o.Frames, res, res)
+	return writePreviewGIF(o.OutDir, step, x, o.Frames, res)
+}
+
+// writePreviewGIF writes the frames x (T frames of res x res, values in
+// -1..1) as dir/previews/step-NNNNNN.gif.
+func writePreviewGIF(dir string, step int, x []float32, frames, res int) error {
+	imgs, err := media.Frames(x, frames, res, res)
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(o.OutDir, PreviewDir, fmt.Sprintf("step-%06d.gif", step))
-	return media.WriteGIF(path, frames, media.Options{FPS: 8, Scale: max(1, 128/res)})
+	path := filepath.Join(dir, PreviewDir, fmt.Sprintf("step-%06d.gif", step))
+	return media.WriteGIF(path, imgs, media.Options{FPS: 8, Scale: max(1, 128/res)})
 }
 
 func (p *previewer) close() {

@@ -92,12 +92,7 @@ func fillSD(ex *example, b *shards.LatentBatch, s *diffusion.Schedule, rnd *rand
 		}
 	}
 	skipUniform(rnd, ex.after)
-	perClip := len(ex.noise) / l.B
-	skipNoise(rnd, ex.before*perClip)
-	for i := range ex.noise {
-		ex.noise[i] = float32(rnd.NormFloat64())
-	}
-	skipNoise(rnd, ex.after*perClip)
+	drawNoise(rnd, ex.noise, l.B, ex.before, ex.after)
 	if err := s.QSample(ex.noisy, b.Latents, ex.noise, ex.steps, l.T*fl); err != nil {
 		return err
 	}

@@ -3,10 +3,8 @@ package trainer
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 
 	"github.com/timelapse-ml/pipeline/shards"
-	"github.com/timelapse-ml/pipeline/trainer/media"
 )
 
 // sdPreviewer is the sample hook of an SD training run: the first frame of
@@ -88,12 +86,7 @@ func (p *sdPreviewer) write(ctx context.Context, step int) error {
 		return err
 	}
 	res := l.H * p.sm.VAE.Config.Downscale()
-	frames, err := media.Frames(img, l.T, res, res)
-	if err != nil {
-		return err
-	}
-	path := filepath.Join(p.outDir, PreviewDir, fmt.Sprintf("step-%06d.gif", step))
-	return media.WriteGIF(path, frames, media.Options{FPS: 8, Scale: max(1, 128/res)})
+	return writePreviewGIF(p.outDir, step, img, l.T, res)
 }
 
 func (p *sdPreviewer) close() {
