@@ -133,36 +133,7 @@ func newPlan(net *model.Net, B, T, H, W int, trainable func(model.ParamSpec) boo
 	p.persistent[net.Timesteps] = true
 	p.persistent[net.Output] = true // read by the loss, freed by the step
 
-	lastFwd := make([]int, nv)
-	lastBwd := make([]int, nv)
-	for v := range lastFwd {
-		lastFwd[v], lastBwd[v] = -1, nl
-	}
-	for i, l := range net.Layers {
-		for j, v := range l.In {
-			lastFwd[v] = i
-			if p.backward[i] && p.saves[i][j] && i < lastBwd[v] {
-				lastBwd[v] = i
-			}
-		}
-	}
-	p.freeAfterFwd = make([][]int, nl)
-	p.freeAfterBwd = make([][]int, nl)
-	p.freeAfterEval = make([][]int, nl)
-	for v := range net.Values {
-		if p.persistent[v] {
-			continue
-		}
-		if lastFwd[v] >= 0 {
-			p.freeAfterEval[lastFwd[v]] = append(p.freeAfterEval[lastFwd[v]], v)
-		}
-		switch {
-		case lastBwd[v] < nl:
-			p.freeAfterBwd[lastBwd[v]] = append(p.freeAfterBwd[lastBwd[v]], v)
-		case lastFwd[v] >= 0:
-			p.freeAfterFwd[lastFwd[v]] = append(p.freeAfterFwd[lastFwd[v]], v)
-		}
-	}
+	p.freeAfterFwd, p.freeAfterBwd, p.freeAfterEval = freeLists(net, p.backward, p.saves, p.persistent)
 	return p, nil
 }
 

@@ -91,32 +91,6 @@ func newSDPlan(net *model.Net, B, T, H, W int, trainable func(model.ParamSpec) b
 			p.persistent[v] = true
 		}
 	}
-	lastFwd, lastBwd := make([]int, nv), make([]int, nv)
-	for v := range lastFwd {
-		lastFwd[v], lastBwd[v] = -1, nl
-	}
-	for i, l := range net.Layers {
-		for j, v := range l.In {
-			lastFwd[v] = i
-			if p.backward[i] && p.saves[i][j] && i < lastBwd[v] {
-				lastBwd[v] = i
-			}
-		}
-	}
-	p.freeFwd, p.freeBwd, p.freeEval = make([][]int, nl), make([][]int, nl), make([][]int, nl)
-	for v := range net.Values {
-		if p.persistent[v] {
-			continue
-		}
-		if lastFwd[v] >= 0 {
-			p.freeEval[lastFwd[v]] = append(p.freeEval[lastFwd[v]], v)
-		}
-		switch {
-		case lastBwd[v] < nl:
-			p.freeBwd[lastBwd[v]] = append(p.freeBwd[lastBwd[v]], v)
-		case lastFwd[v] >= 0:
-			p.freeFwd[lastFwd[v]] = append(p.freeFwd[lastFwd[v]], v)
-		}
-	}
+	p.freeFwd, p.freeBwd, p.freeEval = freeLists(net, p.backward, p.saves, p.persistent)
 	return p, nil
 }
