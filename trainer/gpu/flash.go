@@ -3,6 +3,7 @@ package gpu
 import (
 	"fmt"
 	"math"
+	"os"
 	"testing/fstest"
 
 	"github.com/timelapse-ml/pipeline/trainer/cuda"
@@ -10,11 +11,13 @@ import (
 	"github.com/timelapse-ml/pipeline/trainer/nn"
 )
 
-// Fused (flash) attention for the SD executor's half-precision mode
+// Fused (flash) attention for the SD executor's half-precision modes
 // (kernels/flash.cu): per head, a block of 128 queries streams the keys in
-// tiles with an online softmax, operands rounded to bfloat16 (or float16)
-// on their way into shared memory and multiplied on tensor cores with
-// float32 accumulation. The forward pass saves each layer's row
+// tiles with an online softmax, on bfloat16 (or float16) operands
+// multiplied on tensor cores with float32 accumulation. q, k, v (and dout)
+// are rounded to 16 bits once per layer and pass into a head-major padded
+// layout (flashPacked) whose tiles cp.async copies into shared memory while
+// the previous tile is multiplied. The forward pass saves each layer's row
 // logsumexp and a 16-bit copy of its output (flashSaved); the backward pass
 // recomputes P tile by tile, so no positions x positions matrix is stored.
 // One NVRTC module per operand type and padded head dim, compiled on
@@ -106,11 +109,13 @@ func (s *SDNet) flashModule(key flashKey) (*cuda.Module, error) {
 	return m, nil
 }
 
-// useFlash reports whether attention layer l runs fused: the layers the
-// half precisions run on 16-bit operands (halfAttention), unless flashOff,
-// and the head dim has a module (not the VAE's single 512-wide head).
+// useFlash reports whether attention layer l runs fused: in both half
+// precisions (float16 operands in fp16: its dynamic loss scale sees a
+// gradient that overflows them, which the rounding makes inf), the frozen
+// layers, and the temporal ones when flashTemporal, unless flashOff, and
+// the head dim has a module (not the VAE's single 512-wide head).
 func (s *SDNet) useFlash(l model.Layer) bool {
-	if !s.halfAttention(l) || s.flashOff || l.Heads <= 0 {
+	if !s.prec.Half() || (l.Temporal && !flashTemporal) || s.flashOff || l.Heads <= 0 {
 		return false
 	}
 	sh := s.p.shapes[l.In[0]]
@@ -118,16 +123,21 @@ func (s *SDNet) useFlash(l model.Layer) bool {
 	return ok
 }
 
+// flashTemporal runs the temporal (trainable) attention layers fused too in
+// the half precisions (PIPELINE_SD_FLASH_TEMPORAL=1); off, they keep the
+// float32 products so their gradients keep float32 accuracy.
+var flashTemporal = os.Getenv("PIPELINE_SD_FLASH_TEMPORAL") == "1"
+
 // flashCall holds one layer's launch parameters.
 type flashCall struct {
 	m      *cuda.Module
 	a      nn.SeqAttentionShape
+	dp     int
 	scale  float32
 	causal int
-	vec    int
 }
 
-func (s *SDNet) flashCall(a nn.SeqAttentionShape, ts ...*cuda.Tensor) (flashCall, error) {
+func (s *SDNet) flashCall(a nn.SeqAttentionShape) (flashCall, error) {
 	if err := a.Validate(); err != nil {
 		return flashCall{}, err
 	}
@@ -136,21 +146,16 @@ func (s *SDNet) flashCall(a nn.SeqAttentionShape, ts ...*cuda.Tensor) (flashCall
 	if !ok {
 		return flashCall{}, fmt.Errorf("gpu: flash attention: head dim %d > %d", dh, flashDims[len(flashDims)-1])
 	}
+	if rows := int64(a.N) * int64(a.Heads) * int64(max(a.Lq, a.Lk)); rows*int64(dp) >= 1<<31 {
+		return flashCall{}, fmt.Errorf("gpu: flash attention: %d rows of %d too many for one launch", rows, dp)
+	}
 	m, err := s.flashModule(flashKey{bf16: s.prec != FP16, dp: dp})
 	if err != nil {
 		return flashCall{}, err
 	}
-	c := flashCall{m: m, a: a, scale: float32(1 / math.Sqrt(float64(dh)))}
+	c := flashCall{m: m, a: a, dp: dp, scale: float32(1 / math.Sqrt(float64(dh)))}
 	if a.Causal {
 		c.causal = 1
-	}
-	if dh%4 == 0 && a.C%4 == 0 {
-		c.vec = 1
-		for _, t := range ts {
-			if t != nil && t.Ptr()%16 != 0 {
-				c.vec = 0
-			}
-		}
 	}
 	return c, nil
 }
@@ -159,21 +164,72 @@ func (c flashCall) blocks(l int) int { return c.a.N * c.a.Heads * ((l + 127) / 1
 
 func (c flashCall) scale2() float32 { return c.scale * math.Log2E }
 
-// forward writes y and, when lse and o are not nil, the saved results.
-func (c flashCall) forward(y, o, lse, q, k, v *cuda.Tensor) error {
-	a := c.a
-	return c.m.Launch("flash_fwd", c.blocks(a.Lq), cuda.TensorArg(y), cuda.TensorArg(o), cuda.TensorArg(lse),
-		cuda.TensorArg(q), cuda.TensorArg(k), cuda.TensorArg(v), cuda.IntArg(a.Lq), cuda.IntArg(a.Lk), cuda.IntArg(a.C),
-		cuda.IntArg(a.Heads), cuda.F32Arg(c.scale2()), cuda.IntArg(c.causal), cuda.IntArg(c.vec))
+// packedLen is the 16-bit length of a packed (N, H, l, dp) operand.
+func (c flashCall) packedLen(l int) int { return c.a.N * c.a.Heads * l * c.dp }
+
+// flashPacked is a layer's operands in 16 bits, head-major and padded
+// (N, H, L, dp), in one allocation.
+type flashPacked struct {
+	buf        *cuda.Tensor
+	q, k, v, o uintptr // o: dout (backward only)
 }
 
-// newSaved allocates a layer's logsumexp and 16-bit output.
-func (s *SDNet) newFlashSaved(a nn.SeqAttentionShape) (*flashSaved, error) {
+func (p *flashPacked) free() { p.buf.Free() }
+
+// flashPack rounds q, k, v into one packed buffer, with room for dout
+// (flash_pack_dot packs it) when withOut.
+func (s *SDNet) flashPack(c flashCall, q, k, v *cuda.Tensor, withOut bool) (*flashPacked, error) {
+	a := c.a
+	nq, nk := c.packedLen(a.Lq), c.packedLen(a.Lk)
+	n := nq + 2*nk // multiples of 16 (dp is): every part 16-byte aligned
+	if withOut {
+		n += nq
+	}
+	buf, err := s.newHalf(n)
+	if err != nil {
+		return nil, err
+	}
+	p := &flashPacked{buf: buf, q: buf.Ptr()}
+	p.k = p.q + uintptr(nq)*bf16Size
+	p.v = p.k + uintptr(nk)*bf16Size
+	p.o = p.v + uintptr(nk)*bf16Size
+	for _, x := range []struct {
+		dst uintptr
+		src *cuda.Tensor
+		l   int
+	}{{p.q, q, a.Lq}, {p.k, k, a.Lk}, {p.v, v, a.Lk}} {
+		rows := a.N * a.Heads * x.l
+		if err := c.m.Launch("flash_pack", s.dev.GridFor(int64(rows*c.dp/2)), cuda.PtrArg(x.dst), cuda.TensorArg(x.src),
+			cuda.IntArg(rows), cuda.IntArg(x.l), cuda.IntArg(a.C), cuda.IntArg(a.Heads)); err != nil {
+			buf.Free()
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// flashRun packs q, k, v and writes y and, when lse and o are not nil,
+// the saved results.
+func (s *SDNet) flashRun(c flashCall, y, o, lse, q, k, v *cuda.Tensor) error {
+	p, err := s.flashPack(c, q, k, v, false)
+	if err != nil {
+		return err
+	}
+	defer p.free()
+	a := c.a
+	return c.m.Launch("flash_fwd", c.blocks(a.Lq), cuda.TensorArg(y), cuda.TensorArg(o), cuda.TensorArg(lse),
+		cuda.PtrArg(p.q), cuda.PtrArg(p.k), cuda.PtrArg(p.v), cuda.IntArg(a.Lq), cuda.IntArg(a.Lk), cuda.IntArg(a.C),
+		cuda.IntArg(a.Heads), cuda.F32Arg(c.scale2()), cuda.IntArg(c.causal))
+}
+
+// newFlashSaved allocates a layer's logsumexp and 16-bit (packed) output.
+func (s *SDNet) newFlashSaved(c flashCall) (*flashSaved, error) {
+	a := c.a
 	lse, err := s.dev.NewTensor(a.N * a.Heads * a.Lq)
 	if err != nil {
 		return nil, err
 	}
-	o, err := s.newHalf(a.QLen())
+	o, err := s.newHalf(c.packedLen(a.Lq))
 	if err != nil {
 		lse.Free()
 		return nil, err
@@ -184,32 +240,31 @@ func (s *SDNet) newFlashSaved(a nn.SeqAttentionShape) (*flashSaved, error) {
 // flashForward is layer i's attention; a training pass keeps what its
 // backward pass needs.
 func (s *SDNet) flashForward(i int, l model.Layer, y, q, k, v *cuda.Tensor) error {
-	a := s.attnShape(q, k, l.Heads, l.Causal)
-	c, err := s.flashCall(a, y, q, k, v)
+	c, err := s.flashCall(s.attnShape(q, k, l.Heads, l.Causal))
 	if err != nil {
 		return err
 	}
 	if s.eval || s.noSave || !s.p.backward[i] { // noSave: a checkpointed step's first pass
-		return c.forward(y, nil, nil, q, k, v)
+		return s.flashRun(c, y, nil, nil, q, k, v)
 	}
 	f := s.flashState()
 	if old := f.saved[i]; old != nil {
 		old.free()
 		delete(f.saved, i)
 	}
-	sv, err := s.newFlashSaved(a)
+	sv, err := s.newFlashSaved(c)
 	if err != nil {
 		return err
 	}
 	f.saved[i] = sv
-	return c.forward(y, sv.o, sv.lse, q, k, v)
+	return s.flashRun(c, y, sv.o, sv.lse, q, k, v)
 }
 
 // flashBackward writes dq, dk, dv (nil ones skipped) from dout, with the
 // forward pass's saved results (recomputed when there are none).
 func (s *SDNet) flashBackward(i int, l model.Layer, dq, dk, dv, dout, q, k, v *cuda.Tensor) error {
 	a := s.attnShape(q, k, l.Heads, l.Causal)
-	c, err := s.flashCall(a, dq, dk, dv, dout, q, k, v)
+	c, err := s.flashCall(a)
 	if err != nil {
 		return err
 	}
@@ -217,7 +272,7 @@ func (s *SDNet) flashBackward(i int, l model.Layer, dq, dk, dv, dout, q, k, v *c
 	sv := f.saved[i]
 	delete(f.saved, i)
 	if sv == nil {
-		if sv, err = s.newFlashSaved(a); err != nil {
+		if sv, err = s.newFlashSaved(c); err != nil {
 			return err
 		}
 		y, err := s.dev.NewTensor(a.QLen())
@@ -225,7 +280,7 @@ func (s *SDNet) flashBackward(i int, l model.Layer, dq, dk, dv, dout, q, k, v *c
 			sv.free()
 			return err
 		}
-		err = c.forward(y, sv.o, sv.lse, q, k, v)
+		err = s.flashRun(c, y, sv.o, sv.lse, q, k, v)
 		y.Free()
 		if err != nil {
 			sv.free()
@@ -236,20 +291,25 @@ func (s *SDNet) flashBackward(i int, l model.Layer, dq, dk, dv, dout, q, k, v *c
 	if dq == nil && dk == nil && dv == nil {
 		return nil
 	}
+	p, err := s.flashPack(c, q, k, v, true)
+	if err != nil {
+		return err
+	}
+	defer p.free()
 	dd, err := s.dev.NewTensor(a.N * a.Heads * a.Lq)
 	if err != nil {
 		return err
 	}
 	defer dd.Free()
-	if err := c.m.Launch("flash_bwd_dot", s.k.rowGrid(int64(a.N*a.Heads*a.Lq+7)/8), cuda.TensorArg(dd), cuda.TensorArg(dout),
-		cuda.TensorArg(sv.o), cuda.IntArg(a.N), cuda.IntArg(a.Lq), cuda.IntArg(a.C), cuda.IntArg(a.Heads)); err != nil {
+	rows := a.N * a.Heads * a.Lq
+	if err := c.m.Launch("flash_pack_dot", s.k.rowGrid(int64(rows+7)/8), cuda.PtrArg(p.o), cuda.TensorArg(dd), cuda.TensorArg(dout),
+		cuda.TensorArg(sv.o), cuda.IntArg(rows), cuda.IntArg(a.Lq), cuda.IntArg(a.C), cuda.IntArg(a.Heads)); err != nil {
 		return err
 	}
 	args := func(d0, d1 *cuda.Tensor) []cuda.Arg {
-		return []cuda.Arg{cuda.TensorArg(d0), cuda.TensorArg(d1), cuda.TensorArg(q), cuda.TensorArg(k), cuda.TensorArg(v),
-			cuda.TensorArg(dout), cuda.TensorArg(sv.lse), cuda.TensorArg(dd), cuda.IntArg(a.Lq), cuda.IntArg(a.Lk),
-			cuda.IntArg(a.C), cuda.IntArg(a.Heads), cuda.F32Arg(c.scale2()), cuda.F32Arg(c.scale), cuda.IntArg(c.causal),
-			cuda.IntArg(c.vec)}
+		return []cuda.Arg{cuda.TensorArg(d0), cuda.TensorArg(d1), cuda.PtrArg(p.q), cuda.PtrArg(p.k), cuda.PtrArg(p.v),
+			cuda.PtrArg(p.o), cuda.TensorArg(sv.lse), cuda.TensorArg(dd), cuda.IntArg(a.Lq), cuda.IntArg(a.Lk),
+			cuda.IntArg(a.C), cuda.IntArg(a.Heads), cuda.F32Arg(c.scale2()), cuda.F32Arg(c.scale), cuda.IntArg(c.causal)}
 	}
 	if dq != nil {
 		// flash_bwd_dq takes (dq, q, k, v, ...): the kv argument list without its second output
@@ -258,9 +318,8 @@ func (s *SDNet) flashBackward(i int, l model.Layer, dq, dk, dv, dout, q, k, v *c
 			return err
 		}
 	}
-	dp, _ := flashDP(a.C / a.Heads)
 	switch {
-	case dk != nil && dv != nil && dp <= flashFusedKV:
+	case dk != nil && dv != nil && c.dp <= flashFusedKV:
 		return c.m.Launch("flash_bwd_dkv", c.blocks(a.Lk), args(dk, dv)...)
 	default:
 		if dk != nil {

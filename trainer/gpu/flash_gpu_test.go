@@ -4,6 +4,7 @@ package gpu
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"testing"
@@ -300,4 +301,59 @@ func TestFlashBench(t *testing.T) {
 		}
 	}
 	fmt.Printf("| all attention layers of one step | | | | %.1f |\n", total)
+}
+
+// TestFlashFP16OverflowIsVisible: a loss-scaled gradient beyond float16's
+// range reaches the fused attention's float16 operands as inf, so the
+// attention's gradients are not finite and the loss scale's inf check
+// (sd_half_scale.go) skips the step instead of training on clipped values.
+func TestFlashFP16OverflowIsVisible(t *testing.T) {
+	d := sdDevice(t, false)
+	k, err := openKernels(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &SDNet{dev: d, k: k, prec: FP16, bf16: true, attnBudget: 1 << 27, p: &sdPlan{backward: []bool{true}}}
+	defer s.fl.release()
+	rng := rand.New(rand.NewPCG(7, 8))
+	const n, lq, lk, c, h = 2, 130, 77, 320, 8
+	mk := func(data []float32, shape ...int) *cuda.Tensor {
+		x, err := d.FromHost(data, shape...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(x.Free)
+		return x
+	}
+	q, kk, v := mk(randn(rng, n*lq*c, 1), n, lq, c), mk(randn(rng, n*lk*c, 1), n, lk, c), mk(randn(rng, n*lk*c, 1), n, lk, c)
+	for _, big := range []bool{false, true} {
+		g := randn(rng, n*lq*c, 1)
+		if big {
+			g[lq*c+5] = 1e6 // sequence 1, head 0: beyond 65504
+		}
+		dout := mk(g, n, lq, c)
+		dq, dk, dv := mk(make([]float32, n*lq*c), n, lq, c), mk(make([]float32, n*lk*c), n, lk, c), mk(make([]float32, n*lk*c), n, lk, c)
+		l := model.Layer{Kind: model.SeqAttention, Heads: h}
+		if err := s.flashBackward(0, l, dq, dk, dv, dout, q, kk, v); err != nil {
+			t.Fatal(err)
+		}
+		for i, x := range []*cuda.Tensor{dq, dk, dv} {
+			got, err := x.ToHost()
+			if err != nil {
+				t.Fatal(err)
+			}
+			bad := 0
+			for _, f := range got {
+				if math.IsNaN(float64(f)) || math.IsInf(float64(f), 0) {
+					bad++
+				}
+			}
+			if big && bad == 0 {
+				t.Errorf("gradient %d: finite everywhere although dout overflows float16", i)
+			}
+			if !big && bad != 0 {
+				t.Errorf("gradient %d: %d non-finite values from an in-range dout", i, bad)
+			}
+		}
+	}
 }

@@ -5,25 +5,29 @@
 // operands, 0: float16).
 //
 // Layouts: q, dq, y, dout are (N, Lq, C) float32 and k, v, dk, dv (N, Lk, C),
-// token-major with head h in columns h*dh .. h*dh+dh (dh = C/H). Operands are
-// rounded to 16 bits as they are loaded into shared memory; every product
-// is an mma.sync m16n8k16 with float32 accumulation. The forward pass keeps
-// the log2-domain row logsumexp of the scaled scores (lse, (N, H, Lq)) and a
-// 16-bit copy of its output for the backward pass, which recomputes P one
-// tile at a time: D = rowsum(dO*O) first, then dQ (a block of queries over
-// all keys) and dK, dV (a block of keys over all queries), so no
-// positions x positions matrix is ever stored and nothing is accumulated
-// atomically.
+// token-major with head h in columns h*dh .. h*dh+dh (dh = C/H). Once per
+// layer and pass, flash_pack rounds q, k, v (and flash_pack_dot dout) to 16
+// bits in a head-major padded layout (N, H, L, FLASH_DP), zeros beyond dh,
+// so every tile is a contiguous block of 16-byte rows that cp.async copies
+// into shared memory (two stages: the next tile loads while this one is
+// multiplied). Fragments come out of shared memory by ldmatrix; every
+// product is an mma.sync m16n8k16 with float32 accumulation. The forward
+// pass keeps the log2-domain row logsumexp of the scaled scores (lse,
+// (N, H, Lq)) and a 16-bit copy of its output (padded layout) for the
+// backward pass, which recomputes P one tile at a time: D = rowsum(dO*O)
+// first (with dO's packing), then dQ (a block of queries over all keys) and
+// dK, dV (a block of keys over all queries), so no positions x positions
+// matrix is ever stored and nothing is accumulated atomically.
 #ifdef FLASH_DP
 
 #define FL_DP FLASH_DP
-#define FL_BF (FLASH_BF != 0)
 #define FL_THREADS 256
 // Tile sizes: a block is 8 warps of 16 rows (128 queries or keys); the
 // other side streams in tiles of FL_BT, smaller for wide heads (registers
 // and the 48 KiB of static shared memory).
 #define FL_BT (FL_DP <= 80 ? 64 : 32)
 #define FL_LD (FL_DP + 8)
+#define FL_CH (FL_DP / 8)
 
 typedef unsigned short fl_half;
 
@@ -34,6 +38,7 @@ __device__ __forceinline__ unsigned fl_pack(float lo, float hi) {
 #if FLASH_BF
     asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
 #else
+    // round to nearest: beyond 65504 gives inf (a loss-scale overflow stays visible)
     asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
 #endif
     return r;
@@ -74,35 +79,49 @@ __device__ __forceinline__ void fl_mma(float* c, const unsigned* a, unsigned b0,
 #endif
 }
 
-// Two consecutive 16-bit values (i even).
-__device__ __forceinline__ unsigned fl_ld2(const fl_half* s, int i) { return *(const unsigned*)(s + i); }
+__device__ __forceinline__ unsigned fl_smem(const void* p) {
+    unsigned long long a;
+    asm("cvta.to.shared.u64 %0, %1;" : "=l"(a) : "l"((unsigned long long)p));
+    return (unsigned)a;
+}
+
+__device__ __forceinline__ void fl_ldm4(unsigned* r, const fl_half* p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(fl_smem(p)));
+}
+
+__device__ __forceinline__ void fl_ldm4t(unsigned* r, const fl_half* p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(fl_smem(p)));
+}
 
 // The A fragment of rows r0..r0+15, columns c0..c0+15 of a row-major tile.
-__device__ __forceinline__ void fl_frag_a(unsigned* a, const fl_half* s, int ld, int r0, int c0) {
-    int g = (threadIdx.x & 31) >> 2, t = threadIdx.x & 3;
-    a[0] = fl_ld2(s, (r0 + g) * ld + c0 + 2 * t);
-    a[1] = fl_ld2(s, (r0 + g + 8) * ld + c0 + 2 * t);
-    a[2] = fl_ld2(s, (r0 + g) * ld + c0 + 2 * t + 8);
-    a[3] = fl_ld2(s, (r0 + g + 8) * ld + c0 + 2 * t + 8);
+__device__ __forceinline__ void fl_frag_a(unsigned* a, const fl_half* s, int r0, int c0) {
+    int l = threadIdx.x & 31, mi = l >> 3;
+    fl_ldm4(a, s + (r0 + (mi & 1) * 8 + (l & 7)) * FL_LD + c0 + (mi >> 1) * 8);
 }
 
-// c += a * Bᵀ-tile: b is read as rows n0..n0+7 of a row-major tile holding
-// B transposed (row = output column), columns c0..c0+15 (the k index).
-__device__ __forceinline__ void fl_mma_rows(float* c, const unsigned* a, const fl_half* s, int ld, int n0, int c0) {
-    int g = (threadIdx.x & 31) >> 2, t = threadIdx.x & 3;
-    const fl_half* p = s + (n0 + g) * ld + c0 + 2 * t;
-    fl_mma(c, a, fl_ld2(p, 0), fl_ld2(p, 8));
+// c0, c1 += a * Bᵀ-tile for the output columns n0..n0+7 and n0+8..n0+15:
+// rows n0..n0+15 of a row-major tile holding B transposed (row = output
+// column), columns k0..k0+15 (the k index).
+__device__ __forceinline__ void fl_mma_rows2(float* c0, float* c1, const unsigned* a, const fl_half* s, int n0, int k0) {
+    int l = threadIdx.x & 31, mi = l >> 3;
+    unsigned b[4];
+    fl_ldm4(b, s + (n0 + (mi >> 1) * 8 + (l & 7)) * FL_LD + k0 + (mi & 1) * 8);
+    fl_mma(c0, a, b[0], b[1]);
+    fl_mma(c1, a, b[2], b[3]);
 }
 
-// c += a * B-tile: b is k rows k0..k0+15, columns n0..n0+7 of a row-major
-// tile (row = the k index), read transposed by ldmatrix.
-__device__ __forceinline__ void fl_mma_cols(float* c, const unsigned* a, const fl_half* s, int ld, int k0, int n0) {
-    const fl_half* p = s + (k0 + (threadIdx.x & 15)) * ld + n0;
-    unsigned long long sh;
-    asm("cvta.to.shared.u64 %0, %1;" : "=l"(sh) : "l"((unsigned long long)p));
-    unsigned b0, b1;
-    asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];\n" : "=r"(b0), "=r"(b1) : "r"((unsigned)sh));
-    fl_mma(c, a, b0, b1);
+// c0, c1 += a * B-tile: b is k rows k0..k0+15, columns n0..n0+15 of a
+// row-major tile (row = the k index), read transposed by ldmatrix.
+__device__ __forceinline__ void fl_mma_cols2(float* c0, float* c1, const unsigned* a, const fl_half* s, int k0, int n0) {
+    int l = threadIdx.x & 31, mi = l >> 3;
+    unsigned b[4];
+    fl_ldm4t(b, s + (k0 + (mi & 1) * 8 + (l & 7)) * FL_LD + n0 + (mi >> 1) * 8);
+    fl_mma(c0, a, b[0], b[1]);
+    fl_mma(c1, a, b[2], b[3]);
 }
 
 // The A fragment (16 rows x 16 k) from accumulators s0 (k 0..7) and s1 (k 8..15).
@@ -113,28 +132,43 @@ __device__ __forceinline__ void fl_acc_to_a(unsigned* a, const float* s0, const 
     a[3] = fl_pack(s1[2], s1[3]);
 }
 
-// fl_load rounds rows 0..R-1 of a (rows, dh) float32 tile (row stride C,
-// rows >= valid and columns >= dh read as 0) into dst (row stride FL_LD).
+__device__ __forceinline__ void fl_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+
+template <int N>
+__device__ __forceinline__ void fl_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+// fl_tile queues the copy of rows 0..R-1 of a padded (rows, FL_DP) 16-bit
+// matrix into dst (row stride FL_LD); rows >= valid are zero-filled.
 template <int R>
-__device__ void fl_load(fl_half* dst, const float* src, int valid, int C, int dh, int vec) {
-    if (vec) { // dh and C multiples of 4, src 16-byte aligned
-        const int q4 = FL_DP / 4;
-        for (int i = threadIdx.x; i < R * q4; i += FL_THREADS) {
-            int r = i / q4, c = (i - r * q4) * 4;
-            float4 v;
-            v.x = v.y = v.z = v.w = 0.0f;
-            if (r < valid && c < dh) v = *(const float4*)(src + (long long)r * C + c);
-            unsigned* d = (unsigned*)(dst + r * FL_LD + c);
-            d[0] = fl_pack(v.x, v.y);
-            d[1] = fl_pack(v.z, v.w);
-        }
-        return;
+__device__ __forceinline__ void fl_tile(fl_half* dst, const fl_half* src, int valid) {
+    for (int i = threadIdx.x; i < R * FL_CH; i += FL_THREADS) {
+        int r = i / FL_CH, c = (i - r * FL_CH) * 8;
+        bool ok = r < valid;
+        const fl_half* g = ok ? src + (long long)r * FL_DP + c : src;
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(fl_smem(dst + r * FL_LD + c)), "l"(g), "r"(ok ? 16 : 0));
     }
-    for (int i = threadIdx.x; i < R * FL_DP; i += FL_THREADS) {
-        int r = i / FL_DP, c = i - r * FL_DP;
-        float x = (r < valid && c < dh) ? src[(long long)r * C + c] : 0.0f;
-        dst[r * FL_LD + c] = (fl_half)(fl_pack(x, 0.0f) & 0xffffu);
+}
+
+// fl_row queues the copy of n floats (valid ones; the rest zero) into dst.
+__device__ __forceinline__ void fl_row(float* dst, const float* src, int n, int valid) {
+    for (int i = threadIdx.x; i < n; i += FL_THREADS) {
+        bool ok = i < valid;
+        asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(fl_smem(dst + i)), "l"(ok ? src + i : src), "r"(ok ? 4 : 0));
     }
+}
+
+// fl_load_a loads rows 0..127 of a padded matrix into shared memory and
+// keeps this warp's 16 rows as A fragments.
+__device__ __forceinline__ void fl_load_a(unsigned (*a)[4], fl_half* sm, const fl_half* src, int valid) {
+    fl_tile<128>(sm, src, valid);
+    fl_commit();
+    fl_wait<0>();
+    __syncthreads();
+#pragma unroll
+    for (int kc = 0; kc < FL_DP / 16; kc++) fl_frag_a(a[kc], sm, (threadIdx.x >> 5) * 16, kc * 16);
+    __syncthreads();
 }
 
 // The block's (sequence, head, tile) from a 1D grid of N*H*tiles blocks.
@@ -153,93 +187,145 @@ __device__ __forceinline__ fl_block fl_where(int L, int H) {
     return w;
 }
 
+// The start of head h of sequence n of a padded (N, H, L, FL_DP) matrix.
+__device__ __forceinline__ long long fl_head(const fl_block& w, int H, int L) { return ((long long)w.n * H + w.h) * L * FL_DP; }
+
 #define FL_NEG_INF __int_as_float(0xff800000)
 
-// y = softmax(scale q kᵀ) v per head; lse (log2 domain) and ob (y in 16
-// bits) are written when not null. scale2 = scale * log2(e).
-extern "C" __global__ void __launch_bounds__(FL_THREADS) flash_fwd(float* y, fl_half* ob, float* lse, const float* q, const float* k,
-                                                                 const float* v, int Lq, int Lk, int C, int H, float scale2, int causal,
-                                                                 int vec) {
-    const int BQ = 128, BK = FL_BT, KC = FL_DP / 16;
-    const int QS = BQ * FL_LD, KVS = 2 * BK * FL_LD;
-    __shared__ __attribute__((aligned(16))) fl_half sm[QS > KVS ? QS : KVS];
+// flash_pack writes src (N, L, C) float32 as dst (N, H, L, FL_DP) in 16
+// bits, zeros beyond the head dim; rows = N*H*L, two values per thread.
+extern "C" __global__ void flash_pack(unsigned* dst, const float* src, int rows, int L, int C, int H) {
+    const int dh = C / H, half = FL_DP / 2;
+    const long long pairs = (long long)rows * half;
+    for (long long i = (long long)blockIdx.x * FL_THREADS + threadIdx.x; i < pairs; i += (long long)gridDim.x * FL_THREADS) {
+        int row = (int)(i / half), c = (int)(i - (long long)row * half) * 2;
+        int nh = row / L, r = row - nh * L, h = nh % H, n = nh / H;
+        const float* s = src + ((long long)n * L + r) * C + h * dh;
+        dst[i] = fl_pack(c < dh ? s[c] : 0.0f, c + 1 < dh ? s[c + 1] : 0.0f);
+    }
+}
+
+// flash_pack_dot packs dout as flash_pack does and writes dd[n, h, r] = the
+// head's dot product of the packed dout and the forward pass's 16-bit
+// output ob (padded), one warp per (n, h, r) row.
+extern "C" __global__ void flash_pack_dot(unsigned* dst, float* dd, const float* dout, const unsigned* ob, int rows, int L, int C, int H) {
+    const int dh = C / H, lane = threadIdx.x & 31, half = FL_DP / 2;
+    const int warps = gridDim.x * (FL_THREADS / 32);
+    for (int row = blockIdx.x * (FL_THREADS / 32) + (threadIdx.x >> 5); row < rows; row += warps) {
+        int nh = row / L, r = row - nh * L, h = nh % H, n = nh / H;
+        const float* s = dout + ((long long)n * L + r) * C + h * dh;
+        float acc = 0.0f;
+        for (int p = lane; p < half; p += 32) {
+            int c = 2 * p;
+            unsigned x = fl_pack(c < dh ? s[c] : 0.0f, c + 1 < dh ? s[c + 1] : 0.0f), o = ob[(long long)row * half + p];
+            dst[(long long)row * half + p] = x;
+            acc += fl_float((fl_half)(x & 0xffffu)) * fl_float((fl_half)(o & 0xffffu)) + fl_float((fl_half)(x >> 16)) * fl_float((fl_half)(o >> 16));
+        }
+        acc = warp_sum(acc);
+        if (lane == 0) dd[row] = acc;
+    }
+}
+
+// y = softmax(scale q kᵀ) v per head (q, k, v packed); lse (log2 domain)
+// and ob (y in 16 bits, packed) are written when not null.
+// scale2 = scale * log2(e).
+extern "C" __global__ void __launch_bounds__(FL_THREADS) flash_fwd(float* y, unsigned* ob, float* lse, const fl_half* q, const fl_half* k,
+                                                                 const fl_half* v, int Lq, int Lk, int C, int H, float scale2, int causal) {
+    const int BQ = 128, BK = FL_BT, KC = FL_DP / 16, ST = 2 * BK * FL_LD, QS = BQ * FL_LD;
+    __shared__ __attribute__((aligned(16))) fl_half sm[QS > 2 * ST ? QS : 2 * ST];
     const int dh = C / H;
     fl_block w = fl_where(Lq, H);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const int q0 = w.tile * BQ, r0 = warp * 16;
-    const long long qoff = ((long long)w.n * Lq + q0) * C + w.h * dh, koff = (long long)w.n * Lk * C + w.h * dh;
+    const fl_half* kb = k + fl_head(w, H, Lk);
+    const fl_half* vb = v + fl_head(w, H, Lk);
 
-    fl_load<128>(sm, q + qoff, fl_min(BQ, Lq - q0), C, dh, vec);
-    __syncthreads();
     unsigned qa[KC][4];
-#pragma unroll
-    for (int kc = 0; kc < KC; kc++) fl_frag_a(qa[kc], sm, FL_LD, r0, kc * 16);
-    __syncthreads();
+    fl_load_a(qa, sm, q + fl_head(w, H, Lq) + (long long)q0 * FL_DP, fl_min(BQ, Lq - q0));
 
     float o[FL_DP / 8][4];
 #pragma unroll
     for (int d = 0; d < FL_DP / 8; d++) o[d][0] = o[d][1] = o[d][2] = o[d][3] = 0.0f;
     float m[2] = {FL_NEG_INF, FL_NEG_INF}, l[2] = {0.0f, 0.0f};
     const int row[2] = {q0 + r0 + g, q0 + r0 + g + 8};
-    fl_half* ks = sm;
-    fl_half* vs = sm + BK * FL_LD;
-    const int kend = causal ? fl_min(Lk, q0 + BQ) : Lk;
-    for (int k0 = 0; k0 < kend; k0 += BK) {
-        fl_load<FL_BT>(ks, k + koff + (long long)k0 * C, fl_min(BK, Lk - k0), C, dh, vec);
-        fl_load<FL_BT>(vs, v + koff + (long long)k0 * C, fl_min(BK, Lk - k0), C, dh, vec);
+    const bool live = q0 + r0 < Lq; // a warp past the last query only helps load
+    const int kend = causal ? fl_min(Lk, q0 + BQ) : Lk, tiles = (kend + BK - 1) / BK;
+    fl_tile<FL_BT>(sm, kb, fl_min(BK, Lk));
+    fl_tile<FL_BT>(sm + BK * FL_LD, vb, fl_min(BK, Lk));
+    fl_commit();
+    for (int it = 0; it < tiles; it++) {
+        const int k0 = it * BK;
+        if (it + 1 < tiles) {
+            fl_half* nx = sm + ((it + 1) & 1) * ST;
+            fl_tile<FL_BT>(nx, kb + (long long)(k0 + BK) * FL_DP, fl_min(BK, Lk - k0 - BK));
+            fl_tile<FL_BT>(nx + BK * FL_LD, vb + (long long)(k0 + BK) * FL_DP, fl_min(BK, Lk - k0 - BK));
+            fl_commit();
+            fl_wait<1>();
+        } else {
+            fl_wait<0>();
+        }
         __syncthreads();
-        float s[BK / 8][4];
+        const fl_half* ks = sm + (it & 1) * ST;
+        const fl_half* vs = ks + BK * FL_LD;
+        if (live) {
+            float s[BK / 8][4];
 #pragma unroll
-        for (int nt = 0; nt < BK / 8; nt++) {
-            s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+            for (int nt = 0; nt < BK / 16; nt++) {
 #pragma unroll
-            for (int kc = 0; kc < KC; kc++) fl_mma_rows(s[nt], qa[kc], ks, FL_LD, nt * 8, kc * 16);
-        }
-        float mx[2] = {m[0], m[1]};
+                for (int e = 0; e < 4; e++) s[2 * nt][e] = s[2 * nt + 1][e] = 0.0f;
 #pragma unroll
-        for (int nt = 0; nt < BK / 8; nt++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int col = k0 + nt * 8 + 2 * t + (e & 1);
-                float x = s[nt][e] * scale2;
-                if (col >= Lk || (causal && col > row[e >> 1])) x = FL_NEG_INF;
-                s[nt][e] = x;
-                mx[e >> 1] = fmaxf(mx[e >> 1], x);
+                for (int kc = 0; kc < KC; kc++) fl_mma_rows2(s[2 * nt], s[2 * nt + 1], qa[kc], ks, nt * 16, kc * 16);
             }
-        float base[2], alpha[2];
+            const bool edge = k0 + BK > Lk || causal;
+            float mx[2] = {m[0], m[1]};
 #pragma unroll
-        for (int i = 0; i < 2; i++) {
-            mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 1));
-            mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 2));
-            base[i] = mx[i] == FL_NEG_INF ? 0.0f : mx[i];
-            alpha[i] = fl_exp2(m[i] - base[i]);
-            m[i] = mx[i];
-            l[i] *= alpha[i];
-        }
+            for (int nt = 0; nt < BK / 8; nt++)
 #pragma unroll
-        for (int nt = 0; nt < BK / 8; nt++)
+                for (int e = 0; e < 4; e++) {
+                    float x = s[nt][e] * scale2;
+                    if (edge) {
+                        int col = k0 + nt * 8 + 2 * t + (e & 1);
+                        if (col >= Lk || (causal && col > row[e >> 1])) x = FL_NEG_INF;
+                    }
+                    s[nt][e] = x;
+                    mx[e >> 1] = fmaxf(mx[e >> 1], x);
+                }
+            float base[2], alpha[2];
 #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                float p = fl_exp2(s[nt][e] - base[e >> 1]);
-                s[nt][e] = p;
-                l[e >> 1] += p;
+            for (int i = 0; i < 2; i++) {
+                mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 1));
+                mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 2));
+                base[i] = mx[i] == FL_NEG_INF ? 0.0f : mx[i];
+                alpha[i] = fl_exp2(m[i] - base[i]);
+                m[i] = mx[i];
+                l[i] *= alpha[i];
             }
 #pragma unroll
-        for (int d = 0; d < FL_DP / 8; d++) {
-            o[d][0] *= alpha[0];
-            o[d][1] *= alpha[0];
-            o[d][2] *= alpha[1];
-            o[d][3] *= alpha[1];
-        }
+            for (int nt = 0; nt < BK / 8; nt++)
 #pragma unroll
-        for (int kc = 0; kc < BK / 16; kc++) {
-            unsigned pa[4];
-            fl_acc_to_a(pa, s[2 * kc], s[2 * kc + 1]);
+                for (int e = 0; e < 4; e++) {
+                    float p = fl_exp2(s[nt][e] - base[e >> 1]);
+                    s[nt][e] = p;
+                    l[e >> 1] += p;
+                }
 #pragma unroll
-            for (int d = 0; d < FL_DP / 8; d++) fl_mma_cols(o[d], pa, vs, FL_LD, kc * 16, d * 8);
+            for (int d = 0; d < FL_DP / 8; d++) {
+                o[d][0] *= alpha[0];
+                o[d][1] *= alpha[0];
+                o[d][2] *= alpha[1];
+                o[d][3] *= alpha[1];
+            }
+#pragma unroll
+            for (int kc = 0; kc < BK / 16; kc++) {
+                unsigned pa[4];
+                fl_acc_to_a(pa, s[2 * kc], s[2 * kc + 1]);
+#pragma unroll
+                for (int d = 0; d < FL_DP / 16; d++) fl_mma_cols2(o[2 * d], o[2 * d + 1], pa, vs, kc * 16, d * 16);
+            }
         }
         __syncthreads();
     }
+    if (!live) return;
     float inv[2];
 #pragma unroll
     for (int i = 0; i < 2; i++) {
@@ -248,62 +334,42 @@ extern "C" __global__ void __launch_bounds__(FL_THREADS) flash_fwd(float* y, fl_
         inv[i] = l[i] > 0.0f ? 1.0f / l[i] : 0.0f;
         if (lse && t == 0 && row[i] < Lq) lse[((long long)w.n * H + w.h) * Lq + row[i]] = m[i] + fl_log2(l[i]);
     }
+    const long long ohead = fl_head(w, H, Lq) / 2;
 #pragma unroll
     for (int d = 0; d < FL_DP / 8; d++)
 #pragma unroll
-        for (int e = 0; e < 4; e++) {
-            int r = row[e >> 1], c = d * 8 + 2 * t + (e & 1);
-            if (r >= Lq || c >= dh) continue;
+        for (int i = 0; i < 2; i++) {
+            int r = row[i], c = d * 8 + 2 * t;
+            if (r >= Lq) continue;
+            float x0 = o[d][2 * i] * inv[i], x1 = o[d][2 * i + 1] * inv[i];
             long long at = ((long long)w.n * Lq + r) * C + w.h * dh + c;
-            float x = o[d][e] * inv[e >> 1];
-            y[at] = x;
-            if (ob) ob[at] = (fl_half)(fl_pack(x, 0.0f) & 0xffffu);
+            if (c < dh) y[at] = x0;
+            if (c + 1 < dh) y[at + 1] = x1;
+            if (ob) ob[ohead + ((long long)r * FL_DP + c) / 2] = fl_pack(x0, x1);
         }
 }
 
-// dd[n, h, r] = sum over the head's columns of dout * o (o in 16 bits), one
-// warp per (n, h, r) row.
-extern "C" __global__ void flash_bwd_dot(float* dd, const float* dout, const fl_half* ob, int N, int L, int C, int H) {
-    const int dh = C / H, lane = threadIdx.x & 31;
-    const long long rows = (long long)N * H * L, warps = (long long)gridDim.x * (FL_THREADS / 32);
-    for (long long i = (long long)blockIdx.x * (FL_THREADS / 32) + (threadIdx.x >> 5); i < rows; i += warps) {
-        long long nh = i / L;
-        int r = (int)(i - nh * L), h = (int)(nh % H);
-        long long n = nh / H, at = (n * L + r) * C + (long long)h * dh;
-        float acc = 0.0f;
-        for (int c = lane; c < dh; c += 32) acc += dout[at + c] * fl_float(ob[at + c]);
-        acc = warp_sum(acc);
-        if (lane == 0) dd[i] = acc;
-    }
-}
-
 // dq = scale * sum over keys of dS k, dS = P * (dout vᵀ - D), for a block
-// of 128 queries streaming key tiles.
-extern "C" __global__ void __launch_bounds__(FL_THREADS) flash_bwd_dq(float* dq, const float* q, const float* k, const float* v,
-                                                                    const float* dout, const float* lse, const float* dd, int Lq,
-                                                                    int Lk, int C, int H, float scale2, float scale, int causal, int vec) {
-    const int BQ = 128, BK = FL_BT, KC = FL_DP / 16;
-    const int QS = BQ * FL_LD, KVS = 2 * BK * FL_LD;
-    __shared__ __attribute__((aligned(16))) fl_half sm[QS > KVS ? QS : KVS];
+// of 128 queries streaming key tiles (q, k, v, dout packed).
+extern "C" __global__ void __launch_bounds__(FL_THREADS) flash_bwd_dq(float* dq, const fl_half* q, const fl_half* k, const fl_half* v,
+                                                                    const fl_half* dout, const float* lse, const float* dd, int Lq,
+                                                                    int Lk, int C, int H, float scale2, float scale, int causal) {
+    const int BQ = 128, BK = FL_BT, KC = FL_DP / 16, ST = 2 * BK * FL_LD, QS = BQ * FL_LD;
+    __shared__ __attribute__((aligned(16))) fl_half sm[QS > 2 * ST ? QS : 2 * ST];
     const int dh = C / H;
     fl_block w = fl_where(Lq, H);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const int q0 = w.tile * BQ, r0 = warp * 16;
-    const long long qoff = ((long long)w.n * Lq + q0) * C + w.h * dh, koff = (long long)w.n * Lk * C + w.h * dh;
+    const long long qh = fl_head(w, H, Lq) + (long long)q0 * FL_DP;
+    const fl_half* kb = k + fl_head(w, H, Lk);
+    const fl_half* vb = v + fl_head(w, H, Lk);
 
     unsigned qa[KC][4], da[KC][4];
-    fl_load<128>(sm, q + qoff, fl_min(BQ, Lq - q0), C, dh, vec);
-    __syncthreads();
-#pragma unroll
-    for (int kc = 0; kc < KC; kc++) fl_frag_a(qa[kc], sm, FL_LD, r0, kc * 16);
-    __syncthreads();
-    fl_load<128>(sm, dout + qoff, fl_min(BQ, Lq - q0), C, dh, vec);
-    __syncthreads();
-#pragma unroll
-    for (int kc = 0; kc < KC; kc++) fl_frag_a(da[kc], sm, FL_LD, r0, kc * 16);
-    __syncthreads();
+    fl_load_a(qa, sm, q + qh, fl_min(BQ, Lq - q0));
+    fl_load_a(da, sm, dout + qh, fl_min(BQ, Lq - q0));
 
     const int row[2] = {q0 + r0 + g, q0 + r0 + g + 8};
+    const bool live = q0 + r0 < Lq;
     float lr[2], dr[2];
 #pragma unroll
     for (int i = 0; i < 2; i++) {
@@ -314,41 +380,61 @@ extern "C" __global__ void __launch_bounds__(FL_THREADS) flash_bwd_dq(float* dq,
     float acc[FL_DP / 8][4];
 #pragma unroll
     for (int d = 0; d < FL_DP / 8; d++) acc[d][0] = acc[d][1] = acc[d][2] = acc[d][3] = 0.0f;
-    fl_half* ks = sm;
-    fl_half* vs = sm + BK * FL_LD;
-    const int kend = causal ? fl_min(Lk, q0 + BQ) : Lk;
-    for (int k0 = 0; k0 < kend; k0 += BK) {
-        const int valid = fl_min(BK, Lk - k0);
-        fl_load<FL_BT>(ks, k + koff + (long long)k0 * C, valid, C, dh, vec);
-        fl_load<FL_BT>(vs, v + koff + (long long)k0 * C, valid, C, dh, vec);
-        __syncthreads();
-        float s[BK / 8][4], dp[BK / 8][4];
-#pragma unroll
-        for (int nt = 0; nt < BK / 8; nt++) {
-            s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
-            dp[nt][0] = dp[nt][1] = dp[nt][2] = dp[nt][3] = 0.0f;
-#pragma unroll
-            for (int kc = 0; kc < KC; kc++) {
-                fl_mma_rows(s[nt], qa[kc], ks, FL_LD, nt * 8, kc * 16);
-                fl_mma_rows(dp[nt], da[kc], vs, FL_LD, nt * 8, kc * 16);
-            }
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int col = k0 + nt * 8 + 2 * t + (e & 1), i = e >> 1;
-                float p = fl_exp2(s[nt][e] * scale2 - lr[i]);
-                if (col >= Lk || row[i] >= Lq || (causal && col > row[i])) p = 0.0f;
-                s[nt][e] = p * (dp[nt][e] - dr[i]);
-            }
+    const int kend = causal ? fl_min(Lk, q0 + BQ) : Lk, tiles = (kend + BK - 1) / BK;
+    fl_tile<FL_BT>(sm, kb, fl_min(BK, Lk));
+    fl_tile<FL_BT>(sm + BK * FL_LD, vb, fl_min(BK, Lk));
+    fl_commit();
+    for (int it = 0; it < tiles; it++) {
+        const int k0 = it * BK;
+        if (it + 1 < tiles) {
+            fl_half* nx = sm + ((it + 1) & 1) * ST;
+            fl_tile<FL_BT>(nx, kb + (long long)(k0 + BK) * FL_DP, fl_min(BK, Lk - k0 - BK));
+            fl_tile<FL_BT>(nx + BK * FL_LD, vb + (long long)(k0 + BK) * FL_DP, fl_min(BK, Lk - k0 - BK));
+            fl_commit();
+            fl_wait<1>();
+        } else {
+            fl_wait<0>();
         }
+        __syncthreads();
+        const fl_half* ks = sm + (it & 1) * ST;
+        const fl_half* vs = ks + BK * FL_LD;
+        if (live) {
+            float s[BK / 8][4], dp[BK / 8][4];
 #pragma unroll
-        for (int kc = 0; kc < BK / 16; kc++) {
-            unsigned a[4];
-            fl_acc_to_a(a, s[2 * kc], s[2 * kc + 1]);
+            for (int nt = 0; nt < BK / 8; nt++)
 #pragma unroll
-            for (int d = 0; d < FL_DP / 8; d++) fl_mma_cols(acc[d], a, ks, FL_LD, kc * 16, d * 8);
+                for (int e = 0; e < 4; e++) s[nt][e] = dp[nt][e] = 0.0f;
+#pragma unroll
+            for (int nt = 0; nt < BK / 16; nt++)
+#pragma unroll
+                for (int kc = 0; kc < KC; kc++) {
+                    fl_mma_rows2(s[2 * nt], s[2 * nt + 1], qa[kc], ks, nt * 16, kc * 16);
+                    fl_mma_rows2(dp[2 * nt], dp[2 * nt + 1], da[kc], vs, nt * 16, kc * 16);
+                }
+            const bool edge = k0 + BK > Lk || causal || q0 + BQ > Lq;
+#pragma unroll
+            for (int nt = 0; nt < BK / 8; nt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    int i = e >> 1;
+                    float p = fl_exp2(s[nt][e] * scale2 - lr[i]);
+                    if (edge) {
+                        int col = k0 + nt * 8 + 2 * t + (e & 1);
+                        if (col >= Lk || row[i] >= Lq || (causal && col > row[i])) p = 0.0f;
+                    }
+                    s[nt][e] = p * (dp[nt][e] - dr[i]);
+                }
+#pragma unroll
+            for (int kc = 0; kc < BK / 16; kc++) {
+                unsigned a[4];
+                fl_acc_to_a(a, s[2 * kc], s[2 * kc + 1]);
+#pragma unroll
+                for (int d = 0; d < FL_DP / 16; d++) fl_mma_cols2(acc[2 * d], acc[2 * d + 1], a, ks, kc * 16, d * 16);
+            }
         }
         __syncthreads();
     }
+    if (!live) return;
 #pragma unroll
     for (int d = 0; d < FL_DP / 8; d++)
 #pragma unroll
@@ -361,32 +447,24 @@ extern "C" __global__ void __launch_bounds__(FL_THREADS) flash_bwd_dq(float* dq,
 // dk = scale * sum over queries of dSᵀ q and dv = sum of Pᵀ dout (either
 // may be skipped: DK, DV), for a block of 128 keys streaming query tiles.
 template <bool DK, bool DV>
-__device__ void fl_bwd_kv(float* dk, float* dv, const float* q, const float* k, const float* v, const float* dout, const float* lse,
-                          const float* dd, int Lq, int Lk, int C, int H, float scale2, float scale, int causal, int vec) {
-    const int BQ = FL_BT, KC = FL_DP / 16;
-    const int RS = BQ * FL_LD, KS = 128 * FL_LD, QTS = 2 * RS;
-    __shared__ __attribute__((aligned(16))) fl_half sm[KS > QTS ? KS : QTS];
-    __shared__ float sl[FL_BT], sd[FL_BT];
+__device__ void fl_bwd_kv(float* dk, float* dv, const fl_half* q, const fl_half* k, const fl_half* v, const fl_half* dout,
+                          const float* lse, const float* dd, int Lq, int Lk, int C, int H, float scale2, float scale, int causal) {
+    const int BQ = FL_BT, KC = FL_DP / 16, ST = 2 * BQ * FL_LD, KS = 128 * FL_LD;
+    __shared__ __attribute__((aligned(16))) fl_half sm[KS > 2 * ST ? KS : 2 * ST];
+    __shared__ float sl[2][FL_BT], sd[2][FL_BT];
     const int dh = C / H;
     fl_block w = fl_where(Lk, H);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const int k0 = w.tile * 128, r0 = warp * 16;
-    const long long koff = ((long long)w.n * Lk + k0) * C + w.h * dh, qoff = (long long)w.n * Lq * C + w.h * dh;
-    const long long loff = ((long long)w.n * H + w.h) * Lq;
+    const long long kh = fl_head(w, H, Lk) + (long long)k0 * FL_DP;
+    const fl_half* qb = q + fl_head(w, H, Lq);
+    const fl_half* ob = dout + fl_head(w, H, Lq);
+    const float* lb = lse + ((long long)w.n * H + w.h) * Lq;
+    const float* db = dd + ((long long)w.n * H + w.h) * Lq;
 
     unsigned ka[KC][4], va[DK ? KC : 1][4];
-    fl_load<128>(sm, k + koff, fl_min(128, Lk - k0), C, dh, vec);
-    __syncthreads();
-#pragma unroll
-    for (int kc = 0; kc < KC; kc++) fl_frag_a(ka[kc], sm, FL_LD, r0, kc * 16);
-    __syncthreads();
-    if (DK) {
-        fl_load<128>(sm, v + koff, fl_min(128, Lk - k0), C, dh, vec);
-        __syncthreads();
-#pragma unroll
-        for (int kc = 0; kc < KC; kc++) fl_frag_a(va[kc], sm, FL_LD, r0, kc * 16);
-        __syncthreads();
-    }
+    fl_load_a(ka, sm, k + kh, fl_min(128, Lk - k0));
+    if (DK) fl_load_a(va, sm, v + kh, fl_min(128, Lk - k0));
     float ak[DK ? FL_DP / 8 : 1][4], av[DV ? FL_DP / 8 : 1][4];
 #pragma unroll
     for (int d = 0; d < FL_DP / 8; d++)
@@ -396,62 +474,83 @@ __device__ void fl_bwd_kv(float* dk, float* dv, const float* q, const float* k, 
             if (DV) av[d][e] = 0.0f;
         }
     const int key[2] = {k0 + r0 + g, k0 + r0 + g + 8};
-    fl_half* qs = sm;
-    fl_half* dos = sm + RS;
-    const int qstart = causal ? (k0 / BQ) * BQ : 0;
-    for (int q0 = qstart; q0 < Lq; q0 += BQ) {
-        const int valid = fl_min(BQ, Lq - q0);
-        fl_load<FL_BT>(qs, q + qoff + (long long)q0 * C, valid, C, dh, vec);
-        fl_load<FL_BT>(dos, dout + qoff + (long long)q0 * C, valid, C, dh, vec);
-        for (int i = threadIdx.x; i < BQ; i += FL_THREADS) {
-            bool ok = q0 + i < Lq;
-            sl[i] = ok ? lse[loff + q0 + i] : __int_as_float(0x7f800000);
-            sd[i] = ok ? dd[loff + q0 + i] : 0.0f;
+    const bool live = k0 + r0 < Lk;
+    const int qstart = causal ? (k0 / BQ) * BQ : 0, tiles = (Lq - qstart + BQ - 1) / BQ;
+    fl_tile<FL_BT>(sm, qb + (long long)qstart * FL_DP, fl_min(BQ, Lq - qstart));
+    fl_tile<FL_BT>(sm + BQ * FL_LD, ob + (long long)qstart * FL_DP, fl_min(BQ, Lq - qstart));
+    fl_row(sl[0], lb + qstart, BQ, Lq - qstart);
+    fl_row(sd[0], db + qstart, BQ, Lq - qstart);
+    fl_commit();
+    for (int it = 0; it < tiles; it++) {
+        const int q0 = qstart + it * BQ, cur = it & 1;
+        if (it + 1 < tiles) {
+            const int nq = q0 + BQ, nv = fl_min(BQ, Lq - nq);
+            fl_half* nx = sm + (cur ^ 1) * ST;
+            fl_tile<FL_BT>(nx, qb + (long long)nq * FL_DP, nv);
+            fl_tile<FL_BT>(nx + BQ * FL_LD, ob + (long long)nq * FL_DP, nv);
+            fl_row(sl[cur ^ 1], lb + nq, BQ, nv);
+            fl_row(sd[cur ^ 1], db + nq, BQ, nv);
+            fl_commit();
+            fl_wait<1>();
+        } else {
+            fl_wait<0>();
         }
         __syncthreads();
-        // sᵀ (keys x queries) and P
-        float s[BQ / 8][4];
+        const fl_half* qs = sm + cur * ST;
+        const fl_half* dos = qs + BQ * FL_LD;
+        if (live) {
+            // sᵀ (keys x queries) and P
+            float s[BQ / 8][4];
 #pragma unroll
-        for (int nt = 0; nt < BQ / 8; nt++) {
-            s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+            for (int nt = 0; nt < BQ / 8; nt++)
 #pragma unroll
-            for (int kc = 0; kc < KC; kc++) fl_mma_rows(s[nt], ka[kc], qs, FL_LD, nt * 8, kc * 16);
+                for (int e = 0; e < 4; e++) s[nt][e] = 0.0f;
 #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int qi = nt * 8 + 2 * t + (e & 1);
-                float p = fl_exp2(s[nt][e] * scale2 - sl[qi]);
-                if (key[e >> 1] >= Lk || (causal && key[e >> 1] > q0 + qi)) p = 0.0f;
-                s[nt][e] = p;
+            for (int nt = 0; nt < BQ / 16; nt++)
+#pragma unroll
+                for (int kc = 0; kc < KC; kc++) fl_mma_rows2(s[2 * nt], s[2 * nt + 1], ka[kc], qs, nt * 16, kc * 16);
+            const bool edge = q0 + BQ > Lq || causal;
+#pragma unroll
+            for (int nt = 0; nt < BQ / 8; nt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    int qi = nt * 8 + 2 * t + (e & 1);
+                    float p = fl_exp2(s[nt][e] * scale2 - sl[cur][qi]);
+                    if (edge && (q0 + qi >= Lq || (causal && key[e >> 1] > q0 + qi))) p = 0.0f;
+                    s[nt][e] = p;
+                }
+            if (DV) {
+#pragma unroll
+                for (int kc = 0; kc < BQ / 16; kc++) {
+                    unsigned a[4];
+                    fl_acc_to_a(a, s[2 * kc], s[2 * kc + 1]);
+#pragma unroll
+                    for (int d = 0; d < FL_DP / 16; d++) fl_mma_cols2(av[2 * d], av[2 * d + 1], a, dos, kc * 16, d * 16);
+                }
             }
-        }
-        if (DV) {
+            if (DK) {
 #pragma unroll
-            for (int kc = 0; kc < BQ / 16; kc++) {
-                unsigned a[4];
-                fl_acc_to_a(a, s[2 * kc], s[2 * kc + 1]);
+                for (int nt = 0; nt < BQ / 16; nt++) {
+                    float dp[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
 #pragma unroll
-                for (int d = 0; d < FL_DP / 8; d++) fl_mma_cols(av[d], a, dos, FL_LD, kc * 16, d * 8);
-            }
-        }
-        if (DK) {
+                    for (int kc = 0; kc < KC; kc++) fl_mma_rows2(dp[0], dp[1], va[kc], dos, nt * 16, kc * 16);
 #pragma unroll
-            for (int nt = 0; nt < BQ / 8; nt++) {
-                float dp[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+                    for (int j = 0; j < 2; j++)
 #pragma unroll
-                for (int kc = 0; kc < KC; kc++) fl_mma_rows(dp, va[kc], dos, FL_LD, nt * 8, kc * 16);
+                        for (int e = 0; e < 4; e++) s[2 * nt + j][e] *= dp[j][e] - sd[cur][(2 * nt + j) * 8 + 2 * t + (e & 1)];
+                }
 #pragma unroll
-                for (int e = 0; e < 4; e++) s[nt][e] *= dp[e] - sd[nt * 8 + 2 * t + (e & 1)];
-            }
+                for (int kc = 0; kc < BQ / 16; kc++) {
+                    unsigned a[4];
+                    fl_acc_to_a(a, s[2 * kc], s[2 * kc + 1]);
 #pragma unroll
-            for (int kc = 0; kc < BQ / 16; kc++) {
-                unsigned a[4];
-                fl_acc_to_a(a, s[2 * kc], s[2 * kc + 1]);
-#pragma unroll
-                for (int d = 0; d < FL_DP / 8; d++) fl_mma_cols(ak[d], a, qs, FL_LD, kc * 16, d * 8);
+                    for (int d = 0; d < FL_DP / 16; d++) fl_mma_cols2(ak[2 * d], ak[2 * d + 1], a, qs, kc * 16, d * 16);
+                }
             }
         }
         __syncthreads();
     }
+    if (!live) return;
 #pragma unroll
     for (int d = 0; d < FL_DP / 8; d++)
 #pragma unroll
@@ -465,9 +564,9 @@ __device__ void fl_bwd_kv(float* dk, float* dv, const float* q, const float* k, 
 }
 
 #define FL_BWD_KV_ARGS                                                                                                                 \
-    float *dk, float *dv, const float *q, const float *k, const float *v, const float *dout, const float *lse, const float *dd, int Lq, \
-        int Lk, int C, int H, float scale2, float scale, int causal, int vec
-#define FL_BWD_KV_PASS dk, dv, q, k, v, dout, lse, dd, Lq, Lk, C, H, scale2, scale, causal, vec
+    float *dk, float *dv, const fl_half *q, const fl_half *k, const fl_half *v, const fl_half *dout, const float *lse, const float *dd, \
+        int Lq, int Lk, int C, int H, float scale2, float scale, int causal
+#define FL_BWD_KV_PASS dk, dv, q, k, v, dout, lse, dd, Lq, Lk, C, H, scale2, scale, causal
 
 // Narrow heads get dK and dV from one kernel, wide ones (registers) from
 // two (flashFusedKV in flash.go); either gets the single ones when only
