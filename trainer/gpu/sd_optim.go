@@ -3,6 +3,8 @@ package gpu
 import (
 	"errors"
 	"fmt"
+	"runtime"
+	"time"
 
 	"github.com/timelapse-ml/pipeline/trainer/cuda"
 	"github.com/timelapse-ml/pipeline/trainer/optim"
@@ -55,6 +57,40 @@ type SDHostAdamW struct {
 	done     chan error
 	stats    optim.Stats
 	stepErr  error
+	timing   HostStepTiming
+	stageT   time.Duration // upload's staging copies, summed
+}
+
+// HostStepTiming is where the host side of the last TrainStep's update
+// went, measured on the host's clock: the benchmark's breakdown of the
+// time a host step adds to the GPU's.
+type HostStepTiming struct {
+	// Update is the worker's unclipped updates (during the backward
+	// pass but for the last), summed.
+	Update time.Duration
+	// Tail is the wait after the backward pass for the worker's last
+	// unclipped updates and their staging.
+	Tail time.Duration
+	// WaitUploads is the wait for the speculative uploads before a
+	// clipped step's redo reuses their staging.
+	WaitUploads time.Duration
+	// Redo is a clipped step's recomputation (all buckets), Stage its
+	// copies into pinned staging memory.
+	Redo, Stage time.Duration
+	// LastUpload is the final wait for the uploads queued.
+	LastUpload time.Duration
+	// GCs is the number of garbage collections during the step.
+	GCs uint32
+}
+
+// Timing reports where the host side of the last TrainStep went.
+func (h *SDHostAdamW) Timing() HostStepTiming { return h.timing }
+
+// numGC returns the number of completed garbage collections.
+func numGC() uint32 {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.NumGC
 }
 
 // NewSDHostAdamW attaches opt, whose params must be s.Trainable()'s host
@@ -159,6 +195,7 @@ func (h *SDHostAdamW) plan() {
 
 // begin starts the step's update (before the backward pass).
 func (h *SDHostAdamW) begin() error {
+	h.timing = HostStepTiming{GCs: numGC()}
 	h.ov = h.opt.BeginOverlapped()
 	h.deferred = h.s.scale.on || h.s.red != nil
 	h.work, h.done = make(chan int, len(h.buckets)), make(chan error, 1)
@@ -206,9 +243,11 @@ func (h *SDHostAdamW) worker(ov *optim.Overlapped, work <-chan int, done chan<- 
 		if err = h.evCopied[b].Sync(); err != nil {
 			continue
 		}
+		t0 := time.Now()
 		if err = ov.Update(h.buckets[b], h.hostG); err != nil {
 			continue
 		}
+		h.timing.Update += time.Since(t0)
 		err = h.upload(h.buckets[b])
 	}
 	done <- err
@@ -218,7 +257,9 @@ func (h *SDHostAdamW) worker(ov *optim.Overlapped, work <-chan int, done chan<- 
 func (h *SDHostAdamW) upload(js []int) error {
 	for _, j := range js {
 		q := h.s.trainable[j]
+		t0 := time.Now()
 		parallelCopy(h.pinW[j].Floats(), q.Data)
+		h.stageT += time.Since(t0)
 		if err := h.s.weights[q.Name].UploadAsync(h.pinW[j], h.up); err != nil {
 			return err
 		}
@@ -243,33 +284,41 @@ func (h *SDHostAdamW) finish() error {
 			}
 		}
 	}
+	t0 := time.Now()
 	close(h.work)
 	if err := <-h.done; err != nil {
 		h.abort(false)
 		return err
 	}
+	h.timing.Tail = time.Since(t0)
+	h.stageT = 0
 	st, redo, restored, err := h.ov.Finish()
 	h.stats, h.stepErr = st, err
 	if redo || restored {
 		// the speculative uploads are done before their staging is reused
+		t0 = time.Now()
 		if err := h.up.Sync(); err != nil {
 			h.abort(false)
 			return err
 		}
+		h.timing.WaitUploads = time.Since(t0)
 	}
 	if redo {
 		// clipped: each bucket computed again from its saved values and
 		// uploaded while the next one computes, the first layers' first
 		for b := len(h.buckets) - 1; b >= 0; b-- {
+			t0 = time.Now()
 			if err := h.ov.Redo(h.buckets[b], h.hostG); err != nil {
 				h.abort(false)
 				return err
 			}
+			h.timing.Redo += time.Since(t0)
 			if err := h.upload(h.buckets[b]); err != nil {
 				h.abort(false)
 				return err
 			}
 		}
+		h.timing.Stage = h.stageT
 	}
 	if restored {
 		all := make([]int, len(h.s.trainable))
@@ -281,7 +330,11 @@ func (h *SDHostAdamW) finish() error {
 		}
 	}
 	h.ov = nil
-	return h.up.Sync()
+	t0 = time.Now()
+	err = h.up.Sync()
+	h.timing.LastUpload = time.Since(t0)
+	h.timing.GCs = numGC() - h.timing.GCs
+	return err
 }
 
 // abort gives up a failed step: the host values restored and uploaded.

@@ -62,7 +62,7 @@ func TestSDStepModesBench(t *testing.T) {
 			}
 		}
 	}
-	modes = append(modes, mode{TF32, true, "host noclip"})
+	modes = append(modes, mode{TF32, true, "host noclip"}, mode{BF16, true, "host noclip"})
 	// PIPELINE_SD_STEP_MODES=tf32/ckpt/host,... picks some (prec/ckpt|plain/optimizer)
 	if sel := os.Getenv("PIPELINE_SD_STEP_MODES"); sel != "" {
 		var keep []mode
@@ -111,6 +111,7 @@ func TestSDStepModesBench(t *testing.T) {
 		}
 		optBytes := dev.MemStats().InUse - before
 		var wall, gpuT []time.Duration
+		var hostT []HostStepTiming
 		clipped := 0
 		for i := 0; i < 4; i++ {
 			st := time.Now()
@@ -134,6 +135,9 @@ func TestSDStepModesBench(t *testing.T) {
 			if i > 0 {
 				wall = append(wall, time.Since(st))
 				gpuT = append(gpuT, s.GPUTime())
+				if s.host != nil {
+					hostT = append(hostT, s.host.Timing())
+				}
 			}
 		}
 		peak := dev.MemStats().Peak
@@ -150,6 +154,10 @@ func TestSDStepModesBench(t *testing.T) {
 			ck = "checkpointing"
 		}
 		w := median(wall)
+		for k, ht := range hostT {
+			t.Logf("%s AdamW %s step %d host side: updates during backward %v, tail %v, wait for uploads %v, redo %v, staging %v, last upload %v, %d GCs; step %v, GPU %v",
+				m.prec, m.opt, k+2, ht.Update, ht.Tail, ht.WaitUploads, ht.Redo, ht.Stage, ht.LastUpload, ht.GCs, wall[k], gpuT[k])
+		}
 		t.Logf("%s %s AdamW %s: step %v (GPU compute %v), peak %.2f GiB, optimizer %.2f GiB on the device, %d/4 steps clipped",
 			m.prec, ck, m.opt, w, median(gpuT), gib(peak), gib(optBytes), clipped)
 		rows = append(rows, fmt.Sprintf("| %s | %s | AdamW %s | %.1f | %.1f | %.2f | %.2f | %d/4 |", m.prec, ck, m.opt,
