@@ -65,6 +65,9 @@ type AdamW struct {
 	step   int
 	work   []span
 	saved  *overlapBuffers // BeginOverlapped's, allocated on first use
+	// clippedLast: the last step was clipped (Overlapped's guess for the
+	// next one; not part of the state)
+	clippedLast bool
 }
 
 type span struct{ p, lo, hi int }
@@ -174,6 +177,7 @@ func (o *AdamW) Step(grads [][]float32) (Stats, error) {
 		scale = float32(o.cfg.ClipNorm / (norm + 1e-6))
 		st.Clipped = true
 	}
+	o.clippedLast = st.Clipped
 	h := o.hyper(st)
 	o.parallel(func(_ int, s span) { o.updateSpan(h, s, grads[s.p], scale) })
 	return st, nil
@@ -192,16 +196,46 @@ func (o *AdamW) hyper(st Stats) hyper {
 }
 
 // updateSpan applies the update to span s of its param from grad (the
-// param's whole gradient) scaled by scale.
+// param's whole gradient) scaled by scale, in place.
 func (o *AdamW) updateSpan(h hyper, s span, grad []float32, scale float32) {
-	w := o.params[s.p].Data[s.lo:s.hi]
-	m, v := o.m[s.p][s.lo:s.hi], o.v[s.p][s.lo:s.hi]
-	o.updateSpanFrom(h, s, grad, scale, w, m, v)
+	o.updateSpanFrom(h, s, grad, scale, nil, nil, nil, nil)
 }
 
 // updateSpanFrom is updateSpan reading the weights and moments from w0, m0
-// and v0 (span s's values; the param's own for an update in place).
-func (o *AdamW) updateSpanFrom(h hyper, s span, grad []float32, scale float32, w0, m0, v0 []float32) {
+// and v0 (the param's saved values; nil: its own, in place) and writing
+// the new weights to stage as well (the param's staging copy; nil: none).
+func (o *AdamW) updateSpanFrom(h hyper, s span, grad []float32, scale float32, w0, m0, v0, stage []float32) {
+	p := o.params[s.p]
+	w, g := p.Data[s.lo:s.hi], grad[s.lo:s.hi]
+	m, v := o.m[s.p][s.lo:s.hi], o.v[s.p][s.lo:s.hi]
+	if w0 == nil {
+		w0, m0, v0 = w, m, v
+	} else {
+		w0, m0, v0 = w0[s.lo:s.hi], m0[s.lo:s.hi], v0[s.lo:s.hi]
+	}
+	d := h.decay
+	if p.NoDecay {
+		d = 1
+	}
+	n := len(w)
+	g, m, v, w0, m0, v0 = g[:n], m[:n], v[:n], w0[:n], m0[:n], v0[:n]
+	if stage == nil {
+		for j := range n {
+			w[j], m[j], v[j] = h.adamw(d, g[j]*scale, w0[j], m0[j], v0[j])
+		}
+		return
+	}
+	st := stage[s.lo:s.hi][:n]
+	for j := range n {
+		wj, mj, vj := h.adamw(d, g[j]*scale, w0[j], m0[j], v0[j])
+		w[j], m[j], v[j], st[j] = wj, mj, vj, wj
+	}
+}
+
+// speculateSpan applies the unclipped update to span s in place, in one
+// pass saving the old weights and moments to sw, sm and sv (the param's
+// saved copies) and writing the new weights to stage as well (nil: none).
+func (o *AdamW) speculateSpan(h hyper, s span, grad, stage, sw, sm, sv []float32) {
 	p := o.params[s.p]
 	w, g := p.Data[s.lo:s.hi], grad[s.lo:s.hi]
 	m, v := o.m[s.p][s.lo:s.hi], o.v[s.p][s.lo:s.hi]
@@ -209,17 +243,33 @@ func (o *AdamW) updateSpanFrom(h hyper, s span, grad []float32, scale float32, w
 	if p.NoDecay {
 		d = 1
 	}
-	b1, b2 := h.b1, h.b2
-	g, m, v = g[:len(w)], m[:len(w)], v[:len(w)]
-	w0, m0, v0 = w0[:len(w)], m0[:len(w)], v0[:len(w)]
-	for j, gj := range g {
-		gj *= scale
-		mj := b1*m0[j] + (1-b1)*gj
-		vj := b2*v0[j] + (1-b2)*gj*gj
-		m[j], v[j] = mj, vj
-		denom := float32(math.Sqrt(float64(vj)))/h.sqrtC2 + h.eps
-		w[j] = w0[j]*d - h.stepSize*mj/denom
+	n := len(w)
+	g, m, v = g[:n], m[:n], v[:n]
+	sw, sm, sv = sw[s.lo:s.hi][:n], sm[s.lo:s.hi][:n], sv[s.lo:s.hi][:n]
+	var st []float32
+	if stage != nil {
+		st = stage[s.lo:s.hi][:n]
 	}
+	for j := range n {
+		w0, m0, v0 := w[j], m[j], v[j]
+		sw[j], sm[j], sv[j] = w0, m0, v0
+		wj, mj, vj := h.adamw(d, g[j], w0, m0, v0)
+		w[j], m[j], v[j] = wj, mj, vj
+		if st != nil {
+			st[j] = wj
+		}
+	}
+}
+
+// adamw is one element's update from gradient g (clipped already), weight
+// w0 and moments m0, v0 with weight decay factor d: the new weight and
+// moments. Every path (Step, Overlapped's) computes with it, so they agree
+// bit for bit.
+func (h hyper) adamw(d, g, w0, m0, v0 float32) (w, m, v float32) {
+	m = h.b1*m0 + (1-h.b1)*g
+	v = h.b2*v0 + (1-h.b2)*g*g
+	denom := float32(math.Sqrt(float64(v)))/h.sqrtC2 + h.eps
+	return w0*d - h.stepSize*m/denom, m, v
 }
 
 // SetSchedule replaces the learning-rate schedule (for a total step count
