@@ -29,24 +29,28 @@ const sdBucketFloats = 1 << 22
 // the device. The trainable parameters are grouped into buckets in the
 // order their gradients become final in backward (the last layer using
 // them has run). As soon as a bucket is final its gradients are copied to
-// pinned host memory on a second stream; a host goroutine updates the
-// bucket on all cores (optim.Overlapped: unclipped, the values saved) and
-// queues the new weights' upload on a third stream, while the backward
-// pass goes on. At the end of TrainStep the global norm is known: a step
-// that needs clipping is redone from the saved values bucket by bucket,
-// each upload overlapping the next bucket's update; a non-finite gradient
-// restores them. TrainStep returns with the
-// device weights updated; Stats reports the update.
+// pinned host memory on a second stream and a host goroutine hands it to
+// optim.Overlapped on all cores, while the backward pass goes on: a step
+// likely unclipped is speculated (the unclipped update applied at once,
+// the old values saved, the new weights written to pinned staging memory
+// in the same pass and their upload queued on a third stream); one known
+// or likely clipped (the previous step was) only sums the gradient's
+// squares. At the end of TrainStep the global norm is known: each bucket
+// not yet final (redone from the saved values when clipped, or updated
+// once when deferred) is computed and staged in one pass, the first
+// layers' first, each upload overlapping the next bucket's update; a
+// non-finite gradient restores the speculated ones. TrainStep returns
+// with the device weights updated; Stats reports the update.
 type SDHostAdamW struct {
-	s          *SDNet
-	opt        *optim.AdamW
-	down, up   *cuda.Stream
-	pinG, pinW []*cuda.Pinned // per trainable parameter
-	hostG      [][]float32    // pinG as slices
-	buckets    [][]int        // trainable indices
-	readyAt    map[int]int    // layer (len(layers): before backward) -> bucket final after it
-	evGrad     []*cuda.Event  // per bucket: its gradients are final (compute stream)
-	evCopied   []*cuda.Event  // per bucket: copied to the host (down stream)
+	s            *SDNet
+	opt          *optim.AdamW
+	down, up     *cuda.Stream
+	pinG, pinW   []*cuda.Pinned // per trainable parameter
+	hostG, hostW [][]float32    // pinG and pinW as slices
+	buckets      [][]int        // trainable indices
+	readyAt      map[int]int    // layer (len(layers): before backward) -> bucket final after it
+	evGrad       []*cuda.Event  // per bucket: its gradients are final (compute stream)
+	evCopied     []*cuda.Event  // per bucket: copied to the host (down stream)
 
 	// deferred: an fp16 step's gradients are final only after the loss
 	// scale's overflow check, a data-parallel step's after the ranks'
@@ -58,7 +62,6 @@ type SDHostAdamW struct {
 	stats    optim.Stats
 	stepErr  error
 	timing   HostStepTiming
-	stageT   time.Duration // upload's staging copies, summed
 }
 
 // HostStepTiming is where the host side of the last TrainStep's update
@@ -74,9 +77,11 @@ type HostStepTiming struct {
 	// WaitUploads is the wait for the speculative uploads before a
 	// clipped step's redo reuses their staging.
 	WaitUploads time.Duration
-	// Redo is a clipped step's recomputation (all buckets), Stage its
-	// copies into pinned staging memory.
-	Redo, Stage time.Duration
+	// Complete is the updates after the norm (redone or deferred
+	// buckets, staged in the same pass) and their uploads' queueing.
+	Complete time.Duration
+	// Deferred is the number of buckets not speculated (of Buckets).
+	Deferred, Buckets int
 	// LastUpload is the final wait for the uploads queued.
 	LastUpload time.Duration
 	// GCs is the number of garbage collections during the step.
@@ -129,6 +134,7 @@ func NewSDHostAdamW(s *SDNet, opt *optim.AdamW) (*SDHostAdamW, error) {
 			return fail(err)
 		}
 		h.pinW = append(h.pinW, w)
+		h.hostW = append(h.hostW, w.Floats())
 	}
 	h.plan()
 	for range h.buckets {
@@ -244,27 +250,47 @@ func (h *SDHostAdamW) worker(ov *optim.Overlapped, work <-chan int, done chan<- 
 			continue
 		}
 		t0 := time.Now()
-		if err = ov.Update(h.buckets[b], h.hostG); err != nil {
+		var updated bool
+		if updated, err = ov.Update(h.buckets[b], h.hostG, h.hostW); err != nil {
 			continue
 		}
 		h.timing.Update += time.Since(t0)
-		err = h.upload(h.buckets[b])
+		if updated {
+			err = h.uploadStaged(h.buckets[b])
+		} else {
+			h.timing.Deferred++
+		}
 	}
 	done <- err
 }
 
-// upload queues the host weights of trainable parameters js to the device.
+// upload stages the host weights of trainable parameters js and queues
+// their upload to the device.
 func (h *SDHostAdamW) upload(js []int) error {
 	for _, j := range js {
-		q := h.s.trainable[j]
-		t0 := time.Now()
-		parallelCopy(h.pinW[j].Floats(), q.Data)
-		h.stageT += time.Since(t0)
-		if err := h.s.weights[q.Name].UploadAsync(h.pinW[j], h.up); err != nil {
+		parallelCopy(h.hostW[j], h.s.trainable[j].Data)
+	}
+	return h.uploadStaged(js)
+}
+
+// uploadStaged queues the upload of trainable parameters js's staging
+// copies (written by the optimizer's update).
+func (h *SDHostAdamW) uploadStaged(js []int) error {
+	for _, j := range js {
+		if err := h.s.weights[h.s.trainable[j].Name].UploadAsync(h.pinW[j], h.up); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// all lists every trainable index.
+func (h *SDHostAdamW) all() []int {
+	all := make([]int, len(h.s.trainable))
+	for j := range all {
+		all[j] = j
+	}
+	return all
 }
 
 // finish completes the step after the backward pass: the last updates,
@@ -291,10 +317,10 @@ func (h *SDHostAdamW) finish() error {
 		return err
 	}
 	h.timing.Tail = time.Since(t0)
-	h.stageT = 0
-	st, redo, restored, err := h.ov.Finish()
+	h.timing.Buckets = len(h.buckets)
+	st, restored, err := h.ov.Finish()
 	h.stats, h.stepErr = st, err
-	if redo || restored {
+	if st.Clipped || restored {
 		// the speculative uploads are done before their staging is reused
 		t0 = time.Now()
 		if err := h.up.Sync(); err != nil {
@@ -303,29 +329,25 @@ func (h *SDHostAdamW) finish() error {
 		}
 		h.timing.WaitUploads = time.Since(t0)
 	}
-	if redo {
-		// clipped: each bucket computed again from its saved values and
-		// uploaded while the next one computes, the first layers' first
+	if err == nil {
+		// each bucket redone (clipped) or updated once (deferred) and its
+		// staging uploaded while the next one computes, the first
+		// layers' first
+		t0 = time.Now()
 		for b := len(h.buckets) - 1; b >= 0; b-- {
-			t0 = time.Now()
-			if err := h.ov.Redo(h.buckets[b], h.hostG); err != nil {
-				h.abort(false)
-				return err
+			changed, err := h.ov.Complete(h.buckets[b], h.hostG, h.hostW)
+			if err == nil && changed {
+				err = h.uploadStaged(h.buckets[b])
 			}
-			h.timing.Redo += time.Since(t0)
-			if err := h.upload(h.buckets[b]); err != nil {
+			if err != nil {
 				h.abort(false)
 				return err
 			}
 		}
-		h.timing.Stage = h.stageT
+		h.timing.Complete = time.Since(t0)
 	}
 	if restored {
-		all := make([]int, len(h.s.trainable))
-		for j := range all {
-			all[j] = j
-		}
-		if err := h.upload(all); err != nil {
+		if err := h.upload(h.all()); err != nil {
 			return err
 		}
 	}
@@ -337,7 +359,8 @@ func (h *SDHostAdamW) finish() error {
 	return err
 }
 
-// abort gives up a failed step: the host values restored and uploaded.
+// abort gives up a failed step: the host values restored (a step whose
+// norm is known: carried through) and uploaded.
 func (h *SDHostAdamW) abort(running bool) {
 	if h.ov == nil {
 		return
@@ -346,14 +369,10 @@ func (h *SDHostAdamW) abort(running bool) {
 		close(h.work)
 		<-h.done
 	}
-	h.ov.Abort()
+	h.ov.Abort(h.hostG)
 	h.ov = nil
-	if h.up.Sync() == nil {
-		all := make([]int, len(h.s.trainable))
-		for j := range all {
-			all[j] = j
-		}
-		if h.upload(all) == nil {
+	if h.up.Sync() == nil { // the staging is not read any more
+		if h.upload(h.all()) == nil {
 			h.up.Sync()
 		}
 	}
@@ -372,7 +391,7 @@ func (h *SDHostAdamW) Free() {
 	for _, p := range append(h.pinG, h.pinW...) {
 		p.Free()
 	}
-	h.pinG, h.pinW, h.hostG = nil, nil, nil
+	h.pinG, h.pinW, h.hostG, h.hostW = nil, nil, nil, nil
 	for _, e := range append(h.evGrad, h.evCopied...) {
 		e.Destroy()
 	}

@@ -13,7 +13,10 @@ import (
 
 // The optimizer inside the SD training step, on the tiny inflated UNet
 // with checkpointing, K = 3 steps, with and without clipping (ClipNorm 0
-// and 1e-3, which clips every step and so takes the redo path):
+// and 1e-3, which clips every step: the first step speculates its first
+// bucket and redoes it, deferring the rest once the norm is over; the
+// later ones, after a clipped step, defer every bucket to one update after
+// the norm):
 //   - SDHostAdamW (host AdamW overlapped with backward) leaves the same
 //     weights as optim.AdamW.Step on the downloaded gradients followed by
 //     UploadTrainable (the plain host path): the same gradients and the same
@@ -92,6 +95,10 @@ func TestSDOptimizerInStep(t *testing.T) {
 				case "overlapped host":
 					if st, err = s.host.Stats(); err != nil {
 						t.Fatal(err)
+					}
+					tm := s.host.Timing()
+					if want := clip > 0 && k > 0; (tm.Deferred == tm.Buckets) != want || (clip == 0 && tm.Deferred != 0) {
+						t.Errorf("clip %g step %d: %d of %d buckets deferred", clip, k+1, tm.Deferred, tm.Buckets)
 					}
 				case "device":
 					if st, err = dev.Step(); err != nil {

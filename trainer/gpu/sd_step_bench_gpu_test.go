@@ -155,8 +155,8 @@ func TestSDStepModesBench(t *testing.T) {
 		}
 		w := median(wall)
 		for k, ht := range hostT {
-			t.Logf("%s AdamW %s step %d host side: updates during backward %v, tail %v, wait for uploads %v, redo %v, staging %v, last upload %v, %d GCs; step %v, GPU %v",
-				m.prec, m.opt, k+2, ht.Update, ht.Tail, ht.WaitUploads, ht.Redo, ht.Stage, ht.LastUpload, ht.GCs, wall[k], gpuT[k])
+			t.Logf("%s AdamW %s step %d host side: during backward %v (%d of %d buckets deferred), tail %v, wait for uploads %v, after the norm %v, last upload %v, %d GCs; step %v, GPU %v",
+				m.prec, m.opt, k+2, ht.Update, ht.Deferred, ht.Buckets, ht.Tail, ht.WaitUploads, ht.Complete, ht.LastUpload, ht.GCs, wall[k], gpuT[k])
 		}
 		t.Logf("%s %s AdamW %s: step %v (GPU compute %v), peak %.2f GiB, optimizer %.2f GiB on the device, %d/4 steps clipped",
 			m.prec, ck, m.opt, w, median(gpuT), gib(peak), gib(optBytes), clipped)
