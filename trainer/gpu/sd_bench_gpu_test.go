@@ -55,11 +55,13 @@ func TestSDFullSizeBench(t *testing.T) {
 // "-nchw" for the layout of the 16-bit convolutions (default: the package's),
 // "-chunked" for the chunked cuBLAS attention instead of the fused one, "-linears" for 16-bit linears only
 // (the first bf16 mode: convolutions float32), "-s<k>" for a VAE built for k
-// images run over the batch k at a time.
+// images run over the batch k at a time, "-unfused" for forward passes
+// without the fused 16-bit convolution chains (sd_half_fused.go).
 type benchVariant struct {
 	p                   Precision
 	nhwc, nchw, linears bool
 	chunked             bool // the chunked cuBLAS attention instead of the fused one
+	unfused             bool // no fused 16-bit convolution chains
 	slice               int  // VAE: images per pass (0: the whole batch), as diffusers' enable_slicing
 	name                string
 }
@@ -68,6 +70,7 @@ type benchVariant struct {
 // precision ("" for the float32 ones: the device decides TF32).
 func (v benchVariant) set() Precision {
 	convNHWC, halfConvs = (defaultNHWC || v.nhwc) && !v.nchw, !v.linears
+	halfFused = defaultHalfFused && !v.unfused
 	if !v.p.Half() {
 		return ""
 	}
@@ -76,6 +79,9 @@ func (v benchVariant) set() Precision {
 
 // defaultNHWC is the package's layout of the 16-bit convolutions.
 var defaultNHWC = convNHWC
+
+// defaultHalfFused is the package's fusion of 16-bit convolution chains.
+var defaultHalfFused = halfFused
 
 // benchPrecisions reads a comma-separated list of variants from env.
 func benchPrecisions(t *testing.T, env, def string) []benchVariant {
@@ -104,12 +110,14 @@ func benchPrecisions(t *testing.T, env, def string) []benchVariant {
 				bv.chunked = true
 			case x == "linears":
 				bv.linears = true
+			case x == "unfused":
+				bv.unfused = true
 			case strings.HasPrefix(x, "s"):
 				if _, err := fmt.Sscanf(x, "s%d", &bv.slice); err != nil || bv.slice < 1 {
 					t.Fatalf("%s: variant %q: bad slice %q", env, f, x)
 				}
 			default:
-				t.Fatalf("%s: variant %q: want a precision with -nhwc, -nchw, -linears, -chunked or -s<k>", env, f)
+				t.Fatalf("%s: variant %q: want a precision with -nhwc, -nchw, -linears, -chunked, -unfused or -s<k>", env, f)
 			}
 		}
 		out = append(out, bv)
@@ -123,6 +131,11 @@ func benchMode(v benchVariant, prec string) string {
 		w := v
 		w.chunked = false
 		return benchMode(w, prec) + ", attention chunked cuBLAS"
+	}
+	if v.unfused {
+		w := v
+		w.unfused = false
+		return benchMode(w, prec) + ", unfused"
 	}
 	if v.slice > 0 {
 		w := v

@@ -58,6 +58,9 @@ type SDNet struct {
 	// ff runs forward-only passes' large feed-forwards in chunks of rows
 	// (sd_chunk.go).
 	ff *ffChunks
+	// hf runs forward-only passes' 16-bit convolutions fused with the
+	// group norm, upsample, padding and add around them (sd_half_fused.go).
+	hf *halfChains
 	// red all-reduces the gradients in data-parallel training (sd_reduce.go)
 	red *sdReduce
 	// fl is the fused attention of the half mode (flash.go); flashOff
@@ -227,7 +230,7 @@ func (s *SDNet) forwardAll() error {
 		if err := s.forward(i); err != nil {
 			return fmt.Errorf("gpu: forward layer %d (%s %s): %w", i, l.Kind, l.Name, err)
 		}
-		if err := s.prof.mark(sdLabel(s.p, l, "fwd")); err != nil {
+		if err := s.prof.mark(s.fwdLabel(i, l)); err != nil {
 			return err
 		}
 	}
