@@ -72,6 +72,10 @@ func (s *SDNet) backwardLayer(i int) error {
 	case model.Linear:
 		rows, c := s.rowsOf(l.In[0])
 		ls := nn.LinearShape{N: rows, In: c, Out: s.p.net.Values[l.Out].Channels}
+		if s.t16(l) {
+			err = s.linearBackwardT16(l, dy, x(0), ls, dataGrad)
+			break
+		}
 		err = dataGrad(0, func(dx *cuda.Tensor) error { return s.linearBackwardData(l, dx, dy, ls) })
 		if dw, db := s.wgrad(l, 0), s.wgrad(l, 1); err == nil && (dw != nil || db != nil) {
 			err = d.LinearBackwardParams(dw, db, dy, x(0), ls)
@@ -117,17 +121,7 @@ func (s *SDNet) backwardLayer(i int) error {
 			return k.cropEnd(dx.Ptr(), padded.Ptr(), int64(n*c), h, w)
 		})
 	case model.TemporalConv:
-		ts := s.tconvShape(l)
-		err = dataGrad(0, func(dx *cuda.Tensor) error {
-			return tconvBackwardData(s.tc, dx.Ptr(), dy.Ptr(), s.param(l, 0).Ptr(), ts)
-		})
-		if dw := s.wgrad(l, 0); err == nil && dw != nil {
-			err = tconvBackwardFilter(s.tc, dw.Ptr(), dy.Ptr(), x(0).Ptr(), ts)
-		}
-		if db := s.wgrad(l, 1); err == nil && db != nil {
-			n, c, h, w := s.frame(l.Out)
-			err = d.SumChannels(db, dy, nn.ChannelShape{N: n, C: c, P: h * w})
-		}
+		err = s.tconvBackwardLayer(l, dy, x(0), dataGrad)
 	case model.GroupNorm:
 		err = s.groupNormBackward(l, dy, x(0), need(0))
 	case model.LayerNorm:

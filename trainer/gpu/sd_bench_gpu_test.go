@@ -62,6 +62,7 @@ type benchVariant struct {
 	nhwc, nchw, linears bool
 	chunked             bool // the chunked cuBLAS attention instead of the fused one
 	unfused             bool // no fused 16-bit convolution chains
+	t32                 bool // the trainable layers' products float32 (temporal16 off)
 	slice               int  // VAE: images per pass (0: the whole batch), as diffusers' enable_slicing
 	name                string
 }
@@ -71,6 +72,7 @@ type benchVariant struct {
 func (v benchVariant) set() Precision {
 	convNHWC, halfConvs = (defaultNHWC || v.nhwc) && !v.nchw, !v.linears
 	halfFused = defaultHalfFused && !v.unfused
+	temporal16 = !v.t32
 	if !v.p.Half() {
 		return ""
 	}
@@ -112,12 +114,14 @@ func benchPrecisions(t *testing.T, env, def string) []benchVariant {
 				bv.linears = true
 			case x == "unfused":
 				bv.unfused = true
+			case x == "t32":
+				bv.t32 = true
 			case strings.HasPrefix(x, "s"):
 				if _, err := fmt.Sscanf(x, "s%d", &bv.slice); err != nil || bv.slice < 1 {
 					t.Fatalf("%s: variant %q: bad slice %q", env, f, x)
 				}
 			default:
-				t.Fatalf("%s: variant %q: want a precision with -nhwc, -nchw, -linears, -chunked, -unfused or -s<k>", env, f)
+				t.Fatalf("%s: variant %q: want a precision with -nhwc, -nchw, -linears, -chunked, -unfused, -t32 or -s<k>", env, f)
 			}
 		}
 		out = append(out, bv)
@@ -136,6 +140,11 @@ func benchMode(v benchVariant, prec string) string {
 		w := v
 		w.unfused = false
 		return benchMode(w, prec) + ", unfused"
+	}
+	if v.t32 {
+		w := v
+		w.t32 = false
+		return benchMode(w, prec) + ", temporal float32"
 	}
 	if v.slice > 0 {
 		w := v

@@ -114,9 +114,14 @@ func gemmHalf(g cuda.Gemm, t, c cuda.DataType) cuda.GemmEx {
 	return cuda.GemmEx{Gemm: g, TypeA: t, TypeB: t, TypeC: c}
 }
 
-// linearForward is y = x Wᵀ + b, with a bfloat16 W where it is stored so.
+// linearForward is y = x Wᵀ + b, on 16-bit operands where W is stored so
+// or is trainable in a half precision (sd_t16.go).
 func (s *SDNet) linearForward(l model.Layer, y, x *cuda.Tensor, ls nn.LinearShape) error {
-	w := s.halfW[l.Params[0]]
+	w, freeW, err := s.linearHalfWeight(l)
+	if err != nil {
+		return err
+	}
+	defer freeW()
 	if w == nil {
 		return s.dev.LinearForward(y, x, s.param(l, 0), s.param(l, 1), ls)
 	}
@@ -140,6 +145,13 @@ func (s *SDNet) linearBackwardData(l model.Layer, dx, dy *cuda.Tensor, ls nn.Lin
 	w := s.halfW[l.Params[0]]
 	if w == nil {
 		return s.dev.LinearBackwardData(dx, dy, s.param(l, 0), ls)
+	}
+	if wf, err := s.widenedWeight(l); err != nil || wf != nil {
+		if err != nil {
+			return err
+		}
+		defer wf.Free()
+		return s.dev.LinearBackwardData(dx, dy, wf, ls)
 	}
 	t := s.prec.dataType()
 	db, err := s.toHalfOf(dy, t)

@@ -151,7 +151,7 @@ func (s *SDNet) forward(i int) error {
 	case model.Conv2DPadEnd:
 		err = s.padConvForward(l, y, x)
 	case model.TemporalConv:
-		err = tconvForward(s.tc, y.Ptr(), x.Ptr(), s.param(l, 0).Ptr(), tptr(s.param(l, 1)), s.tconvShape(l))
+		err = s.tconvForwardLayer(l, y, x)
 	case model.GroupNorm:
 		err = s.groupNormForward(l, y, x)
 	case model.LayerNorm:

@@ -135,6 +135,13 @@ func (s *SDNet) conv2DForward(l model.Layer, y, x *cuda.Tensor, cs nn.Conv2DShap
 
 // conv2DBackwardData is dx from dy through the layer's filter.
 func (s *SDNet) conv2DBackwardData(l model.Layer, dx, dy *cuda.Tensor, cs nn.Conv2DShape) error {
+	if wf, err := s.widenedWeight(l); err != nil || wf != nil {
+		if err != nil {
+			return err
+		}
+		defer wf.Free()
+		return s.dev.Conv2DBackwardData(dx, dy, wf, cs)
+	}
 	if w := s.halfW[l.Params[0]]; w != nil {
 		return s.dev.Conv2DBackwardDataHalf(dx, dy, w, cs, s.halfConv())
 	}
@@ -146,4 +153,10 @@ func (s *SDNet) conv2DBackwardData(l model.Layer, dx, dy *cuda.Tensor, cs nn.Con
 // (trainable) layers, whose products stay float32 so their gradients keep
 // float32 accuracy. fp16 keeps attention float32 (TF32 where the device
 // allows it): bfloat16 attention would cost it 3 of its bits.
-func (s *SDNet) halfAttention(l model.Layer) bool { return s.prec == BF16 && !l.Temporal }
+func (s *SDNet) halfAttention(l model.Layer) bool {
+	return s.prec == BF16 && !l.Temporal && bf16Attention
+}
+
+// bf16Attention: false keeps the bf16 mode's attention float32 too (for
+// the accuracy tests, sd_t16_gpu_test.go).
+var bf16Attention = true

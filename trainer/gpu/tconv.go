@@ -23,7 +23,9 @@ import (
 // emulation in the tests).
 type tconvDev interface {
 	alloc(n int) (uintptr, func(), error)
-	gemm(g cuda.Gemm) error
+	// gemm runs a product whose A and B are of g's operand type (float32,
+	// or 16-bit in the half precisions), C float32.
+	gemm(g cuda.GemmEx) error
 	wfwd(out, w uintptr, k, c int) error
 	wdata(out, w uintptr, k, c int) error
 	wgrad(dw, dwp uintptr, k, c int) error
@@ -44,7 +46,12 @@ func (g gpuTconv) alloc(n int) (uintptr, func(), error) {
 	}
 	return t.Ptr(), t.Free, nil
 }
-func (g gpuTconv) gemm(x cuda.Gemm) error { return g.s.dev.Gemm(x) }
+func (g gpuTconv) gemm(x cuda.GemmEx) error {
+	if x.TypeA == cuda.TypeF32 && x.TypeB == cuda.TypeF32 {
+		return g.s.dev.Gemm(x.Gemm)
+	}
+	return g.s.dev.GemmEx(x)
+}
 func (g gpuTconv) wfwd(out, w uintptr, k, c int) error {
 	return g.s.k.launch("tconv_wfwd", g.s.k.gridFor(int64(k*3*c)), cuda.PtrArg(out), cuda.PtrArg(w), cuda.IntArg(k), cuda.IntArg(c))
 }
@@ -69,31 +76,52 @@ func (g gpuTconv) ones(y uintptr, n int) error {
 
 func off(p uintptr, floats int) uintptr { return p + uintptr(floats)*f32 }
 
+// tconvOps is the operand type of a temporal convolution's products: the
+// weight and activation (or gradient) operands; their results are float32
+// either way (sd_t16.go: the 16-bit operands of the half precisions).
+type tconvOps cuda.DataType
+
+const tconvF32 = tconvOps(cuda.TypeF32)
+
+// at is the address of element i of an operand of type o.
+func (o tconvOps) at(p uintptr, i int) uintptr {
+	if cuda.DataType(o) == cuda.TypeF32 {
+		return off(p, i)
+	}
+	return p + uintptr(i)*bf16Size
+}
+
+// gemm is g with A and B of type o, C float32.
+func (o tconvOps) gemm(g cuda.Gemm) cuda.GemmEx {
+	return cuda.GemmEx{Gemm: g, TypeA: cuda.DataType(o), TypeB: cuda.DataType(o), TypeC: cuda.TypeF32}
+}
+
 // tconvGemm3 computes out[n] = A3 . in[n-1:n+2] over the frames of B clips
 // of T frames, where A3 is (M x 3R) (ld 3R), in has R rows per frame and
 // out M rows, both P columns; the first and last frame of each clip use the
-// two-tap sub-blocks A3[:, R:3R] and A3[:, 0:2R].
-func tconvGemm3(d tconvDev, out, in, a3 uintptr, M, R, B, T, P int) error {
+// two-tap sub-blocks A3[:, R:3R] and A3[:, 0:2R]. A3 and in are of type o,
+// out float32.
+func tconvGemm3(d tconvDev, o tconvOps, out, in, a3 uintptr, M, R, B, T, P int) error {
 	N := B * T
 	ldA := 3 * R
 	if T == 1 {
-		return d.gemm(cuda.Gemm{M: M, N: P, K: R, Alpha: 1, A: off(a3, R), LDA: ldA,
-			B: in, StrideB: int64(R * P), C: out, StrideC: int64(M * P), Batch: N})
+		return d.gemm(o.gemm(cuda.Gemm{M: M, N: P, K: R, Alpha: 1, A: o.at(a3, R), LDA: ldA,
+			B: in, StrideB: int64(R * P), C: out, StrideC: int64(M * P), Batch: N}))
 	}
 	if N > 2 {
-		if err := d.gemm(cuda.Gemm{M: M, N: P, K: 3 * R, Alpha: 1, A: a3, LDA: ldA,
-			B: in, StrideB: int64(R * P), C: off(out, M*P), StrideC: int64(M * P), Batch: N - 2}); err != nil {
+		if err := d.gemm(o.gemm(cuda.Gemm{M: M, N: P, K: 3 * R, Alpha: 1, A: a3, LDA: ldA,
+			B: in, StrideB: int64(R * P), C: off(out, M*P), StrideC: int64(M * P), Batch: N - 2})); err != nil {
 			return err
 		}
 	}
 	// first frame of each clip: taps 1, 2 over frames t, t+1
-	if err := d.gemm(cuda.Gemm{M: M, N: P, K: 2 * R, Alpha: 1, A: off(a3, R), LDA: ldA,
-		B: in, StrideB: int64(T * R * P), C: out, StrideC: int64(T * M * P), Batch: B}); err != nil {
+	if err := d.gemm(o.gemm(cuda.Gemm{M: M, N: P, K: 2 * R, Alpha: 1, A: o.at(a3, R), LDA: ldA,
+		B: in, StrideB: int64(T * R * P), C: out, StrideC: int64(T * M * P), Batch: B})); err != nil {
 		return err
 	}
 	// last frame of each clip: taps 0, 1 over frames t-1, t
-	return d.gemm(cuda.Gemm{M: M, N: P, K: 2 * R, Alpha: 1, A: a3, LDA: ldA,
-		B: off(in, (T-2)*R*P), StrideB: int64(T * R * P), C: off(out, (T-1)*M*P), StrideC: int64(T * M * P), Batch: B})
+	return d.gemm(o.gemm(cuda.Gemm{M: M, N: P, K: 2 * R, Alpha: 1, A: a3, LDA: ldA,
+		B: o.at(in, (T-2)*R*P), StrideB: int64(T * R * P), C: off(out, (T-1)*M*P), StrideC: int64(T * M * P), Batch: B}))
 }
 
 // tconvForward computes y = tconv(x, w) + b (no bias when b is 0).
@@ -106,7 +134,7 @@ func tconvForward(d tconvDev, y, x, w, b uintptr, ts nn.TemporalConvShape) error
 	if err := d.wfwd(wf, w, ts.K, ts.C); err != nil {
 		return err
 	}
-	if err := tconvGemm3(d, y, x, wf, ts.K, ts.C, ts.B, ts.T, ts.P); err != nil {
+	if err := tconvGemm3(d, tconvF32, y, x, wf, ts.K, ts.C, ts.B, ts.T, ts.P); err != nil {
 		return err
 	}
 	if b == 0 {
@@ -125,11 +153,17 @@ func tconvBackwardData(d tconvDev, dx, dy, w uintptr, ts nn.TemporalConvShape) e
 	if err := d.wdata(wd, w, ts.K, ts.C); err != nil {
 		return err
 	}
-	return tconvGemm3(d, dx, dy, wd, ts.C, ts.K, ts.B, ts.T, ts.P)
+	return tconvGemm3(d, tconvF32, dx, dy, wd, ts.C, ts.K, ts.B, ts.T, ts.P)
 }
 
 // tconvBackwardFilter computes dw (the bias gradient is a channel sum of dy).
 func tconvBackwardFilter(d tconvDev, dw, dy, x uintptr, ts nn.TemporalConvShape) error {
+	return tconvBackwardFilterOps(d, tconvF32, dw, dy, x, ts)
+}
+
+// tconvBackwardFilterOps is tconvBackwardFilter with dy and x of type o
+// (dw and the per-frame products float32).
+func tconvBackwardFilterOps(d tconvDev, o tconvOps, dw, dy, x uintptr, ts nn.TemporalConvShape) error {
 	B, T, C, K, P := ts.B, ts.T, ts.C, ts.K, ts.P
 	N := B * T
 	blk := K * 3 * C
@@ -140,8 +174,8 @@ func tconvBackwardFilter(d tconvDev, dw, dy, x uintptr, ts nn.TemporalConvShape)
 	defer freePart()
 	// part[n] (K x 3C) = dy[n] . X[n-1:n+2]^T
 	frame := func(M, R int, cols, ldc int, a, b, c uintptr, sa, sb, sc int64, batch int) error {
-		return d.gemm(cuda.Gemm{TransB: true, M: M, N: cols, K: P, Alpha: 1, A: a, LDA: P, StrideA: sa,
-			B: b, LDB: P, StrideB: sb, C: c, LDC: ldc, StrideC: sc, Batch: batch})
+		return d.gemm(o.gemm(cuda.Gemm{TransB: true, M: M, N: cols, K: P, Alpha: 1, A: a, LDA: P, StrideA: sa,
+			B: b, LDB: P, StrideB: sb, C: c, LDC: ldc, StrideC: sc, Batch: batch}))
 	}
 	if T == 1 {
 		if err := d.zeroBlock(part, N*K, 3*C, 3*C, 1, 0); err != nil {
@@ -152,7 +186,7 @@ func tconvBackwardFilter(d tconvDev, dw, dy, x uintptr, ts nn.TemporalConvShape)
 		}
 	} else {
 		if N > 2 {
-			if err := frame(K, C, 3*C, 3*C, off(dy, K*P), x, off(part, blk), int64(K*P), int64(C*P), int64(blk), N-2); err != nil {
+			if err := frame(K, C, 3*C, 3*C, o.at(dy, K*P), x, off(part, blk), int64(K*P), int64(C*P), int64(blk), N-2); err != nil {
 				return err
 			}
 		}
@@ -165,7 +199,7 @@ func tconvBackwardFilter(d tconvDev, dw, dy, x uintptr, ts nn.TemporalConvShape)
 		}
 		// last frames: [dy . x[t-1:t+1]^T | 0]
 		last := (T - 1) * blk
-		if err := frame(K, C, 2*C, 3*C, off(dy, (T-1)*K*P), off(x, (T-2)*C*P), off(part, last), int64(T*K*P), int64(T*C*P), int64(T*blk), B); err != nil {
+		if err := frame(K, C, 2*C, 3*C, o.at(dy, (T-1)*K*P), o.at(x, (T-2)*C*P), off(part, last), int64(T*K*P), int64(T*C*P), int64(T*blk), B); err != nil {
 			return err
 		}
 		if err := d.zeroBlock(off(part, last+2*C), K, C, 3*C, B, int64(T*blk)); err != nil {
@@ -186,7 +220,7 @@ func tconvBackwardFilter(d tconvDev, dw, dy, x uintptr, ts nn.TemporalConvShape)
 		return err
 	}
 	defer freeDwp()
-	if err := d.gemm(cuda.Gemm{M: 1, N: blk, K: N, Alpha: 1, A: ones, B: part, C: dwp, Batch: 1}); err != nil {
+	if err := d.gemm(tconvF32.gemm(cuda.Gemm{M: 1, N: blk, K: N, Alpha: 1, A: ones, B: part, C: dwp, Batch: 1})); err != nil {
 		return err
 	}
 	return d.wgrad(dw, dwp, K, C)

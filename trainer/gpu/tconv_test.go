@@ -33,7 +33,15 @@ func (c *cpuTconv) alloc(n int) (uintptr, func(), error) {
 	return addr(b), func() {}, nil
 }
 
-func (c *cpuTconv) gemm(g cuda.Gemm) error {
+func (c *cpuTconv) gemm(x cuda.GemmEx) error {
+	if x.TypeA != x.TypeB || (x.TypeA != cuda.TypeF32 && x.TypeA != cuda.TypeBF16) || x.TypeC != cuda.TypeF32 {
+		return fmt.Errorf("cpuTconv: float32 or bfloat16 operands, float32 results")
+	}
+	g := x.Gemm
+	rd := func(p uintptr, i int64) float32 { return *fl(p, i) }
+	if x.TypeA == cuda.TypeBF16 {
+		rd = func(p uintptr, i int64) float32 { return bf16At(p, i) }
+	}
 	lda, ldb, ldc := g.LDA, g.LDB, g.LDC
 	if lda == 0 {
 		lda = g.K
@@ -58,14 +66,14 @@ func (c *cpuTconv) gemm(g cuda.Gemm) error {
 				for k := 0; k < g.K; k++ {
 					var av, bv float32
 					if g.TransA {
-						av = *fl(g.A, a0+int64(k*lda+i))
+						av = rd(g.A, a0+int64(k*lda+i))
 					} else {
-						av = *fl(g.A, a0+int64(i*lda+k))
+						av = rd(g.A, a0+int64(i*lda+k))
 					}
 					if g.TransB {
-						bv = *fl(g.B, b0+int64(j*ldb+k))
+						bv = rd(g.B, b0+int64(j*ldb+k))
 					} else {
-						bv = *fl(g.B, b0+int64(k*ldb+j))
+						bv = rd(g.B, b0+int64(k*ldb+j))
 					}
 					acc += float64(av) * float64(bv)
 				}

@@ -1,0 +1,227 @@
+package gpu
+
+import (
+	"os"
+
+	"github.com/timelapse-ml/pipeline/trainer/cuda"
+	"github.com/timelapse-ml/pipeline/trainer/model"
+	"github.com/timelapse-ml/pipeline/trainer/nn"
+)
+
+// The trainable linear layers and temporal convolutions in the half
+// precisions run as PyTorch's autocast runs them: their products read
+// 16-bit operands (the precision's type) and accumulate in float32, with
+// float32 outputs and float32 weight gradients. The 16-bit weight is
+// converted from the float32 master copy each time a pass reads it (as
+// autocast casts a weight at each use), so no 16-bit copy is kept between
+// passes and none can go stale after an optimizer update: the conversion
+// reads the weight once per pass (241M values at SD size, under 1 ms a
+// step on an H200); the memory it adds is one layer's 16-bit weight and
+// activation copies at a time. Bias additions, the bias gradient (a
+// channel sum of the float32 output gradient) and everything outside the
+// products stay float32. PIPELINE_SD_T16=0 keeps these layers' products
+// float32 (TF32 where the device allows it).
+var temporal16 = os.Getenv("PIPELINE_SD_T16") != "0"
+
+// halfBackwardData runs the frozen layers' backward-data products on 16-bit
+// operands (the output gradient rounded to the precision's type); false
+// widens their 16-bit weights to float32 and keeps those products float32
+// (for the accuracy tests: it tells how much of the half modes' gradient
+// error the rounded gradients make).
+var halfBackwardData = true
+
+// t16 reports whether layer l (a linear layer or a temporal convolution)
+// has a trainable weight whose products run on 16-bit operands.
+func (s *SDNet) t16(l model.Layer) bool {
+	return temporal16 && s.prec.Half() && len(l.Params) > 0 && s.weights[l.Params[0]] != nil && s.p.trainable[l.Params[0]]
+}
+
+// linearHalfWeight returns layer l's weight in 16 bits, or nil when its
+// products are float32: the stored copy of a frozen weight, or a fresh
+// conversion of a trainable one's float32 master (free releases it).
+func (s *SDNet) linearHalfWeight(l model.Layer) (w *cuda.Tensor, free func(), err error) {
+	if w := s.halfW[l.Params[0]]; w != nil {
+		return w, func() {}, nil
+	}
+	if !s.t16(l) {
+		return nil, func() {}, nil
+	}
+	w, err = s.toHalfOf(s.param(l, 0), s.prec.dataType())
+	if err != nil {
+		return nil, nil, err
+	}
+	return w, w.Free, nil
+}
+
+// linearBackwardT16 is a trainable linear layer's backward pass on 16-bit
+// operands: dx = dy W (when dataGrad asks for it), dW = dyᵀ x, both float32;
+// db the float32 row sum of dy.
+func (s *SDNet) linearBackwardT16(l model.Layer, dy, x *cuda.Tensor, ls nn.LinearShape, dataGrad func(int, func(*cuda.Tensor) error) error) error {
+	t := s.prec.dataType()
+	dyh, err := s.toHalfOf(dy, t)
+	if err != nil {
+		return err
+	}
+	defer dyh.Free()
+	err = dataGrad(0, func(dx *cuda.Tensor) error {
+		w, err := s.toHalfOf(s.param(l, 0), t)
+		if err != nil {
+			return err
+		}
+		defer w.Free()
+		return s.dev.GemmEx(gemmHalf(cuda.Gemm{M: ls.N, N: ls.In, K: ls.Out, Alpha: 1, A: dyh.Ptr(), B: w.Ptr(), C: dx.Ptr(), Batch: 1}, t, cuda.TypeF32))
+	})
+	if err != nil {
+		return err
+	}
+	if dw := s.wgrad(l, 0); dw != nil {
+		xh, err := s.toHalfOf(x, t)
+		if err != nil {
+			return err
+		}
+		err = s.dev.GemmEx(gemmHalf(cuda.Gemm{TransA: true, M: ls.Out, N: ls.In, K: ls.N, Alpha: 1, A: dyh.Ptr(), B: xh.Ptr(), C: dw.Ptr(), Batch: 1}, t, cuda.TypeF32))
+		xh.Free()
+		if err != nil {
+			return err
+		}
+	}
+	if db := s.wgrad(l, 1); db != nil {
+		return s.dev.LinearBackwardParams(nil, db, dy, x, ls)
+	}
+	return nil
+}
+
+// tconvHalfWeight returns the temporal convolution's weight rearranged for
+// its forward products (W', K x 3C) or, with data, for its backward-data
+// products (C x 3K), in 16 bits.
+func (s *SDNet) tconvHalfWeight(l model.Layer, ts nn.TemporalConvShape, data bool) (*cuda.Tensor, error) {
+	f, err := s.dev.NewTensor(ts.K * 3 * ts.C)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Free()
+	w := s.param(l, 0).Ptr()
+	if data {
+		err = s.tc.wdata(f.Ptr(), w, ts.K, ts.C)
+	} else {
+		err = s.tc.wfwd(f.Ptr(), w, ts.K, ts.C)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return s.toHalfOf(f, s.prec.dataType())
+}
+
+// tconvForwardLayer is y = tconv(x, w) + b for layer l.
+func (s *SDNet) tconvForwardLayer(l model.Layer, y, x *cuda.Tensor) error {
+	ts := s.tconvShape(l)
+	b := tptr(s.param(l, 1))
+	if !s.t16(l) {
+		return tconvForward(s.tc, y.Ptr(), x.Ptr(), s.param(l, 0).Ptr(), b, ts)
+	}
+	ops := tconvOps(s.prec.dataType())
+	xh, err := s.toHalfOf(x, s.prec.dataType())
+	if err != nil {
+		return err
+	}
+	defer xh.Free()
+	wh, err := s.tconvHalfWeight(l, ts, false)
+	if err != nil {
+		return err
+	}
+	defer wh.Free()
+	if err := tconvGemm3(s.tc, ops, y.Ptr(), xh.Ptr(), wh.Ptr(), ts.K, ts.C, ts.B, ts.T, ts.P); err != nil {
+		return err
+	}
+	if b == 0 {
+		return nil
+	}
+	return s.tc.bias(y.Ptr(), b, int64(ts.B*ts.T), ts.K, ts.P)
+}
+
+// tconvBackwardLayer is the temporal convolution's backward pass: dx
+// (through dataGrad), dw and db.
+func (s *SDNet) tconvBackwardLayer(l model.Layer, dy, x *cuda.Tensor, dataGrad func(int, func(*cuda.Tensor) error) error) error {
+	ts := s.tconvShape(l)
+	var err error
+	if !s.t16(l) {
+		err = dataGrad(0, func(dx *cuda.Tensor) error {
+			return tconvBackwardData(s.tc, dx.Ptr(), dy.Ptr(), s.param(l, 0).Ptr(), ts)
+		})
+		if dw := s.wgrad(l, 0); err == nil && dw != nil {
+			err = tconvBackwardFilter(s.tc, dw.Ptr(), dy.Ptr(), x.Ptr(), ts)
+		}
+	} else {
+		err = s.tconvBackwardT16(l, ts, dy, x, dataGrad)
+	}
+	if db := s.wgrad(l, 1); err == nil && db != nil {
+		n, c, h, w := s.frame(l.Out)
+		err = s.dev.SumChannels(db, dy, nn.ChannelShape{N: n, C: c, P: h * w})
+	}
+	return err
+}
+
+func (s *SDNet) tconvBackwardT16(l model.Layer, ts nn.TemporalConvShape, dy, x *cuda.Tensor, dataGrad func(int, func(*cuda.Tensor) error) error) error {
+	t := s.prec.dataType()
+	ops := tconvOps(t)
+	dyh, err := s.toHalfOf(dy, t)
+	if err != nil {
+		return err
+	}
+	defer dyh.Free()
+	err = dataGrad(0, func(dx *cuda.Tensor) error {
+		wh, err := s.tconvHalfWeight(l, ts, true)
+		if err != nil {
+			return err
+		}
+		defer wh.Free()
+		return tconvGemm3(s.tc, ops, dx.Ptr(), dyh.Ptr(), wh.Ptr(), ts.C, ts.K, ts.B, ts.T, ts.P)
+	})
+	if err != nil {
+		return err
+	}
+	dw := s.wgrad(l, 0)
+	if dw == nil {
+		return nil
+	}
+	xh, err := s.toHalfOf(x, t)
+	if err != nil {
+		return err
+	}
+	defer xh.Free()
+	return tconvBackwardFilterOps(s.tc, ops, dw.Ptr(), dyh.Ptr(), xh.Ptr(), ts)
+}
+
+// widenedWeight returns a float32 copy of the frozen 16-bit weight of
+// layer l in the float32 layout ((Out, In) for a linear layer, (K, C, KH,
+// KW) for a convolution), or nil when halfBackwardData is on or the weight
+// is float32.
+func (s *SDNet) widenedWeight(l model.Layer) (*cuda.Tensor, error) {
+	h := s.halfW[l.Params[0]]
+	if halfBackwardData || h == nil {
+		return nil, nil
+	}
+	shape := s.halfShape[l.Params[0]]
+	w, err := s.dev.NewTensor(shape...)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.dev.FromHalf(w, h, s.prec.dataType()); err != nil {
+		w.Free()
+		return nil, err
+	}
+	if len(shape) != 4 || !convNHWC {
+		return w, nil
+	}
+	// (K, KH, KW, C) -> (K, C, KH, KW)
+	defer w.Free()
+	nchw, err := s.dev.NewTensor(shape...)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.dev.Permute(nchw, w, []int{shape[0], shape[2] * shape[3], shape[1]}, []int{0, 2, 1}); err != nil {
+		nchw.Free()
+		return nil, err
+	}
+	return nchw, nil
+}
