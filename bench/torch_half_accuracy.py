@@ -66,7 +66,7 @@ def clip_norm(gn):
 
 
 def block_forward(self, hidden_states, attention_mask=None, encoder_hidden_states=None, encoder_attention_mask=None,
-                  timestep=None, cross_attention_kwargs=None, class_labels=None, added_cond_kwargs=None):
+                  timestep=None, cross_attention_kwargs=None, class_labels=None, added_cond_kwargs=None, **kwargs):
     h = self.attn1(self.norm1(hidden_states)) + hidden_states
     h = self.attn2(self.norm2(h), encoder_hidden_states=encoder_hidden_states) + h
     n, l, c = h.shape

@@ -14,7 +14,8 @@ import (
 // operands and accumulate in float32 (cublasGemmStridedBatchedEx,
 // CUBLAS_COMPUTE_32F); frozen convolutions likewise (sd_half.go). In the
 // bf16 mode the attention of the frozen layers runs on bfloat16 operands.
-// Activations, gradients, norms and the trainable weights stay float32;
+// Activations, gradients, norms and the trainable weights' master copies
+// stay float32 (the trainable temporal layers' products: sd_t16.go);
 // attention scores are float32, its probabilities and their gradients
 // bfloat16.
 

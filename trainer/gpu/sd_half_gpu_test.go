@@ -20,15 +20,29 @@ import (
 // input and weight; the tiny nets chain a few dozen of them, whose errors add
 // up (about sqrt(depth) u on random weights: 5-7 u for the forward
 // outputs). Forward outputs: 10 u (fp16 5e-3, bf16 4e-2). The gradients of
-// the trainable temporal layers keep float32 products of their own
-// (float32 master weights, temporal attention in float32), but flow back
-// through every frozen layer, each rounding the incoming gradient once
-// more, and into the last layers of the backward pass the most: 20 u (fp16
-// 1e-2, bf16 8e-2). Measured on an H200 (2026-12-02, per-frame / joint):
-// fp16 4.4e-3 / 4.1e-3 (within issue 16's 2e-2), bf16 4.9e-2 / 4.0e-2;
-// bf16 with float32 convolutions (linears only in 16 bits, the first bf16
-// mode, temporal attention float32) 2.02e-2 / 2.94e-2, checked at 10 u:
-// bfloat16 does not reach 2e-2 on this fixture either way.
+// the trainable temporal layers flow back through every frozen layer, each
+// rounding the incoming gradient once more, and the temporal convolutions
+// (and in fp16 the temporal linears) run on 16-bit operands themselves
+// (sd_t16.go), as PyTorch's autocast runs them. fp16: 20 u (1e-2), within
+// issue 16's 2e-2. bf16 cannot reach 2e-2 on its worst tensor: rounding
+// the frozen weights to bfloat16 alone moves the float32 step's worst
+// temporal gradient by 4.3e-2 on the recipe's fixture (TestSDT16Accuracy);
+// it is held to PyTorch's own autocast bf16 error on that fixture (worst
+// tensor 8.41e-2, bench/torch_half_accuracy.py, H200 2026-12-02) times 1.25
+// (a different accumulation order and rounding points): bf16GradTol.
+// Measured on an H200 (2026-12-02, two runs, per-frame / joint; the worst
+// tensor is a temporal norm or attention projection and varies by up to
+// 20% between identical runs): fp16 5.2e-3-5.5e-3 / 5.2e-3-5.6e-3; bf16
+// 5.8e-2-7.9e-2 / 5.1e-2-5.2e-2 (4.9e-2 / 4.0e-2 with the temporal layers
+// float32); bf16 with float32 convolutions (the first bf16 mode) 3.5e-2-
+// 3.9e-2 / 3.3e-2-3.4e-2 (2.0e-2 / 2.9e-2 with the temporal layers
+// float32), checked at 1.5 times the worst of those.
+const (
+	torchBF16Worst = 8.41e-2 // PyTorch autocast bf16 vs its float32, sd-tiny-pseudo3d: worst temporal gradient
+	torchBF16All   = 2.50e-2 // and all temporal gradients together
+	bf16GradTol    = 1.25 * torchBF16Worst
+)
+
 var halfModes = []struct {
 	name              string
 	p                 Precision
@@ -37,8 +51,8 @@ var halfModes = []struct {
 	vaeEnc, vaeDecode float64
 }{
 	{"fp16", FP16, false, 5e-3, 1e-2, 1e-3, 5e-3, 5e-3},
-	{"bf16", BF16, false, 4e-2, 8e-2, 1e-2, 4e-2, 4e-2},
-	{"bf16-linears", BF16, true, 3e-2, 4e-2, 1e-2, 4e-2, 4e-2},
+	{"bf16", BF16, false, 4e-2, bf16GradTol, 1e-2, 4e-2, 4e-2},
+	{"bf16-linears", BF16, true, 3e-2, 6e-2, 1e-2, 4e-2, 4e-2},
 }
 
 // snapshotFrozen downloads every frozen parameter's stored bits (16-bit

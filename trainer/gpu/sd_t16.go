@@ -8,20 +8,35 @@ import (
 	"github.com/timelapse-ml/pipeline/trainer/nn"
 )
 
-// The trainable linear layers and temporal convolutions in the half
-// precisions run as PyTorch's autocast runs them: their products read
-// 16-bit operands (the precision's type) and accumulate in float32, with
-// float32 outputs and float32 weight gradients. The 16-bit weight is
-// converted from the float32 master copy each time a pass reads it (as
-// autocast casts a weight at each use), so no 16-bit copy is kept between
-// passes and none can go stale after an optimizer update: the conversion
-// reads the weight once per pass (241M values at SD size, under 1 ms a
-// step on an H200); the memory it adds is one layer's 16-bit weight and
-// activation copies at a time. Bias additions, the bias gradient (a
-// channel sum of the float32 output gradient) and everything outside the
-// products stay float32. PIPELINE_SD_T16=0 keeps these layers' products
-// float32 (TF32 where the device allows it).
+// The trainable temporal convolutions in the half precisions (and the
+// trainable linear layers in fp16) run as PyTorch's autocast runs them:
+// their products read 16-bit operands (the precision's type) and
+// accumulate in float32, with float32 outputs and float32 weight
+// gradients. The 16-bit weight is converted from the float32 master copy
+// each time a pass reads it (as autocast casts a weight at each use), so
+// no 16-bit copy is kept between passes and none can go stale after an
+// optimizer update; the memory it adds is one layer's 16-bit weight and
+// activation copies at a time (a few tens of MB at SD size). Bias
+// additions, the bias gradient (a channel sum of the float32 output
+// gradient) and everything outside the products stay float32.
+// PIPELINE_SD_T16=0 keeps these layers' products float32 (TF32 where the
+// device allows it).
 var temporal16 = os.Getenv("PIPELINE_SD_T16") != "0"
+
+// t16Linear says in which half precisions the trainable linear layers run
+// on 16-bit operands too. In bf16 they stay float32: on the recipe's
+// fixture (TestSDT16Accuracy, H200 2026-12-02) their 16-bit products raised
+// bf16's worst temporal gradient error from 7.1e-2 to 9.2e-2 (the temporal
+// attention's projections and norm), and at SD size they are memory-bound:
+// 16-bit operands made their forward slower (the activation conversion,
+// 5.4 -> 7.0 ms a step) and their backward faster (18.8 -> 15.7 ms), so
+// float32 costs 1.1 ms a step (487.2 vs 486.1 ms). In fp16 they cost no
+// accuracy (worst 6.1e-3 vs 5.6e-3).
+var t16Linear = map[Precision]bool{FP16: true, BF16: false}
+
+// t16Conv: false keeps the temporal convolutions' products float32 (for
+// the accuracy tests).
+var t16Conv = true
 
 // halfBackwardData runs the frozen layers' backward-data products on 16-bit
 // operands (the output gradient rounded to the precision's type); false
@@ -33,7 +48,10 @@ var halfBackwardData = true
 // t16 reports whether layer l (a linear layer or a temporal convolution)
 // has a trainable weight whose products run on 16-bit operands.
 func (s *SDNet) t16(l model.Layer) bool {
-	return temporal16 && s.prec.Half() && len(l.Params) > 0 && s.weights[l.Params[0]] != nil && s.p.trainable[l.Params[0]]
+	if !temporal16 || !s.prec.Half() || (l.Kind == model.Linear && !t16Linear[s.prec]) || (l.Kind == model.TemporalConv && !t16Conv) {
+		return false
+	}
+	return len(l.Params) > 0 && s.weights[l.Params[0]] != nil && s.p.trainable[l.Params[0]]
 }
 
 // linearHalfWeight returns layer l's weight in 16 bits, or nil when its

@@ -25,16 +25,32 @@ func p3dTarget(n int) []float32 {
 
 // halfMode is one set of the half precisions' switches.
 type halfMode struct {
-	name                            string
-	p                               Precision
-	t32, convs32, attn32, bwdData32 bool // temporal products, frozen convolutions, bf16 attention, backward-data products in float32
-	roundedRef                      bool // (report) the reference on the 16-bit-rounded frozen weights
-	loss, grad                      float64
+	name string
+	p    Precision
+	// t32: the trainable layers' products float32; lin: the temporal
+	// linears' products 16-bit (1), float32 (-1) or the package's (0);
+	// tconv32, convs32, attn32, bwdData32: the temporal convolutions, the
+	// frozen convolutions, bf16 attention, the frozen layers'
+	// backward-data products float32
+	t32                                 bool
+	lin                                 int
+	tconv32, convs32, attn32, bwdData32 bool
+	// tolerances (0: report only): loss; temporal gradients, worst tensor
+	// and all together, against float32, and all together against float32
+	// on the bf16-rounded frozen weights
+	loss, worst, all, allRounded float64
 }
 
 func (m halfMode) set() func() {
-	temporal16, halfConvs, bf16Attention, halfBackwardData = !m.t32, !m.convs32, !m.attn32, !m.bwdData32
-	return func() { temporal16, halfConvs, bf16Attention, halfBackwardData = true, true, true, true }
+	saved := t16Linear[m.p]
+	if m.lin != 0 {
+		t16Linear[m.p] = m.lin > 0
+	}
+	temporal16, t16Conv, halfConvs, bf16Attention, halfBackwardData = !m.t32, !m.tconv32, !m.convs32, !m.attn32, !m.bwdData32
+	return func() {
+		t16Linear[m.p] = saved
+		temporal16, t16Conv, halfConvs, bf16Attention, halfBackwardData = true, true, true, true, true
+	}
 }
 
 // gradErrs is the relative L2 error of every temporal gradient against
@@ -121,16 +137,29 @@ func TestSDT16Accuracy(t *testing.T) {
 	t.Logf("CPU float32 on bf16-rounded frozen weights vs float32: loss %.3g, output %.3g, gradients worst %.3g, all %.3g",
 		relErr([]float32{lossR}, []float32{loss32}), relErr(outR, out32), wl, wg)
 
+	// Tolerances: fp16 within issue 16's 2e-2 on every temporal gradient
+	// (PyTorch's autocast fp16 on this fixture: worst 1.16e-2, all 2.7e-3);
+	// bf16 cannot be: rounding the frozen weights to bfloat16 alone moves
+	// the float32 step's gradients by 4.3e-2 (worst) / 1.4e-2 (all), so
+	// bf16 is held to PyTorch's own autocast bf16 error on the same model
+	// (worst 8.4e-2, all 2.5e-2; bench/torch_half_accuracy.py, H200,
+	// 2026-12-02) with a 1.25 margin for a different accumulation order
+	// and rounding points, and to 2e-2 for all temporal gradients together
+	// against the float32 step on the backbone it holds (the bf16-rounded
+	// weights).
 	modes := []halfMode{
-		{name: "fp16", p: FP16, loss: 1e-3, grad: 2e-2},
+		{name: "fp16", p: FP16, loss: 1e-3, worst: 2e-2, all: 2e-2},
 		{name: "fp16 temporal f32", p: FP16, t32: true},
-		{name: "bf16", p: BF16, loss: 2e-2, grad: 2e-1},
+		{name: "fp16 temporal linears f32", p: FP16, lin: -1},
+		{name: "bf16", p: BF16, loss: 1e-2, worst: bf16GradTol, all: 1.25 * torchBF16All, allRounded: 2e-2},
 		{name: "bf16 temporal f32", p: BF16, t32: true},
+		{name: "bf16 temporal linears 16-bit too", p: BF16, lin: 1},
+		{name: "bf16 temporal linears 16-bit, tconv f32", p: BF16, lin: 1, tconv32: true},
 		{name: "bf16 bwd-data f32", p: BF16, bwdData32: true},
 		{name: "bf16 attention f32", p: BF16, attn32: true},
 		{name: "bf16 convs f32", p: BF16, convs32: true},
 		{name: "bf16 convs+attn+bwd-data f32", p: BF16, convs32: true, attn32: true, bwdData32: true},
-		{name: "bf16 all f32 but weights", p: BF16, t32: true, convs32: true, attn32: true, bwdData32: true},
+		{name: "bf16 all f32 but linear weights", p: BF16, t32: true, convs32: true, attn32: true, bwdData32: true},
 	}
 	var rows []string
 	for _, m := range modes {
@@ -156,15 +185,20 @@ func TestSDT16Accuracy(t *testing.T) {
 			le := relErr([]float32{loss}, []float32{loss32})
 			worst, all := gradErrs(grads, grad32)
 			worstR, allR := gradErrs(grads, gradR)
-			row := fmt.Sprintf("| %s | %.3g | %.3g | %.3g | %.3g | %.3g | %.3g |", m.name, relErr(out[u.Net.Output], out32), le, worst, all, worstR, allR)
+			rr := fmt.Sprintf("%.3g | %.3g", worstR, allR)
+			if m.convs32 { // the reference rounds the convolution filters too
+				rr = "- | -"
+			}
+			row := fmt.Sprintf("| %s | %.3g | %.3g | %.3g | %.3g | %s |", m.name, relErr(out[u.Net.Output], out32), le, worst, all, rr)
 			t.Log(row)
 			rows = append(rows, row)
-			if m.grad > 0 {
-				if !(le <= m.loss) {
-					t.Errorf("loss rel err %.3g > %.0e", le, m.loss)
-				}
-				if !(worst <= m.grad) {
-					t.Errorf("worst temporal gradient rel err %.3g > %.0e", worst, m.grad)
+			for _, c := range []struct {
+				what     string
+				got, tol float64
+			}{{"loss", le, m.loss}, {"worst temporal gradient", worst, m.worst}, {"all temporal gradients", all, m.all},
+				{"all temporal gradients vs the rounded-weight reference", allR, m.allRounded}} {
+				if c.tol > 0 && !(c.got <= c.tol) {
+					t.Errorf("%s: rel err %.3g > %.3g", c.what, c.got, c.tol)
 				}
 			}
 		})
