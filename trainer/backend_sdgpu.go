@@ -126,6 +126,6 @@ type sdHostOptimizer struct {
 func (h *sdHostOptimizer) step() (optim.Stats, error)         { return h.h.Stats() }
 func (h *sdHostOptimizer) setSchedule(s optim.Schedule)       { h.opt.SetSchedule(s) }
 func (h *sdHostOptimizer) state() (*checkpoint.File, error)   { return h.opt.State(), nil }
-func (h *sdHostOptimizer) syncHost() error                    { return nil }
+func (h *sdHostOptimizer) syncHost() error                    { return h.h.Wait() }
 func (h *sdHostOptimizer) loadState(f *checkpoint.File) error { return h.opt.LoadState(f) }
 func (h *sdHostOptimizer) close()                             { h.h.Free(); h.be.inStep = false }

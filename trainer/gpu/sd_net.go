@@ -227,6 +227,11 @@ func (s *SDNet) forwardAll() error {
 		return err
 	}
 	for i, l := range s.p.net.Layers {
+		if s.host != nil {
+			if err := s.host.weightsFor(i); err != nil {
+				return fmt.Errorf("gpu: host optimizer: %w", err)
+			}
+		}
 		if err := s.forward(i); err != nil {
 			return fmt.Errorf("gpu: forward layer %d (%s %s): %w", i, l.Kind, l.Name, err)
 		}
@@ -243,6 +248,11 @@ func (s *SDNet) forwardAll() error {
 func (s *SDNet) Forward(in model.Inputs, outputs ...int) (map[int][]float32, error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	if s.host != nil {
+		if err := s.host.Wait(); err != nil {
+			return nil, fmt.Errorf("gpu: host optimizer: %w", err)
+		}
+	}
 	s.eval = true
 	defer func() { s.eval = false }()
 	defer s.release()

@@ -62,6 +62,13 @@ type SDHostAdamW struct {
 	stats    optim.Stats
 	stepErr  error
 	timing   HostStepTiming
+
+	// SetOverlapForward's (sd_optim_next.go)
+	overlapFwd   bool
+	evUp         []*cuda.Event // per bucket: its upload is done (up stream)
+	layerBuckets map[int][]int // layer -> the buckets of the trainable weights it reads
+	next         *nextForward  // the last step's update, still being completed
+	fwdWait      time.Duration // this step's forward's waits for it
 }
 
 // HostStepTiming is where the host side of the last TrainStep's update
@@ -86,6 +93,10 @@ type HostStepTiming struct {
 	LastUpload time.Duration
 	// GCs is the number of garbage collections during the step.
 	GCs uint32
+	// With SetOverlapForward: ForwardWait is this step's forward's wait
+	// on the host for the previous step's update, Background that
+	// update's time after the norm (overlapping this step's forward).
+	ForwardWait, Background time.Duration
 }
 
 // Timing reports where the host side of the last TrainStep went.
@@ -201,7 +212,15 @@ func (h *SDHostAdamW) plan() {
 
 // begin starts the step's update (before the backward pass).
 func (h *SDHostAdamW) begin() error {
-	h.timing = HostStepTiming{GCs: numGC()}
+	t := HostStepTiming{GCs: numGC(), ForwardWait: h.fwdWait}
+	h.fwdWait = 0
+	if nf := h.next; nf != nil {
+		if err := h.Wait(); err != nil {
+			return err
+		}
+		t.Background = nf.took
+	}
+	h.timing = t
 	h.ov = h.opt.BeginOverlapped()
 	h.deferred = h.s.scale.on || h.s.red != nil
 	h.work, h.done = make(chan int, len(h.buckets)), make(chan error, 1)
@@ -329,6 +348,12 @@ func (h *SDHostAdamW) finish() error {
 		}
 		h.timing.WaitUploads = time.Since(t0)
 	}
+	if err == nil && h.overlapFwd {
+		h.completeLater(h.ov)
+		h.ov = nil
+		h.timing.GCs = numGC() - h.timing.GCs
+		return nil
+	}
 	if err == nil {
 		// each bucket redone (clipped) or updated once (deferred) and its
 		// staging uploaded while the next one computes, the first
@@ -383,8 +408,11 @@ func (h *SDHostAdamW) abort(running bool) {
 // optim.ErrNonFinite for a non-finite gradient: nothing was changed).
 func (h *SDHostAdamW) Stats() (optim.Stats, error) { return h.stats, h.stepErr }
 
-// Free detaches the optimizer from the net and releases its host buffers.
+// Free detaches the optimizer from the net and releases its host buffers
+// (after the last step's update).
 func (h *SDHostAdamW) Free() {
+	h.Wait()
+	h.freeOverlap()
 	if h.s.host == h {
 		h.s.host = nil
 	}

@@ -17,7 +17,8 @@ import (
 // bucket and redoes it, deferring the rest once the norm is over; the
 // later ones, after a clipped step, defer every bucket to one update after
 // the norm):
-//   - SDHostAdamW (host AdamW overlapped with backward) leaves the same
+//   - SDHostAdamW (host AdamW overlapped with backward; and with the
+//     update after the norm overlapping the next step's forward) leaves the same
 //     weights as optim.AdamW.Step on the downloaded gradients followed by
 //     UploadTrainable (the plain host path): the same gradients and the same
 //     arithmetic, so they agree to 1e-6 relative (bit for bit when the GPU
@@ -36,7 +37,7 @@ func TestSDOptimizerInStep(t *testing.T) {
 		cfg := optim.DefaultConfig()
 		cfg.ClipNorm = clip
 		final := map[string][][]float32{}
-		for _, mode := range []string{"plain host", "overlapped host", "device"} {
+		for _, mode := range []string{"plain host", "overlapped host", "overlapped host, next forward", "device"} {
 			u, in, target := tinySDStep(t, model.GroupNormJoint)
 			frozen := map[string][]float32{}
 			for _, q := range u.Params.Backbone() {
@@ -57,8 +58,12 @@ func TestSDOptimizerInStep(t *testing.T) {
 			var dev *DeviceAdamW
 			before := d.MemStats().InUse
 			switch mode {
-			case "overlapped host":
-				if _, err := NewSDHostAdamW(s, host); err != nil {
+			case "overlapped host", "overlapped host, next forward":
+				h, err := NewSDHostAdamW(s, host)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := h.SetOverlapForward(mode != "overlapped host"); err != nil {
 					t.Fatal(err)
 				}
 				if after := d.MemStats().InUse; after != before {
@@ -92,7 +97,7 @@ func TestSDOptimizerInStep(t *testing.T) {
 					if err := s.UploadTrainable(); err != nil {
 						t.Fatal(err)
 					}
-				case "overlapped host":
+				case "overlapped host", "overlapped host, next forward":
 					if st, err = s.host.Stats(); err != nil {
 						t.Fatal(err)
 					}
@@ -120,6 +125,11 @@ func TestSDOptimizerInStep(t *testing.T) {
 			}
 			if dev != nil {
 				if err := dev.DownloadWeights(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if s.host != nil {
+				if err := s.host.Wait(); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -156,7 +166,7 @@ func TestSDOptimizerInStep(t *testing.T) {
 		ref := final["plain host"]
 		var worstRel, worstAbs float64
 		for i := range ref {
-			worstRel = max(worstRel, relErr(final["overlapped host"][i], ref[i]))
+			worstRel = max(worstRel, relErr(final["overlapped host"][i], ref[i]), relErr(final["overlapped host, next forward"][i], ref[i]))
 			for j, x := range final["device"][i] {
 				worstAbs = max(worstAbs, math.Abs(float64(x-ref[i][j])))
 			}

@@ -49,7 +49,7 @@ func TestSDStepModesBench(t *testing.T) {
 	type mode struct {
 		prec Precision
 		ckpt bool
-		opt  string // device, host, host noclip
+		opt  string // device, host, host noclip, host next (SetOverlapForward)
 	}
 	var modes []mode
 	for _, prec := range []Precision{TF32, BF16} {
@@ -62,7 +62,7 @@ func TestSDStepModesBench(t *testing.T) {
 			}
 		}
 	}
-	modes = append(modes, mode{TF32, true, "host noclip"}, mode{BF16, true, "host noclip"})
+	modes = append(modes, mode{TF32, true, "host noclip"}, mode{BF16, true, "host noclip"}, mode{BF16, true, "host next"})
 	// PIPELINE_SD_STEP_MODES=tf32/ckpt/host,... picks some (prec/ckpt|plain/optimizer)
 	if sel := os.Getenv("PIPELINE_SD_STEP_MODES"); sel != "" {
 		var keep []mode
@@ -105,7 +105,11 @@ func TestSDStepModesBench(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := NewSDHostAdamW(s, o); err != nil {
+			h, err := NewSDHostAdamW(s, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := h.SetOverlapForward(m.opt == "host next"); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -155,8 +159,8 @@ func TestSDStepModesBench(t *testing.T) {
 		}
 		w := median(wall)
 		for k, ht := range hostT {
-			t.Logf("%s AdamW %s step %d host side: during backward %v (%d of %d buckets deferred), tail %v, wait for uploads %v, after the norm %v, last upload %v, %d GCs; step %v, GPU %v",
-				m.prec, m.opt, k+2, ht.Update, ht.Deferred, ht.Buckets, ht.Tail, ht.WaitUploads, ht.Complete, ht.LastUpload, ht.GCs, wall[k], gpuT[k])
+			t.Logf("%s AdamW %s step %d host side: during backward %v (%d of %d buckets deferred), tail %v, wait for uploads %v, after the norm %v (in the background: %v, the forward's wait %v), last upload %v, %d GCs; step %v, GPU %v",
+				m.prec, m.opt, k+2, ht.Update, ht.Deferred, ht.Buckets, ht.Tail, ht.WaitUploads, ht.Complete, ht.Background, ht.ForwardWait, ht.LastUpload, ht.GCs, wall[k], gpuT[k])
 		}
 		t.Logf("%s %s AdamW %s: step %v (GPU compute %v), peak %.2f GiB, optimizer %.2f GiB on the device, %d/4 steps clipped",
 			m.prec, ck, m.opt, w, median(gpuT), gib(peak), gib(optBytes), clipped)
