@@ -20,8 +20,8 @@ import (
 type nextForward struct {
 	ready  []chan struct{} // per bucket: closed once its upload is queued (or on an error)
 	waited []bool          // per bucket: the compute stream waits for it
+	failed chan struct{}   // closed on an error, before the ready channels left
 	done   chan error
-	err    error         // set before ready's channels are closed on an error
 	took   time.Duration // the completion's time, set before done is sent
 }
 
@@ -66,7 +66,7 @@ func (h *SDHostAdamW) SetOverlapForward(on bool) error {
 // completeLater starts ov's completion in the background (after a
 // successful Finish).
 func (h *SDHostAdamW) completeLater(ov *optim.Overlapped) {
-	nf := &nextForward{ready: make([]chan struct{}, len(h.buckets)), waited: make([]bool, len(h.buckets)), done: make(chan error, 1)}
+	nf := &nextForward{ready: make([]chan struct{}, len(h.buckets)), waited: make([]bool, len(h.buckets)), failed: make(chan struct{}), done: make(chan error, 1)}
 	for b := range nf.ready {
 		nf.ready[b] = make(chan struct{})
 	}
@@ -94,7 +94,7 @@ func (h *SDHostAdamW) completeLater(ov *optim.Overlapped) {
 			if h.up.Sync() == nil && h.upload(h.all()) == nil {
 				h.up.Sync()
 			}
-			nf.err = err
+			close(nf.failed)
 			for b++; b >= 0; b-- {
 				close(nf.ready[b])
 			}
@@ -118,8 +118,10 @@ func (h *SDHostAdamW) weightsFor(i int) error {
 		t0 := time.Now()
 		<-nf.ready[b]
 		h.fwdWait += time.Since(t0)
-		if nf.err != nil {
+		select {
+		case <-nf.failed:
 			return h.Wait()
+		default:
 		}
 		if err := h.s.dev.Wait(nil, h.evUp[b]); err != nil {
 			return err
