@@ -1,6 +1,7 @@
 package gpu
 
 import (
+	"runtime"
 	"time"
 
 	"github.com/timelapse-ml/pipeline/trainer/optim"
@@ -71,6 +72,8 @@ func (h *SDHostAdamW) completeLater(ov *optim.Overlapped) {
 		nf.ready[b] = make(chan struct{})
 	}
 	h.next = nf
+	// a core left to the launches of the forward pass it runs behind
+	ov.SetWorkers(max(1, runtime.GOMAXPROCS(0)-1))
 	go func() {
 		t0 := time.Now()
 		var err error

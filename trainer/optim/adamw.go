@@ -109,8 +109,15 @@ func (o *AdamW) LR() float64 { return o.cfg.LR * o.cfg.Schedule.Factor(o.step+1)
 func (o *AdamW) parallel(fn func(i int, s span)) { runSpans(o.work, fn) }
 
 // runSpans runs fn over every span of work on all cores.
-func runSpans(work []span, fn func(i int, s span)) {
-	workers := min(runtime.GOMAXPROCS(0), len(work))
+func runSpans(work []span, fn func(i int, s span)) { runSpansOn(0, work, fn) }
+
+// runSpansOn runs fn over every span of work on n goroutines (0: one per
+// core).
+func runSpansOn(n int, work []span, fn func(i int, s span)) {
+	if n <= 0 {
+		n = runtime.GOMAXPROCS(0)
+	}
+	workers := min(n, len(work))
 	if workers <= 1 {
 		for i, s := range work {
 			fn(i, s)

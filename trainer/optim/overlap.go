@@ -33,7 +33,13 @@ type Overlapped struct {
 	sum      float64 // squares summed so far (in Update order)
 	finished bool
 	scale    float32 // the clipping scale after Finish (1: unclipped)
+	workers  int     // goroutines per call (0: one per core)
 }
+
+// SetWorkers makes the step's later calls run on n goroutines (0: one per
+// core; fewer leave a core to other work, such as a GPU's kernel launches
+// while the update runs behind them). The results do not depend on it.
+func (p *Overlapped) SetWorkers(n int) { p.workers = n }
 
 // overlapBuffers are the saved weights and moments and the per-step
 // bookkeeping, kept across steps.
@@ -88,7 +94,7 @@ func (p *Overlapped) spansOf(idx []int, fn func(k int, s span)) {
 		lo = p.b.first[idx[0]]
 		for hi = lo; hi < len(o.work) && o.work[hi].p == idx[0]; hi++ {
 		}
-		runSpans(o.work[lo:hi], func(j int, s span) { fn(lo+j, s) })
+		runSpansOn(p.workers, o.work[lo:hi], func(j int, s span) { fn(lo+j, s) })
 		return
 	}
 	var ks []int
@@ -101,7 +107,7 @@ func (p *Overlapped) spansOf(idx []int, fn func(k int, s span)) {
 	for j, k := range ks {
 		work[j] = o.work[k]
 	}
-	runSpans(work, func(j int, s span) { fn(ks[j], s) })
+	runSpansOn(p.workers, work, func(j int, s span) { fn(ks[j], s) })
 }
 
 // check validates params idx, not yet handed over, against grads (and
