@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -239,7 +240,9 @@ var flashStepShapes = []struct {
 
 // TestFlashBench times the fused bfloat16 attention, forward and
 // forward+backward (all three gradients), on each attention shape of the
-// full-size step (PIPELINE_SD_BENCH=1), median of 10 after a warm-up.
+// full-size step (PIPELINE_SD_BENCH=1), median of 10 after a warm-up;
+// PIPELINE_FLASH_BENCH_SHAPES (comma-separated parts of their names)
+// picks some.
 func TestFlashBench(t *testing.T) {
 	if os.Getenv("PIPELINE_SD_BENCH") != "1" {
 		t.Skip("PIPELINE_SD_BENCH=1 runs the attention benchmark")
@@ -254,7 +257,19 @@ func TestFlashBench(t *testing.T) {
 	rng := rand.New(rand.NewPCG(8, 9))
 	fmt.Println("| attention (ours, flash bf16) | layers | fwd ms | fwd+bwd ms | step total fwd+bwd ms |\n|---|---:|---:|---:|---:|")
 	total := 0.0
+	pick := func(name string) bool {
+		sel := os.Getenv("PIPELINE_FLASH_BENCH_SHAPES")
+		for _, p := range strings.Split(sel, ",") {
+			if strings.Contains(name, p) {
+				return true
+			}
+		}
+		return sel == ""
+	}
 	for _, sh := range flashStepShapes {
+		if !pick(sh.name) {
+			continue
+		}
 		a := nn.SeqAttentionShape{N: sh.n, Lq: sh.lq, Lk: sh.lk, C: sh.c, Heads: sh.h}
 		mk := func(n int, shape ...int) *cuda.Tensor {
 			x, err := d.FromHost(randn(rng, n, 1), shape...)
