@@ -236,9 +236,13 @@ func planTrainSD(cfg *pipeline.Config, s *pipeline.Stage, o PlanOptions, sp *Sta
 	wb, ab, prec := sdBytes(s, "precision", o)
 	// checkpointing as the stage asks, where the executor has it
 	useCk := s.Params.Bool("checkpointing") && trainer.SDCheckpointingAvailable()
+	gp, _ := gpu.ParsePrecision(prec)
 	job := func(t int, ckpt bool) (plan.Estimate, error) {
+		// the executor's schedule: fused attention, 16-bit boundaries, kept attention
+		fused, cb, keep := gpu.SDStepSchedule(gp, ckpt)
 		return plan.Plan(plan.Job{Net: net, B: B, T: t, H: h, W: h, Train: true, WeightBytes: wb,
-			ActBytes: ab, Checkpoint: ckpt, OptimizerOnDevice: onDev, AttentionBudget: sdAttentionBudget, Workspace: sdWorkspace})
+			ActBytes: ab, Checkpoint: ckpt, OptimizerOnDevice: onDev, AttentionBudget: sdAttentionBudget, Workspace: sdWorkspace,
+			FusedAttention: fused, CheckpointBytes: cb, KeepAttention: keep})
 	}
 	plain, err := job(T, false)
 	if err != nil {

@@ -281,8 +281,11 @@ func (s *SDNet) flashForward(i int, l model.Layer, y, q, k, v *cuda.Tensor) erro
 	if err != nil {
 		return err
 	}
-	if s.eval || s.noSave || !s.p.backward[i] { // noSave: a checkpointed step's first pass
+	if s.eval || (s.noSave && !s.keepsAttention(i)) || !s.p.backward[i] { // noSave: a checkpointed step's first pass
 		return s.flashRun(c, y, nil, nil, q, k, v)
+	}
+	if kept, err := s.keptAttention(i, y); kept { // sd_ckpt_attn.go
+		return err
 	}
 	f := s.flashState()
 	if old := f.saved[i]; old != nil {

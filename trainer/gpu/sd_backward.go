@@ -2,6 +2,7 @@ package gpu
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/timelapse-ml/pipeline/trainer/cuda"
 	"github.com/timelapse-ml/pipeline/trainer/model"
@@ -92,8 +93,15 @@ func (s *SDNet) backwardLayer(i int) error {
 		})
 	case model.GEGLU:
 		rows, _ := s.rowsOf(l.Out)
+		f := s.p.net.Values[l.Out].Channels
+		if dx := s.takeInput(i, 0); dx != nil {
+			// in place: the input's last reader turns it into its gradient
+			err = k.gegluBackward(dx.Ptr(), dy.Ptr(), dx.Ptr(), int64(rows), f)
+			s.grads[l.In[0]] = dx
+			break
+		}
 		err = dataGrad(0, func(dx *cuda.Tensor) error {
-			return k.gegluBackward(dx.Ptr(), dy.Ptr(), x(0).Ptr(), int64(rows), s.p.net.Values[l.Out].Channels)
+			return k.gegluBackward(dx.Ptr(), dy.Ptr(), x(0).Ptr(), int64(rows), f)
 		})
 	case model.Conv2D:
 		cs := s.convShape(l)
@@ -209,6 +217,20 @@ func (s *SDNet) backwardLayer(i int) error {
 		}
 	}
 	return nil
+}
+
+// takeInput hands layer i's input j over to become its gradient (an
+// elementwise backward that may write in place): when a gradient flows to
+// it, none has arrived yet and layer i's backward is its last reader
+// (nil otherwise).
+func (s *SDNet) takeInput(i, j int) *cuda.Tensor {
+	v := s.p.net.Layers[i].In[j]
+	if !s.p.reqGrad[v] || s.grads[v] != nil || s.vals[v] == nil || !s.mayFree(v) || !slices.Contains(s.freeList(i, false), v) {
+		return nil
+	}
+	t := s.vals[v]
+	s.vals[v] = nil
+	return t
 }
 
 func (s *SDNet) groupNormBackward(l model.Layer, dy, x *cuda.Tensor, needX bool) error {

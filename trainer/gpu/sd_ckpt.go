@@ -13,6 +13,22 @@ import "fmt"
 // reads, as a plain training step does), runs its backward, and frees all
 // the segment produced. At most one segment's inner values are alive at a
 // time.
+//
+// In the half precisions the boundary values are kept in 16 bits (of the
+// precision's type: bfloat16, or float16, whose range ends at 65504 as
+// autocast's float16 block outputs do): the first pass packs each one
+// after its last forward read and frees its float32 buffer, and a
+// segment's recompute unpacks the inputs it reads (freed again after its
+// backward; the 16-bit copy lives until its producer's backward). The
+// recompute then starts from the inputs rounded to 16 bits, as autocast's
+// checkpointing does (its block outputs are 16-bit tensors); the float32
+// mode keeps them exact (SDOptions.CheckpointFloat32 in a half one).
+//
+// Selective checkpointing: the fused attention's saved results (its
+// 16-bit output and row logsumexp, flash.go) of the layers with at least
+// SDOptions.CheckpointKeepAttention queries x keys are kept from the
+// first pass to their backward, and the recompute takes its output from
+// them instead of running the attention again (sd_ckpt_attn.go).
 
 // ckptPlan is the schedule of a checkpointed training step.
 type ckptPlan struct {
@@ -26,13 +42,25 @@ type ckptPlan struct {
 	freeFwd [][]int
 	// backward[s]: segment s has a layer with a backward pass.
 	backward []bool
+	// packFwd[l]: boundary values to pack into 16 bits after layer l in the
+	// first pass (half precisions; nil lists otherwise); segIn[s]: the
+	// boundary values segment s's layers read from earlier segments.
+	packFwd [][]int
+	segIn   [][]int
+	// keepAttn[l]: the first pass keeps layer l's fused attention results
+	// (those with at least keepMin queries x keys; 0: none).
+	keepAttn []bool
+	keepMin  int
+	packed   bool // boundaries packed into 16 bits
 }
 
-func newCkptPlan(p *sdPlan) *ckptPlan {
+func newCkptPlan(p *sdPlan, pack bool, keepMin int) *ckptPlan {
 	net := p.net
 	nl, nv := len(net.Layers), len(net.Values)
 	c := &ckptPlan{segs: net.CheckpointSegments(), segOf: make([]int, nl), prodSeg: make([]int, nv),
-		boundary: make([]bool, nv), freeFwd: make([][]int, nl)}
+		boundary: make([]bool, nv), freeFwd: make([][]int, nl), packFwd: make([][]int, nl), keepAttn: make([]bool, nl),
+		keepMin: max(0, keepMin), packed: pack}
+	keepAttn := keepAttention(net, p.shapes, keepMin)
 	c.backward = make([]bool, len(c.segs))
 	for si, sg := range c.segs {
 		for i := sg[0]; i < sg[1]; i++ {
@@ -56,18 +84,97 @@ func newCkptPlan(p *sdPlan) *ckptPlan {
 			}
 		}
 	}
+	c.segIn = make([][]int, len(c.segs))
+	for si, sg := range c.segs {
+		seen := map[int]bool{}
+		for i := sg[0]; i < sg[1]; i++ {
+			for _, v := range net.Layers[i].In {
+				if c.prodSeg[v] >= 0 && c.prodSeg[v] != si && !p.persistent[v] && !seen[v] {
+					seen[v] = true
+					c.segIn[si] = append(c.segIn[si], v)
+				}
+			}
+		}
+	}
 	for i, l := range net.Layers {
+		c.keepAttn[i] = p.backward[i] && keepAttn(i)
 		v := l.Out
-		if p.persistent[v] || c.boundary[v] {
+		if p.persistent[v] {
 			continue
 		}
 		at := lastRead[v]
 		if at < 0 {
 			at = i
 		}
-		c.freeFwd[at] = append(c.freeFwd[at], v)
+		switch {
+		case !c.boundary[v]:
+			c.freeFwd[at] = append(c.freeFwd[at], v)
+		case pack:
+			c.packFwd[at] = append(c.packFwd[at], v)
+		}
 	}
 	return c
+}
+
+// packDone packs the boundary values layer i's first-pass forward read
+// last (half precisions): a 16-bit copy replaces the float32 buffer.
+func (s *SDNet) packDone(i int) error {
+	if s.ckSeg != ckptFirstPass {
+		return nil
+	}
+	for _, v := range s.ck.packFwd[i] {
+		t := s.vals[v]
+		if t == nil {
+			continue
+		}
+		h, err := s.toHalfOf(t, s.prec.dataType())
+		if err != nil {
+			return fmt.Errorf("gpu: pack value %d: %w", v, err)
+		}
+		s.packed[v] = h
+		t.Free()
+		s.vals[v] = nil
+	}
+	return nil
+}
+
+// unpackInputs restores the float32 values segment si reads from earlier
+// segments out of their 16-bit copies.
+func (s *SDNet) unpackInputs(si int) error {
+	for _, v := range s.ck.segIn[si] {
+		h := s.packed[v]
+		if s.vals[v] != nil || h == nil {
+			continue
+		}
+		t, err := s.dev.NewTensor(s.p.shapes[v]...)
+		if err != nil {
+			return err
+		}
+		if err := s.dev.FromHalf(t, h, s.prec.dataType()); err != nil {
+			t.Free()
+			return fmt.Errorf("gpu: unpack value %d: %w", v, err)
+		}
+		s.vals[v] = t
+	}
+	return nil
+}
+
+// dropInputs frees the unpacked float32 inputs of segment si (their
+// 16-bit copies stay for the segments before it).
+func (s *SDNet) dropInputs(si int) {
+	for _, v := range s.ck.segIn[si] {
+		if s.packed[v] != nil {
+			s.freeValue(v)
+		}
+	}
+}
+
+// freePacked frees the 16-bit copies of the pass (nil-safe).
+func (s *SDNet) freePacked() {
+	for v, h := range s.packed {
+		h.Free()
+		delete(s.packed, v)
+	}
 }
 
 // ckptForward is the first forward pass of a checkpointed step: inner
@@ -92,6 +199,9 @@ func (s *SDNet) ckptBackward() error {
 		// later segments are done: this segment's kept outputs are
 		// recomputed with the rest
 		s.sweepSegment(sg)
+		if err := s.unpackInputs(si); err != nil {
+			return err
+		}
 		for i := sg[0]; i < sg[1]; i++ {
 			l := net.Layers[i]
 			if err := s.forward(i); err != nil {
@@ -114,15 +224,21 @@ func (s *SDNet) ckptBackward() error {
 			}
 		}
 		s.sweepSegment(sg)
+		s.dropInputs(si)
 	}
 	return nil
 }
 
-// sweepSegment frees every non-persistent value the layers of sg produce.
+// sweepSegment frees every non-persistent value the layers of sg produce
+// (and their 16-bit copies).
 func (s *SDNet) sweepSegment(sg [2]int) {
 	for i := sg[0]; i < sg[1]; i++ {
 		if v := s.p.net.Layers[i].Out; !s.p.persistent[v] {
 			s.freeValue(v)
+			if h := s.packed[v]; h != nil {
+				h.Free()
+				delete(s.packed, v)
+			}
 		}
 	}
 }

@@ -191,7 +191,7 @@ func (s *SDNet) forward(i int) error {
 			s.freeValue(v)
 		}
 	}
-	return nil
+	return s.packDone(i)
 }
 
 func (s *SDNet) freeValue(v int) {

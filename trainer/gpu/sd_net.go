@@ -46,6 +46,9 @@ type SDNet struct {
 	ck     *ckptPlan
 	ckSeg  int
 	noSave bool
+	// packed holds the 16-bit copies of a checkpointed step's boundary
+	// values in the half precisions (sd_ckpt.go), by value.
+	packed map[int]*cuda.Tensor
 	// host is the overlapped host optimizer (NewSDHostAdamW), nil if none.
 	host *SDHostAdamW
 
@@ -89,6 +92,14 @@ type SDOptions struct {
 	// instead of keeping its inner values (sd_ckpt.go): the training step
 	// holds the block boundaries and one block's values at a time.
 	Checkpointing bool
+	// CheckpointFloat32 keeps a checkpointed step's block boundaries in
+	// float32 in the half precisions too (else 16 bits: sd_ckpt.go).
+	CheckpointFloat32 bool
+	// CheckpointKeepAttention: a checkpointed half-precision step keeps
+	// the fused attention's results of the layers with at least this many
+	// queries x keys for the backward, and its recompute skips them
+	// (sd_ckpt_attn.go); 0: DefaultCheckpointKeepAttention, < 0: none.
+	CheckpointKeepAttention int
 	// AttentionScores bounds the float32 attention scores held at once
 	// (elements; 0: 1<<28, 1 GiB).
 	AttentionScores int
@@ -112,9 +123,16 @@ func NewSDNet(dev *cuda.Device, net *model.Net, p *model.Params, B, T, H, W int,
 	}
 	s := &SDNet{dev: dev, k: k, p: pl, params: p, weights: map[string]*cuda.Tensor{}, wgrads: map[string]*cuda.Tensor{},
 		halfW: map[string]*cuda.Tensor{}, halfShape: map[string][]int{}, prec: prec, bf16: prec.Half(), scale: newLossScale(prec),
-		ln: map[int]*lnSaved{}, attnBudget: o.AttentionScores, ckSeg: ckptOff}
+		ln: map[int]*lnSaved{}, attnBudget: o.AttentionScores, ckSeg: ckptOff, packed: map[int]*cuda.Tensor{}}
 	if o.Checkpointing && o.Trainable != nil {
-		s.ck = newCkptPlan(pl)
+		keep := o.CheckpointKeepAttention
+		if keep == 0 {
+			keep = DefaultCheckpointKeepAttention
+		}
+		if !prec.Half() {
+			keep = -1
+		}
+		s.ck = newCkptPlan(pl, prec.Half() && !o.CheckpointFloat32, keep)
 	}
 	if s.attnBudget <= 0 {
 		s.attnBudget = 1 << 28
@@ -469,6 +487,7 @@ func (s *SDNet) release() {
 		delete(s.ln, i)
 	}
 	s.fl.release()
+	s.freePacked()
 }
 
 // Profile returns the mean device milliseconds per profiled pass (training

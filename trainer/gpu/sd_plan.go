@@ -94,3 +94,45 @@ func newSDPlan(net *model.Net, B, T, H, W int, trainable func(model.ParamSpec) b
 	p.freeFwd, p.freeBwd, p.freeEval = freeLists(net, p.backward, p.saves, p.persistent)
 	return p, nil
 }
+
+// sdBuffers is the bytes of an SDNet's long-lived buffers.
+type sdBuffers struct{ frozen, trainable, grads int64 }
+
+func (b sdBuffers) total() int64 { return b.frozen + b.trainable + b.grads }
+
+// bufferBytes adds up the weights (16-bit frozen ones, float32 frozen and
+// trainable ones) and the parameter gradients.
+func (s *SDNet) bufferBytes() sdBuffers {
+	var b sdBuffers
+	for _, t := range s.halfW {
+		b.frozen += 4 * int64(t.Len())
+	}
+	for n, t := range s.weights {
+		if s.p.trainable[n] {
+			b.trainable += 4 * int64(t.Len())
+		} else {
+			b.frozen += 4 * int64(t.Len())
+		}
+	}
+	for _, t := range s.wgrads {
+		b.grads += 4 * int64(t.Len())
+	}
+	return b
+}
+
+// SDStepSchedule is what a memory planner (trainer/plan's Job) needs to
+// know of the training step NewSDNet runs in precision p with the
+// options' defaults: whether the spatial attention runs fused, the
+// element size of the checkpointed boundaries (0: whole, float32) and the
+// queries x keys from which the fused attention's results are kept
+// (0: none).
+func SDStepSchedule(p Precision, checkpointing bool) (fused bool, boundaryBytes, keepAttention int) {
+	fused = p.Half()
+	if checkpointing && p.Half() {
+		boundaryBytes = 2
+		if fused {
+			keepAttention = DefaultCheckpointKeepAttention
+		}
+	}
+	return fused, boundaryBytes, keepAttention
+}

@@ -11,8 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/timelapse-ml/pipeline/trainer/cuda"
 	"github.com/timelapse-ml/pipeline/trainer/model"
 	"github.com/timelapse-ml/pipeline/trainer/optim"
+	memplan "github.com/timelapse-ml/pipeline/trainer/plan"
 )
 
 // TestSDStepModesBench measures the full-size SD-1.5 inpainting UNet's
@@ -23,7 +25,8 @@ import (
 // and unclipped), in TF32 and bf16: wall time of the whole step (training
 // step, optimizer, synchronised; median of 3 after a warm-up step), device
 // peak (weights included) and optimizer bytes on the device. Set
-// PIPELINE_SD_BENCH=1.
+// PIPELINE_SD_BENCH=1. It prints the steady-state peak's breakdown from
+// the allocator beside trainer/plan's estimate of the same step.
 func TestSDStepModesBench(t *testing.T) {
 	if os.Getenv("PIPELINE_SD_BENCH") != "1" {
 		t.Skip("PIPELINE_SD_BENCH=1 runs the full-size benchmark")
@@ -48,42 +51,47 @@ func TestSDStepModesBench(t *testing.T) {
 	temporal := func(q model.ParamSpec) bool { return q.Temporal }
 	type mode struct {
 		prec Precision
-		ckpt bool
+		ck   string // plain; ckpt (the default: 16-bit boundaries, kept attention); ckpt-f32, ckpt-nokeep
 		opt  string // device, host, host noclip, host next (SetOverlapForward)
 	}
 	var modes []mode
-	for _, prec := range []Precision{TF32, BF16} {
-		for _, ckpt := range []bool{false, true} {
-			if prec == BF16 && !ckpt {
+	for _, prec := range []Precision{TF32, BF16, FP16} {
+		for _, ck := range []string{"plain", "ckpt", "ckpt-f32", "ckpt-nokeep"} {
+			if prec.Half() && ck == "plain" || !prec.Half() && ck != "plain" && ck != "ckpt" {
 				continue
 			}
 			for _, opt := range []string{"device", "host"} {
-				modes = append(modes, mode{prec, ckpt, opt})
+				modes = append(modes, mode{prec, ck, opt})
 			}
 		}
 	}
-	modes = append(modes, mode{TF32, true, "host noclip"}, mode{BF16, true, "host noclip"}, mode{BF16, true, "host next"})
-	// PIPELINE_SD_STEP_MODES=tf32/ckpt/host,... picks some (prec/ckpt|plain/optimizer)
+	modes = append(modes, mode{TF32, "ckpt", "host noclip"}, mode{BF16, "ckpt", "host noclip"}, mode{BF16, "ckpt", "host next"})
+	// PIPELINE_SD_STEP_MODES=bf16/ckpt/device,... picks some (prec/checkpointing/optimizer)
 	if sel := os.Getenv("PIPELINE_SD_STEP_MODES"); sel != "" {
 		var keep []mode
 		for _, m := range modes {
-			ck := "plain"
-			if m.ckpt {
-				ck = "ckpt"
-			}
-			if slices.Contains(strings.Split(sel, ","), fmt.Sprintf("%s/%s/%s", m.prec, ck, m.opt)) {
+			if slices.Contains(strings.Split(sel, ","), fmt.Sprintf("%s/%s/%s", m.prec, m.ck, m.opt)) {
 				keep = append(keep, m)
 			}
 		}
 		modes = keep
 	}
-	var rows []string
+	var rows, mem []string
 	for _, m := range modes {
 		dev.ResetPeak()
-		s, err := NewSDNet(dev, net, p, B, T, H, W, SDOptions{Trainable: temporal, Precision: m.prec, Checkpointing: m.ckpt})
+		o := SDOptions{Trainable: temporal, Precision: m.prec, Checkpointing: m.ck != "plain"}
+		switch m.ck {
+		case "ckpt-f32":
+			o.CheckpointFloat32, o.CheckpointKeepAttention = true, -1
+		case "ckpt-nokeep":
+			o.CheckpointKeepAttention = -1
+		}
+		s, err := NewSDNet(dev, net, p, B, T, H, W, o)
 		if err != nil {
 			t.Fatal(err)
 		}
+		bufs := s.bufferBytes()
+		netBytes := dev.MemStats().InUse
 		cfg := optim.DefaultConfig()
 		if m.opt == "host noclip" {
 			cfg.ClipNorm = 0
@@ -117,7 +125,15 @@ func TestSDStepModesBench(t *testing.T) {
 		var wall, gpuT []time.Duration
 		var hostT []HostStepTiming
 		clipped := 0
+		var first int64
 		for i := 0; i < 4; i++ {
+			if i == 1 {
+				// then the steady-state peak, as PyTorch's bench takes it
+				// (after its warm-up steps): the libraries' algorithm
+				// searches are done
+				first = dev.MemStats().Peak
+				dev.ResetPeak()
+			}
 			st := time.Now()
 			if _, err := s.TrainStep(in, target); err != nil {
 				t.Fatal(err)
@@ -144,7 +160,13 @@ func TestSDStepModesBench(t *testing.T) {
 				}
 			}
 		}
-		peak := dev.MemStats().Peak
+		st := dev.MemStats()
+		steady := st.Peak
+		peak := max(steady, first)
+		e, err := memplan.Plan(s.planJob(m.opt == "device"))
+		if err != nil {
+			t.Fatal(err)
+		}
 		if da != nil {
 			da.Free()
 		}
@@ -153,22 +175,54 @@ func TestSDStepModesBench(t *testing.T) {
 		for _, q := range p.TemporalParams() {
 			copy(q.Data, saved[q.Name])
 		}
-		ck := "no checkpointing"
-		if m.ckpt {
-			ck = "checkpointing"
-		}
 		w := median(wall)
 		for k, ht := range hostT {
 			t.Logf("%s AdamW %s step %d host side: during backward %v (%d of %d buckets deferred), tail %v, wait for uploads %v, after the norm %v (in the background: %v, the forward's wait %v), last upload %v, %d GCs; step %v, GPU %v",
 				m.prec, m.opt, k+2, ht.Update, ht.Deferred, ht.Buckets, ht.Tail, ht.WaitUploads, ht.Complete, ht.Background, ht.ForwardWait, ht.LastUpload, ht.GCs, wall[k], gpuT[k])
 		}
-		t.Logf("%s %s AdamW %s: step %v (GPU compute %v), peak %.2f GiB, optimizer %.2f GiB on the device, %d/4 steps clipped",
-			m.prec, ck, m.opt, w, median(gpuT), gib(peak), gib(optBytes), clipped)
-		rows = append(rows, fmt.Sprintf("| %s | %s | AdamW %s | %.1f | %.1f | %.2f | %.2f | %d/4 |", m.prec, ck, m.opt,
-			float64(w.Microseconds())/1000, tflop/w.Seconds(), gib(peak), gib(optBytes), clipped))
+		steadyPlan := e.Total - e.Workspace + blasWorkspace
+		t.Logf("%s %s AdamW %s: step %v (GPU compute %v), peak %.2f GiB (steady state %.2f), optimizer %.2f GiB on the device, %d/4 steps clipped; plan %.2f GiB (steady state %.2f)",
+			m.prec, m.ck, m.opt, w, median(gpuT), gib(peak), gib(steady), gib(optBytes), clipped, gib(e.Total), gib(steadyPlan))
+		rows = append(rows, fmt.Sprintf("| %s | %s | AdamW %s | %.1f | %.1f | %.2f | %.2f | %.2f | %.2f | %.2f | %d/4 |", m.prec, m.ck, m.opt,
+			float64(w.Microseconds())/1000, tflop/w.Seconds(), gib(steady), gib(peak), gib(steadyPlan), float64(steadyPlan)/float64(steady), gib(optBytes), clipped))
+		// where the steady-state peak goes: the executor's own buffers, the
+		// optimizer, and the rest of the peak (values, value gradients,
+		// saved results, packed boundaries, scratch) beside the plan's
+		mem = append(mem, fmt.Sprintf("| %s %s AdamW %s | %.2f / %.2f | %.2f / %.2f | %.2f / %.2f | %.2f / %.2f | %.2f | %.2f / %.2f | %.2f | %.2f |",
+			m.prec, m.ck, m.opt, gib(bufs.frozen), gib(e.FrozenWeights), gib(bufs.trainable), gib(e.TrainableWeights),
+			gib(bufs.grads), gib(e.ParamGrads), gib(optBytes), gib(e.Optimizer), gib(netBytes-bufs.total()),
+			gib(steady-netBytes-optBytes), gib(e.Activations+e.ActivationGrads+e.Attention), gib(st.Reserved), gib(steady)))
 	}
-	fmt.Println("| precision | checkpointing | optimizer | step ms | TFLOP/s | peak GiB | optimizer GiB on GPU | clipped |\n|---|---|---|---:|---:|---:|---:|---:|")
+	fmt.Println("| precision | checkpointing | optimizer | step ms | TFLOP/s | peak GiB (steady) | peak GiB (with warm-up) | plan GiB (steady) | plan / peak | optimizer GiB on GPU | clipped |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, r := range rows {
 		fmt.Println(r)
 	}
+	fmt.Println("\nsteady-state peak, GiB, measured / plan: | mode | frozen weights | trainable masters | parameter grads | optimizer | other buffers | step's values, grads, scratch | reserved | peak |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+	for _, r := range mem {
+		fmt.Println(r)
+	}
+}
+
+// blasWorkspace is cuBLAS's workspace, held for the device's life (in the
+// steady-state peak; cuDNN's search scratch is not).
+const blasWorkspace = 32 << 20
+
+// planJob is the trainer/plan job of this executor's training step: its
+// precisions, checkpointing schedule (16-bit boundaries, kept fused
+// attention), attention budget and library workspace.
+func (s *SDNet) planJob(optimizerOnDevice bool) memplan.Job {
+	j := memplan.Job{Net: s.p.net, B: s.p.B, T: s.p.T, H: s.p.H, W: s.p.W, Train: true, WeightBytes: 4, ActBytes: 4,
+		Trainable: func(q model.ParamSpec) bool { return s.p.trainable[q.Name] }, Checkpoint: s.ck != nil,
+		OptimizerOnDevice: optimizerOnDevice, AttentionBudget: 4 * int64(s.attnBudget), Workspace: cuda.LibraryWorkspaceBytes()}
+	if s.prec.Half() {
+		j.WeightBytes = 2
+	}
+	j.FusedAttention = s.prec.Half() && !s.flashOff && !flashTemporal
+	if s.ck != nil {
+		if s.ck.packed {
+			j.CheckpointBytes = 2
+		}
+		j.KeepAttention = s.ck.keepMin
+	}
+	return j
 }

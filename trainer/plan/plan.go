@@ -47,6 +47,20 @@ type Job struct {
 	// intermediates exceed it over chunks of rows holding at most that many
 	// bytes of them (trainer/gpu's SD executor: gpu.SDFeedForwardChunkBytes).
 	FeedForwardChunk int64
+	// FusedAttention: the non-temporal sequence attention layers run fused
+	// (trainer/gpu's half precisions): no score matrix, 16-bit copies of
+	// the operands while one runs; each saves its 16-bit output and
+	// float32 row logsumexp for its backward.
+	FusedAttention bool
+	// CheckpointBytes, when > 0 (checkpointing), is the element size the
+	// first pass packs the block boundaries into after their last forward
+	// read (2: trainer/gpu's bfloat16 copies in the half precisions).
+	CheckpointBytes int
+	// KeepAttention, when > 0 (checkpointing, FusedAttention), keeps the
+	// saved results of the fused layers with at least that many queries x
+	// keys from the first pass to their backward (selective
+	// checkpointing: gpu.DefaultCheckpointKeepAttention).
+	KeepAttention int
 	// Workspace is the scratch a GPU executor's libraries hold besides the
 	// tensors (cuBLAS's workspace, cuDNN's algorithm-search scratch:
 	// cuda.LibraryWorkspaceBytes); 0 for the CPU.
@@ -147,7 +161,9 @@ func Plan(j Job) (Estimate, error) {
 		}
 		return a
 	}
-	e.ActivationsCheckpointed, _, _ = stepPeak(n, size, isTrain, true, scores)
+	sc := schedule(j, scores)
+	sc.ckpt = true
+	e.ActivationsCheckpointed, _, _ = stepPeak(n, size, isTrain, sc)
 	if j.KeepAll {
 		e.Activations = all + target
 		e.ActivationGrads = downBytes
@@ -155,7 +171,8 @@ func Plan(j Job) (Estimate, error) {
 		// the executor's schedule walked value by value: the forward's
 		// peak, what the backward adds on top of it, and the attention
 		// scores alive at the step's peak
-		fwd, step, att := stepPeak(n, size, isTrain, j.Checkpoint, scores)
+		sc.ckpt = j.Checkpoint
+		fwd, step, att := stepPeak(n, size, isTrain, sc)
 		e.Activations, e.Attention = fwd, att
 		e.ActivationGrads = step - att - fwd
 		if e.ActivationGrads < 0 {
@@ -288,4 +305,50 @@ func chunkedFF(n *model.Net, j Job) map[int]ffRun {
 		out[c.Proj] = ffRun{c, chunk * per}
 	}
 	return out
+}
+
+// schedule is the executor's memory schedule of j's training step (less
+// checkpointing, which the caller sets).
+func schedule(j Job, scores func(int) int64) stepSchedule {
+	n := j.Net
+	sc := stepSchedule{scores: scores}
+	if j.FusedAttention {
+		fused := make([]int64, len(n.Layers))
+		pack := make([][2]int64, len(n.Layers))
+		keep := make([]bool, len(n.Layers))
+		for i, l := range n.Layers {
+			if l.Kind != model.SeqAttention || l.Temporal || l.Heads <= 0 {
+				continue
+			}
+			q := n.Shape(l.In[0], j.B, j.T, j.H, j.W)
+			if len(q) != 3 {
+				continue
+			}
+			k := q
+			if len(l.In) > 1 {
+				k = n.Shape(l.In[1], j.B, j.T, j.H, j.W)
+			}
+			// 16-bit operands in head-major rows of the head dim rounded up to 16
+			dp := int64((q[2]/l.Heads + 15) / 16 * 16)
+			rows, keys := int64(q[0])*int64(q[1])*int64(l.Heads), int64(k[0])*int64(k[1])*int64(l.Heads)
+			fused[i] = 2*rows*dp + 4*rows // output, row logsumexp
+			pack[i] = [2]int64{2 * dp * (rows + 2*keys), 2*dp*(2*rows+2*keys) + 4*rows}
+			keep[i] = j.KeepAttention > 0 && int64(q[1])*int64(k[1]) >= int64(j.KeepAttention)
+		}
+		sc.fused = func(i int) int64 { return fused[i] }
+		sc.keep = func(i int) bool { return keep[i] }
+		sc.scratch = func(i int, bwd bool) int64 {
+			if bwd {
+				return pack[i][1]
+			}
+			return pack[i][0]
+		}
+	}
+	if j.CheckpointBytes > 0 {
+		sc.packed = func(v int) int64 {
+			e := int64(n.Size(v, j.B, j.T, j.H, j.W))
+			return 4 * ((e*int64(j.CheckpointBytes) + 3) / 4)
+		}
+	}
+	return sc
 }

@@ -16,7 +16,18 @@ import "github.com/timelapse-ml/pipeline/trainer/model"
 // attention layer's scores (attn(i) bytes per chunk) are alive while it
 // runs, with their gradient in its backward; step counts them where the
 // peak falls (stepAttn of it). Library workspaces are counted apart.
-func stepPeak(n *model.Net, size func(int) int64, trainable map[string]bool, ckpt bool, attn func(i int) int64) (fwd, step, stepAttn int64) {
+//
+// The executor's memory savings are walked too: a GEGLU's backward turns
+// its input (last read there) into its gradient in place; a fused
+// attention layer (sc.fused) holds no scores but 16-bit copies of its
+// operands while it runs (sc.scratch) and saves its output and row
+// logsumexp from its forward (with checkpointing: the recompute, or the
+// first pass for sc.keep layers) to its backward; with sc.packed the
+// first pass packs each block boundary into a smaller copy after its last
+// forward read, and a block's recompute unpacks the inputs it reads for
+// the time of its backward.
+func stepPeak(n *model.Net, size func(int) int64, trainable map[string]bool, sc stepSchedule) (fwd, step, stepAttn int64) {
+	ckpt, attn := sc.ckpt, sc.scores
 	nl, nv := len(n.Layers), len(n.Values)
 	reqGrad, backward := make([]bool, nv), make([]bool, nl)
 	saves := make([][]bool, nl)
@@ -75,8 +86,25 @@ func stepPeak(n *model.Net, size func(int) int64, trainable map[string]bool, ckp
 		}
 	}
 
+	// the boundary values each block reads from earlier ones
+	segIn := make([][]int, len(segs))
+	for si, sg := range segs {
+		seen := map[int]bool{}
+		for i := sg[0]; i < sg[1]; i++ {
+			for _, v := range n.Layers[i].In {
+				if prodSeg[v] >= 0 && prodSeg[v] != si && !persistent[v] && !seen[v] {
+					seen[v] = true
+					segIn[si] = append(segIn[si], v)
+				}
+			}
+		}
+	}
+
 	var live, peak, peakAttn int64
 	alive, galive := make([]bool, nv), make([]bool, nv)
+	packed := make([]bool, nv) // a boundary's packed copy is alive
+	saved := make([]bool, nl)  // a fused attention's saved results are alive
+	pack := ckpt && sc.packed != nil
 	add := func(v int) {
 		if !alive[v] {
 			alive[v] = true
@@ -113,10 +141,25 @@ func stepPeak(n *model.Net, size func(int) int64, trainable map[string]bool, ckp
 		}
 		return true
 	}
+	fused := func(i int) int64 {
+		if sc.fused == nil {
+			return 0
+		}
+		return sc.fused(i)
+	}
 	forward := func(i int, keepSaved bool) {
 		l := n.Layers[i]
 		add(l.Out)
-		note(0, attn(i))
+		if f := fused(i); f > 0 {
+			// a kept layer's recompute widens its saved output instead
+			if backward[i] && (keepSaved || (sc.keep != nil && sc.keep(i))) && !saved[i] {
+				saved[i] = true
+				live += f
+			}
+			note(0, sc.scratch(i, false))
+		} else {
+			note(0, attn(i))
+		}
 		for _, v := range l.In {
 			if lastFwd[v] != i || !mayFree(v) {
 				continue
@@ -129,11 +172,30 @@ func stepPeak(n *model.Net, size func(int) int64, trainable map[string]bool, ckp
 		if !keepSaved && lastFwd[l.Out] < 0 && mayFree(l.Out) {
 			drop(l.Out)
 		}
+		if !pack || keepSaved {
+			return
+		}
+		// the first pass packs the boundaries read last here
+		for _, v := range append(append([]int(nil), l.In...), l.Out) {
+			if boundary[v] && !persistent[v] && alive[v] && (lastFwd[v] == i || (v == l.Out && lastFwd[v] < 0)) {
+				alive[v], packed[v] = false, true
+				live += sc.packed(v) - size(v)
+			}
+		}
 	}
 	backwardLayer := func(i int) {
 		l := n.Layers[i]
 		var fresh int64 // input gradients computed before the output's is freed
 		passed, handed := false, false
+		if l.Kind == model.GEGLU && reqGrad[l.In[0]] && !galive[l.In[0]] && alive[l.In[0]] && lastBwd[l.In[0]] == i && mayFree(l.In[0]) {
+			// in place: the input becomes its gradient
+			v := l.In[0]
+			alive[v], galive[v] = false, true
+			note(0, 0)
+			live -= size(l.Out)
+			galive[l.Out] = false
+			return
+		}
 		for j, v := range l.In {
 			if !reqGrad[v] {
 				continue
@@ -151,7 +213,15 @@ func stepPeak(n *model.Net, size func(int) int64, trainable map[string]bool, ckp
 				fresh += size(v) // computed apart, then accumulated
 			}
 		}
-		note(fresh, 2*attn(i))
+		if fused(i) > 0 {
+			note(fresh, sc.scratch(i, true))
+		} else {
+			note(fresh, 2*attn(i))
+		}
+		if saved[i] {
+			saved[i] = false
+			live -= sc.fused(i)
+		}
 		if !handed {
 			live -= size(l.Out)
 		}
@@ -196,6 +266,16 @@ func stepPeak(n *model.Net, size func(int) int64, trainable map[string]bool, ckp
 		for i := sg[0]; i < sg[1]; i++ {
 			if v := n.Layers[i].Out; !persistent[v] {
 				drop(v)
+				if packed[v] {
+					packed[v] = false
+					live -= sc.packed(v)
+				}
+			}
+		}
+		for _, v := range segIn[si] {
+			if packed[v] && !alive[v] {
+				alive[v] = true
+				live += size(v)
 			}
 		}
 		for i := sg[0]; i < sg[1]; i++ {
@@ -209,6 +289,27 @@ func stepPeak(n *model.Net, size func(int) int64, trainable map[string]bool, ckp
 		for i := sg[0]; i < sg[1]; i++ {
 			drop(n.Layers[i].Out)
 		}
+		for _, v := range segIn[si] {
+			if packed[v] && alive[v] {
+				alive[v] = false
+				live -= size(v)
+			}
+		}
 	}
 	return fwd, peak, peakAttn
+}
+
+// stepSchedule is what stepPeak walks: checkpointing or not, the
+// attention scores of the unfused layers, the bytes a fused layer saves
+// for its backward (0: not fused), the first-pass kept fused layers and
+// the packed size of a boundary value (nil: boundaries stay whole).
+type stepSchedule struct {
+	ckpt   bool
+	scores func(i int) int64
+	fused  func(i int) int64
+	// scratch is a fused layer's scratch in its forward or backward (its
+	// operands packed into 16 bits)
+	scratch func(i int, bwd bool) int64
+	keep    func(i int) bool
+	packed  func(v int) int64
 }
