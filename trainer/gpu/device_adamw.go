@@ -19,7 +19,8 @@ import (
 type DeviceAdamW struct {
 	s       adamTarget
 	cfg     optim.Config
-	m, v    []*cuda.Tensor
+	m, v    []*cuda.Tensor // views of arena
+	arena   *arena
 	noDecay []bool
 	partial *cuda.Tensor // float64 partial sums, stored as float32 pairs
 	grid    int
@@ -54,14 +55,23 @@ func newDeviceAdamW(s adamTarget, cfg optim.Config, noDecay func(name string) bo
 		return nil, fmt.Errorf("gpu: invalid AdamW config %+v", cfg)
 	}
 	o := &DeviceAdamW{s: s, cfg: cfg, grid: 256}
+	// the moments share one allocation (arena.go)
+	slots := 0
 	for _, q := range s.trainable {
-		m, err := s.dev.NewTensor(len(q.Data))
+		slots += 2 * arenaNeed(len(q.Data))
+	}
+	var err error
+	if o.arena, err = newArena(s.dev, slots); err != nil {
+		return nil, err
+	}
+	for _, q := range s.trainable {
+		m, err := o.arena.take(s.dev, len(q.Data))
 		if err != nil {
 			o.Free()
 			return nil, err
 		}
 		o.m = append(o.m, m)
-		v, err := s.dev.NewTensor(len(q.Data))
+		v, err := o.arena.take(s.dev, len(q.Data))
 		if err != nil {
 			o.Free()
 			return nil, err
@@ -162,6 +172,7 @@ func (o *DeviceAdamW) Free() {
 		o.v[i].Free()
 	}
 	o.partial.Free()
+	o.arena.free()
 	if o.s.freed != nil {
 		o.s.freed()
 	}

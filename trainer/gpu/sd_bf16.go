@@ -93,7 +93,14 @@ func (s *SDNet) uploadHalf(data []float32, shape []int) (*cuda.Tensor, error) {
 		return nil, err
 	}
 	defer f.Free()
-	return s.toHalfOf(f, s.prec.dataType())
+	if s.arena == nil {
+		return s.toHalfOf(f, s.prec.dataType())
+	}
+	h, err := s.arena.take(s.dev, cuda.HalfLen(f.Len()))
+	if err != nil {
+		return nil, err
+	}
+	return h, s.dev.ToHalf(h, f, s.prec.dataType())
 }
 
 // toHalfOf returns a copy of x in the 16-bit type t.

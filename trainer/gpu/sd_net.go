@@ -26,6 +26,8 @@ type SDNet struct {
 	p      *sdPlan
 	params *model.Params
 
+	// arena holds the weights and parameter gradients (views of it)
+	arena     *arena
 	weights   map[string]*cuda.Tensor
 	halfW     map[string]*cuda.Tensor // 16-bit frozen weights (SDOptions.Precision bf16 or fp16)
 	halfShape map[string][]int        // their shapes
@@ -140,6 +142,23 @@ func NewSDNet(dev *cuda.Device, net *model.Net, p *model.Params, B, T, H, W int,
 	s.tc = gpuTconv{&Step{dev: dev, k: k}}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	// the weights and parameter gradients share one allocation (arena.go)
+	slots := 0
+	for _, spec := range net.Params {
+		n := spec.Size()
+		switch {
+		case halfWeight(net, prec, o.Trainable, spec.Name):
+			slots += arenaNeed(cuda.HalfLen(n))
+		case pl.trainable[spec.Name]:
+			slots += 2 * arenaNeed(n)
+		default:
+			slots += arenaNeed(n)
+		}
+	}
+	if s.arena, err = newArena(dev, slots); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("gpu: weights: %w", err)
+	}
 	for _, spec := range net.Params {
 		q := p.Get(spec.Name)
 		if q == nil {
@@ -160,14 +179,17 @@ func NewSDNet(dev *cuda.Device, net *model.Net, p *model.Params, B, T, H, W int,
 			s.halfShape[spec.Name] = spec.Shape
 			continue
 		}
-		t, err := dev.FromHost(q.Data, spec.Shape...)
+		t, err := s.arena.take(dev, spec.Shape...)
+		if err == nil {
+			err = t.Upload(q.Data)
+		}
 		if err != nil {
 			s.Close()
 			return nil, fmt.Errorf("gpu: upload %s: %w", spec.Name, err)
 		}
 		s.weights[spec.Name] = t
 		if pl.trainable[spec.Name] {
-			g, err := dev.NewTensor(spec.Shape...)
+			g, err := s.arena.take(dev, spec.Shape...)
 			if err != nil {
 				s.Close()
 				return nil, fmt.Errorf("gpu: gradient of %s: %w", spec.Name, err)
@@ -529,6 +551,8 @@ func (s *SDNet) Close() {
 	for _, t := range s.halfW {
 		t.Free()
 	}
+	s.arena.free()
+	s.arena = nil
 	s.SetGradReducer(nil)
 	s.weights, s.wgrads, s.halfW = map[string]*cuda.Tensor{}, map[string]*cuda.Tensor{}, map[string]*cuda.Tensor{}
 	s.scale.free()
