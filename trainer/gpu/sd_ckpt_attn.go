@@ -15,10 +15,13 @@ import (
 // copy is that rounding, so the recompute's results are the same.
 
 // DefaultCheckpointKeepAttention is SDOptions.CheckpointKeepAttention's
-// default: the self-attention over 64x64 and 32x32 latents of SD-1.5
-// (4096 x 4096 and 1024 x 1024 positions), whose forward is most of the
-// recompute's attention time; their kept results are 0.5 GB at 25 frames.
-const DefaultCheckpointKeepAttention = 1 << 20
+// default: the self-attention over 64x64 latents of SD-1.5 (4096 x 4096
+// positions), the recompute's largest attention; its five layers keep
+// 0.38 GiB at 25 frames (0.23 GiB more at the step's peak). Keeping the
+// 1024 x 1024 ones too saved 34 ms per step for 0.36 GiB more at the peak
+// with the older flash kernels (bench/RESULTS.md), past the 11.55 GiB
+// budget of issue 16 once the kernels padded their saved output.
+const DefaultCheckpointKeepAttention = 1 << 24
 
 // keepAttention is the predicate newCkptPlan marks the kept layers with.
 func keepAttention(net *model.Net, shapes [][]int, min int) func(i int) bool {
