@@ -10,7 +10,7 @@
 #                                            DIFFUSERS_SRC names its .tgz
 #   bash DIR/gpu_accept.sh device DIR        on the GPU machine (carry DIR); logs under $OUT
 # Env on the device: BENCH (1), MODES (the step modes, PIPELINE_SD_STEP_MODES' syntax),
-# VAEREF (1: TestSDVAEFullSizeVsTorch, needs diffusers' source), TESTS (1).
+# VAEREF (1: TestSDVAEFullSizeVsTorch, needs diffusers' source), TESTS (1), BENCH_FIRST (0).
 set -uo pipefail
 
 mode=${1:-build}
@@ -55,6 +55,7 @@ runpkg() { # label, test binary, package dir, test regexp, timeout s, extra env.
 	summary+=("| $name | $(grep -c -- '--- PASS' "$out/$name.log") | $(grep -c -- '--- FAIL' "$out/$name.log") | $(grep -c -- '--- SKIP' "$out/$name.log") | $rc | $(($(date +%s) - s)) |")
 	grep -E -- '^\s*--- FAIL|^panic|SIGSEGV' "$out/$name.log" | head -10
 }
+tests() {
 if [[ ${TESTS:-1} == 1 ]]; then
 	runpkg cuda cuda trainer/cuda . 200
 	runpkg gpu gpu trainer/gpu . 240
@@ -62,6 +63,8 @@ if [[ ${TESTS:-1} == 1 ]]; then
 	runpkg dist dist trainer/dist . 60
 	runpkg plan plan trainer/plan . 60
 fi
+}
+vaeref() {
 if [[ ${VAEREF:-1} == 1 && -f $dir/diffusers-src.tgz ]]; then
 	mkdir -p /tmp/dsrc && tar -C /tmp/dsrc -xzf "$dir/diffusers-src.tgz"
 	src=$(dirname "$(find /tmp/dsrc -maxdepth 3 -type d -name src | head -1)")
@@ -69,12 +72,17 @@ if [[ ${VAEREF:-1} == 1 && -f $dir/diffusers-src.tgz ]]; then
 	runpkg vae-vs-torch gpu trainer/gpu TestSDVAEFullSizeVsTorch 90 PIPELINE_SD_VAE_REF=/tmp/vae-ref
 	grep -h 'rel err\|tolerance' "$out/vae-vs-torch.log" | head -8
 fi
+}
+benches() {
 if [[ ${BENCH:-1} == 1 ]]; then
 	(cd trainer/gpu && PIPELINE_SD_BENCH=1 PIPELINE_SD_BENCH_UNET=0 PIPELINE_SD_BENCH_VAE_PREC=fp16 timeout 60 \
 		"$bin/gpu.test" -test.v -test.run TestSDFullSizeBench >"$out/vae-bench.log" 2>&1)
 	(cd trainer/gpu && PIPELINE_SD_BENCH=1 PIPELINE_SD_STEP_MODES=${MODES:-bf16/ckpt/device,bf16/ckpt/host} timeout 150 \
 		"$bin/gpu.test" -test.v -test.run TestSDStepModesBench >"$out/modes.log" 2>&1)
 fi
+}
+# BENCH_FIRST=1: the benchmarks before the tests (their numbers come back even if the tests run long)
+if [[ ${BENCH_FIRST:-0} == 1 ]]; then benches; tests; vaeref; else tests; vaeref; benches; fi
 echo
 cat "$out/gpu.txt"
 echo "| tests | passed | failed | skipped | exit | s |"

@@ -37,7 +37,7 @@ func TestSDOptimizerInStep(t *testing.T) {
 		cfg := optim.DefaultConfig()
 		cfg.ClipNorm = clip
 		final := map[string][][]float32{}
-		for _, mode := range []string{"plain host", "overlapped host", "overlapped host, next forward", "device"} {
+		for _, mode := range []string{"plain host", "plain host, again", "overlapped host", "overlapped host, next forward", "device"} {
 			u, in, target := tinySDStep(t, model.GroupNormJoint)
 			frozen := map[string][]float32{}
 			for _, q := range u.Params.Backbone() {
@@ -86,7 +86,7 @@ func TestSDOptimizerInStep(t *testing.T) {
 				}
 				var st optim.Stats
 				switch mode {
-				case "plain host":
+				case "plain host", "plain host, again":
 					g, err := s.Grads()
 					if err != nil {
 						t.Fatal(err)
@@ -164,14 +164,18 @@ func TestSDOptimizerInStep(t *testing.T) {
 			s.Close()
 		}
 		ref := final["plain host"]
-		var worstRel, worstAbs float64
+		var worstRel, worstAbs, relOver, relNext, relAgain float64
 		for i := range ref {
-			worstRel = max(worstRel, relErr(final["overlapped host"][i], ref[i]), relErr(final["overlapped host, next forward"][i], ref[i]))
+			relAgain = max(relAgain, relErr(final["plain host, again"][i], ref[i]))
+			relOver = max(relOver, relErr(final["overlapped host"][i], ref[i]))
+			relNext = max(relNext, relErr(final["overlapped host, next forward"][i], ref[i]))
 			for j, x := range final["device"][i] {
 				worstAbs = max(worstAbs, math.Abs(float64(x-ref[i][j])))
 			}
 		}
-		t.Logf("clip %g: %d params; overlapped vs plain host rel err %.3g; device vs host max abs diff %.3g", clip, len(ref), worstRel, worstAbs)
+		worstRel = max(relOver, relNext)
+		t.Logf("clip %g: %d params; vs plain host: plain host run again rel err %.3g (the GPU's run-to-run noise), overlapped %.3g, overlapped with the next forward %.3g; device vs host max abs diff %.3g",
+			clip, len(ref), relAgain, relOver, relNext, worstAbs)
 		if worstRel > 1e-6 {
 			t.Errorf("clip %g: overlapped host AdamW differs from the plain one (rel err %.3g)", clip, worstRel)
 		}
