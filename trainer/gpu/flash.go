@@ -20,8 +20,6 @@ import (
 // the previous tile is multiplied. The forward pass saves each layer's row
 // logsumexp and a 16-bit copy of its output (flashSaved); the backward pass
 // recomputes P tile by tile, so no positions x positions matrix is stored.
-// With flashNext, sequences of at most 64 positions (the temporal layers'
-// 25 frames) are packed several to a block (flashCall.seg).
 // One NVRTC module per operand type and padded head dim, compiled on
 // first use.
 
@@ -71,11 +69,7 @@ func (f *flashState) release() {
 
 // flashSource is the module of one operand type and padded head dim.
 func flashSource(key flashKey) (cuda.ModuleSource, error) {
-	file := "kernels/flash.cu"
-	if flashNext {
-		file = "kernels/flash_next.cu"
-	}
-	src, err := kernelFS.ReadFile(file)
+	src, err := kernelFS.ReadFile("kernels/flash.cu")
 	if err != nil {
 		return cuda.ModuleSource{}, err
 	}
@@ -83,13 +77,9 @@ func flashSource(key flashKey) (cuda.ModuleSource, error) {
 	if key.bf16 {
 		bf, typ = 1, "bf16"
 	}
-	cfg := fmt.Sprintf("#define FLASH_DP %d\n#define FLASH_BF %d\n#define FLASH_MINB %d\n", key.dp, bf, flashMinBlocks)
+	cfg := fmt.Sprintf("#define FLASH_DP %d\n#define FLASH_BF %d\n", key.dp, bf)
 	// Source concatenates the *.cu files in name order: the defines first.
-	name := "flash"
-	if flashNext {
-		name = "flash-next"
-	}
-	return cuda.ModuleSource{Name: fmt.Sprintf("%s-%s-%d", name, typ, key.dp), Files: fstest.MapFS{
+	return cuda.ModuleSource{Name: fmt.Sprintf("flash-%s-%d", typ, key.dp), Files: fstest.MapFS{
 		"0_config.cu": {Data: []byte(cfg)},
 		"flash.cu":    {Data: src},
 	}}, nil
@@ -133,22 +123,6 @@ func (s *SDNet) useFlash(l model.Layer) bool {
 	return ok
 }
 
-// flashNext compiles kernels/flash_next.cu instead of kernels/flash.cu
-// (PIPELINE_SD_FLASH_NEXT=1): sub-tiled backward kernels and short
-// sequences packed several to a block, not yet run on a GPU. The launches
-// pass both versions the same arguments (flash.cu ignores N and seg; seg
-// is 1 without flashNext).
-var flashNext = os.Getenv("PIPELINE_SD_FLASH_NEXT") == "1"
-
-// flashMinBlocks is the (flash_next.cu) kernels' minimum of resident blocks per SM
-// (their register budget; PIPELINE_SD_FLASH_MINB=2 asks for two).
-var flashMinBlocks = func() int {
-	if os.Getenv("PIPELINE_SD_FLASH_MINB") == "2" {
-		return 2
-	}
-	return 1
-}()
-
 // flashTemporal runs the temporal (trainable) attention layers fused too in
 // the half precisions (PIPELINE_SD_FLASH_TEMPORAL=1); off, they keep the
 // float32 products so their gradients keep float32 accuracy.
@@ -161,7 +135,6 @@ type flashCall struct {
 	dp     int
 	scale  float32
 	causal int
-	seg    int // sequences per block: 1, or (flashNext) several short ones (Lq = Lk <= 64)
 }
 
 func (s *SDNet) flashCall(a nn.SeqAttentionShape) (flashCall, error) {
@@ -180,24 +153,14 @@ func (s *SDNet) flashCall(a nn.SeqAttentionShape) (flashCall, error) {
 	if err != nil {
 		return flashCall{}, err
 	}
-	c := flashCall{m: m, a: a, dp: dp, scale: float32(1 / math.Sqrt(float64(dh))), seg: 1}
+	c := flashCall{m: m, a: a, dp: dp, scale: float32(1 / math.Sqrt(float64(dh)))}
 	if a.Causal {
 		c.causal = 1
-	}
-	if flashNext && !a.Causal && a.Lq == a.Lk && 2*a.Lq <= 128 && a.N > 1 {
-		c.seg = 128 / a.Lq // several short sequences (temporal: 25 frames) per block
 	}
 	return c, nil
 }
 
-// blocks is the grid of a kernel whose blocks take 128 rows of sequences
-// of length l: a tile of one sequence, or seg whole ones.
-func (c flashCall) blocks(l int) int {
-	if c.seg > 1 {
-		return c.a.Heads * ((c.a.N + c.seg - 1) / c.seg)
-	}
-	return c.a.N * c.a.Heads * ((l + 127) / 128)
-}
+func (c flashCall) blocks(l int) int { return c.a.N * c.a.Heads * ((l + 127) / 128) }
 
 func (c flashCall) scale2() float32 { return c.scale * math.Log2E }
 
@@ -256,7 +219,7 @@ func (s *SDNet) flashRun(c flashCall, y, o, lse, q, k, v *cuda.Tensor) error {
 	a := c.a
 	return c.m.Launch("flash_fwd", c.blocks(a.Lq), cuda.TensorArg(y), cuda.TensorArg(o), cuda.TensorArg(lse),
 		cuda.PtrArg(p.q), cuda.PtrArg(p.k), cuda.PtrArg(p.v), cuda.IntArg(a.Lq), cuda.IntArg(a.Lk), cuda.IntArg(a.C),
-		cuda.IntArg(a.Heads), cuda.F32Arg(c.scale2()), cuda.IntArg(c.causal), cuda.IntArg(a.N), cuda.IntArg(c.seg))
+		cuda.IntArg(a.Heads), cuda.F32Arg(c.scale2()), cuda.IntArg(c.causal))
 }
 
 // newFlashSaved allocates a layer's logsumexp and 16-bit (packed) output.
@@ -349,8 +312,7 @@ func (s *SDNet) flashBackward(i int, l model.Layer, dq, dk, dv, dout, q, k, v *c
 	args := func(d0, d1 *cuda.Tensor) []cuda.Arg {
 		return []cuda.Arg{cuda.TensorArg(d0), cuda.TensorArg(d1), cuda.PtrArg(p.q), cuda.PtrArg(p.k), cuda.PtrArg(p.v),
 			cuda.PtrArg(p.o), cuda.TensorArg(sv.lse), cuda.TensorArg(dd), cuda.IntArg(a.Lq), cuda.IntArg(a.Lk),
-			cuda.IntArg(a.C), cuda.IntArg(a.Heads), cuda.F32Arg(c.scale2()), cuda.F32Arg(c.scale), cuda.IntArg(c.causal),
-			cuda.IntArg(a.N), cuda.IntArg(c.seg)}
+			cuda.IntArg(a.C), cuda.IntArg(a.Heads), cuda.F32Arg(c.scale2()), cuda.F32Arg(c.scale), cuda.IntArg(c.causal)}
 	}
 	if dq != nil {
 		// flash_bwd_dq takes (dq, q, k, v, ...): the kv argument list without its second output
