@@ -178,16 +178,11 @@ func (d *Device) Conv2DForwardHalf(y, x, w, b *Tensor, s nn.Conv2DShape, hc Half
 	defer d.leave()
 	chunk := halfChunk(s)
 	oh, ow := s.OutH(), s.OutW()
-	xh, err := d.scratch(HalfLen(chunk * s.C * s.H * s.W))
+	xh, yh, free, err := d.halfConvScratch(s, chunk)
 	if err != nil {
 		return err
 	}
-	defer xh.Free()
-	yh, err := d.scratch(HalfLen(chunk * s.K * oh * ow))
-	if err != nil {
-		return err
-	}
-	defer yh.Free()
+	defer free()
 	var bias uintptr
 	if b != nil {
 		bias = b.Ptr()
@@ -240,16 +235,11 @@ func (d *Device) Conv2DBackwardDataHalf(dx, dy, w *Tensor, s nn.Conv2DShape, hc 
 	defer d.leave()
 	chunk := halfChunk(s)
 	oh, ow := s.OutH(), s.OutW()
-	dxh, err := d.scratch(HalfLen(chunk * s.C * s.H * s.W))
+	dxh, dyh, free, err := d.halfConvScratch(s, chunk)
 	if err != nil {
 		return err
 	}
-	defer dxh.Free()
-	dyh, err := d.scratch(HalfLen(chunk * s.K * oh * ow))
-	if err != nil {
-		return err
-	}
-	defer dyh.Free()
+	defer free()
 	for n0 := 0; n0 < s.N; n0 += chunk {
 		ns := min(chunk, s.N-n0)
 		g := halfGeom(s, ns, convBwdData, hc)
@@ -277,4 +267,17 @@ func (d *Device) conv2dBackwardDataWidened(dx, dy, w *Tensor, s nn.Conv2DShape, 
 	}
 	defer wf.Free()
 	return d.Conv2DBackwardData(dx, dy, wf, s)
+}
+
+// halfConvScratch allocates the 16-bit copies of one chunk of frames of a
+// convolution's input and output (chunk images of s); free releases both.
+func (d *Device) halfConvScratch(s nn.Conv2DShape, chunk int) (xh, yh *Tensor, free func(), err error) {
+	if xh, err = d.scratch(HalfLen(chunk * s.C * s.H * s.W)); err != nil {
+		return nil, nil, nil, err
+	}
+	if yh, err = d.scratch(HalfLen(chunk * s.K * s.OutH() * s.OutW())); err != nil {
+		xh.Free()
+		return nil, nil, nil, err
+	}
+	return xh, yh, func() { xh.Free(); yh.Free() }, nil
 }

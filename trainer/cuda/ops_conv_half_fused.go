@@ -104,16 +104,11 @@ func (d *Device) Conv2DForwardHalfFused(y, x, w, b *Tensor, s nn.Conv2DShape, hc
 	defer d.leave()
 	chunk := halfChunk(s)
 	oh, ow := s.OutH(), s.OutW()
-	xh, err := d.scratch(HalfLen(chunk * s.C * s.H * s.W))
+	xh, yh, free, err := d.halfConvScratch(s, chunk)
 	if err != nil {
 		return err
 	}
-	defer xh.Free()
-	yh, err := d.scratch(HalfLen(chunk * s.K * oh * ow))
-	if err != nil {
-		return err
-	}
-	defer yh.Free()
+	defer free()
 	plans := map[int]*convPlan{}
 	for _, ns := range []int{chunk, s.N - (s.N-1)/chunk*chunk} {
 		if plans[ns] == nil {
