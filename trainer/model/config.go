@@ -39,7 +39,7 @@ type Config struct {
 }
 
 // Tiny is the model of the embedded default pipeline: small enough to train
-// a few hundred steps on two CPU cores in minutes at 32x32, 8 frames,
+// a few hundred steps on two CPU cores in minutes at 32x32, 16 frames,
 // batch 2.
 func Tiny() Config {
 	return Config{
