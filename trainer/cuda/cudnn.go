@@ -21,10 +21,11 @@ const (
 	dnnTensorNCHW       = 0
 	dnnTensorNHWC       = 1
 	dnnCrossCorrelation = 1
-	dnnDefaultMath      = 0 // may use TF32 tensor cores
-	dnnTensorOpMath     = 1 // may use tensor cores on 16-bit operands
-	dnnFMAMath          = 3 // strict float32
-	dnnPerfBytes        = 48
+	dnnDefaultMath      = 0  // may use TF32 tensor cores
+	dnnTensorOpMath     = 1  // may use tensor cores on 16-bit operands
+	dnnFMAMath          = 3  // strict float32
+	dnnDeterministic    = 1  // cudnnDeterminism_t: CUDNN_DETERMINISTIC
+	dnnPerfBytes        = 48 // cudnnConvolution*AlgoPerf_t: algo, status, time, memory (at 16), determinism (24), mathType (28), reserved
 	dnnMaxAlgos         = 8
 	dnnMaxWorkspace     = 1 << 30
 )
@@ -155,6 +156,11 @@ type dnnState struct {
 	// findTF32, also in TF32 (where the heuristics' choice was as fast or faster, up to
 	// 1.7x; bench/RESULTS.md). PIPELINE_CUDNN_FIND=0 turns timing off, =all on for both.
 	findOn, findTF32 bool
+	// deterministic skips the algorithms cuDNN marks non-deterministic (some
+	// backward-data and backward-filter ones accumulate with atomics), so two
+	// runs of the same step give the same bits (PIPELINE_CUDNN_DETERMINISTIC=1;
+	// as PyTorch's cudnn.deterministic). Off by default: the fastest algorithm wins.
+	deterministic bool
 }
 
 // findWorkspaces are the scratch sizes offered to cudnnFind, largest first.
@@ -199,8 +205,9 @@ func newDNN(d *Device) *dnnState {
 		return nil
 	}
 	st := &dnnState{api: api, plans: map[convGeom]*convPlan{}, bad: map[convGeom]error{},
-		findOn:   os.Getenv("PIPELINE_CUDNN_FIND") != "0" && api.findFwd != 0 && api.findBwdData != 0 && api.findBwdFilter != 0,
-		findTF32: os.Getenv("PIPELINE_CUDNN_FIND") == "all"}
+		findOn:        os.Getenv("PIPELINE_CUDNN_FIND") != "0" && api.findFwd != 0 && api.findBwdData != 0 && api.findBwdFilter != 0,
+		findTF32:      os.Getenv("PIPELINE_CUDNN_FIND") == "all",
+		deterministic: os.Getenv("PIPELINE_CUDNN_DETERMINISTIC") == "1"}
 	if err := api.call("cudnnCreate", api.create, uintptr(unsafe.Pointer(&st.h))); err != nil {
 		d.log.Warn("cuda: cuDNN handle not created; convolutions use im2col and cuBLAS", slog.Any("err", err))
 		return nil
@@ -343,8 +350,10 @@ func (st *dnnState) build(d *Device, g convGeom, x, y, f uintptr) (_ *convPlan, 
 			algo := int32(binary.LittleEndian.Uint32(rec[0:]))
 			status := int32(binary.LittleEndian.Uint32(rec[4:]))
 			mem := int64(binary.LittleEndian.Uint64(rec[16:]))
+			determinism := int32(binary.LittleEndian.Uint32(rec[24:]))
 			mathType := int32(binary.LittleEndian.Uint32(rec[28:]))
-			if status != 0 || mem > dnnMaxWorkspace || (!loose && pass == 0 && mathType != dnnFMAMath) {
+			if status != 0 || mem > dnnMaxWorkspace || (!loose && pass == 0 && mathType != dnnFMAMath) ||
+				(st.deterministic && determinism != dnnDeterministic) {
 				continue
 			}
 			if g.half() && mathType == dnnDefaultMath {

@@ -22,7 +22,8 @@ import (
 //     weights as optim.AdamW.Step on the downloaded gradients followed by
 //     UploadTrainable (the plain host path): the same gradients and the same
 //     arithmetic, so they agree to 1e-6 relative (bit for bit when the GPU
-//     runs deterministically);
+//     runs deterministically: PIPELINE_CUDNN_DETERMINISTIC=1 keeps cuDNN to
+//     its deterministic algorithms; the plain path run twice shows the spread);
 //   - DeviceAdamW leaves the same weights to 1e-5 absolute: its sqrt and
 //     division round differently from the host's (an update is lr = 1e-3 at
 //     most, so 1e-5 is 1% of one step's change);
