@@ -27,14 +27,6 @@ func relErr(a, b []float32) float64 {
 	return math.Sqrt(num / den)
 }
 
-func randn(rng *rand.Rand, n int, scale float64) []float32 {
-	out := make([]float32, n)
-	for i := range out {
-		out[i] = float32(rng.NormFloat64() * scale)
-	}
-	return out
-}
-
 // testParams returns parameters whose temporal layers are perturbed away
 // from their identity/zero initialisation, so every temporal gradient is
 // non-trivial.

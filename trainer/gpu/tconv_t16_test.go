@@ -52,13 +52,7 @@ func TestDirectTemporalConvHalfOperands(t *testing.T) {
 	} {
 		t.Run(fmt.Sprintf("%+v", s), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(uint64(i), 9))
-			rnd := func(n int) []float32 {
-				v := make([]float32, n)
-				for j := range v {
-					v[j] = float32(rng.NormFloat64())
-				}
-				return v
-			}
+			rnd := func(n int) []float32 { return randn(rng, n, 1) }
 			dev := &cpuTconv{}
 			poisoned := func(n int) []float32 { p, _, _ := dev.alloc(n); return unsafe.Slice(at(p), n) }
 			xh, x := packBF16(rnd(s.InLen()))

@@ -178,13 +178,7 @@ func TestDirectTemporalConvMatchesNN(t *testing.T) {
 	} {
 		t.Run(fmt.Sprintf("%+v", s), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(uint64(i), 5))
-			rnd := func(n int) []float32 {
-				v := make([]float32, n)
-				for j := range v {
-					v[j] = float32(rng.NormFloat64())
-				}
-				return v
-			}
+			rnd := func(n int) []float32 { return randn(rng, n, 1) }
 			x, w, b, dy := rnd(s.InLen()), rnd(s.WeightLen()), rnd(s.K), rnd(s.OutLen())
 			dev := &cpuTconv{}
 			poisoned := func(n int) []float32 { p, _, _ := dev.alloc(n); return unsafe.Slice(at(p), n) }
@@ -233,4 +227,13 @@ func TestDirectTemporalConvMatchesNN(t *testing.T) {
 			}
 		})
 	}
+}
+
+// randn draws n values of N(0, scale²) (the tests' random tensors).
+func randn(rng *rand.Rand, n int, scale float64) []float32 {
+	out := make([]float32, n)
+	for i := range out {
+		out[i] = float32(rng.NormFloat64() * scale)
+	}
+	return out
 }
