@@ -79,7 +79,9 @@ func TestSDStepModesBench(t *testing.T) {
 	var rows, mem []string
 	for _, m := range modes {
 		dev.ResetPeak()
-		o := SDOptions{Trainable: temporal, Precision: m.prec, Checkpointing: m.ck != "plain"}
+		// PIPELINE_SD_STEP_PROFILE=1: device time by layer kind and pass
+		// (events around every layer, so the wall time grows a little)
+		o := SDOptions{Trainable: temporal, Precision: m.prec, Checkpointing: m.ck != "plain", Profile: os.Getenv("PIPELINE_SD_STEP_PROFILE") == "1"}
 		switch m.ck {
 		case "ckpt-f32":
 			o.CheckpointFloat32, o.CheckpointKeepAttention = true, -1
@@ -133,6 +135,7 @@ func TestSDStepModesBench(t *testing.T) {
 				// searches are done
 				first = dev.MemStats().Peak
 				dev.ResetPeak()
+				s.ResetProfile()
 			}
 			st := time.Now()
 			if _, err := s.TrainStep(in, target); err != nil {
@@ -159,6 +162,10 @@ func TestSDStepModesBench(t *testing.T) {
 					hostT = append(hostT, s.host.Timing())
 				}
 			}
+		}
+		if o.Profile {
+			fmt.Printf("SD step profile by layer kind and pass, %s %s AdamW %s (3 steps after a warm-up, optimizer not included)\n", m.prec, m.ck, m.opt)
+			fmt.Print(FormatProfile(s.Profile()))
 		}
 		st := dev.MemStats()
 		steady := st.Peak
