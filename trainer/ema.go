@@ -39,11 +39,22 @@ func (s *session) updateEMA(n int) error {
 	if s.ema == nil {
 		return nil
 	}
+	if a, ok := s.opt.(afterUpdater); ok { // the update may still be completing
+		a.afterUpdate(func() { s.ema.Update(n) })
+		return nil
+	}
 	if err := s.opt.syncHost(); err != nil { // device optimizer state: weights live on the GPU
 		return err
 	}
 	s.ema.Update(n)
 	return nil
+}
+
+// afterUpdater is an optimizer whose update can finish in the background
+// (the SD host optimizer overlapping the next forward pass): fn runs once
+// the host weights are final, before syncHost returns.
+type afterUpdater interface {
+	afterUpdate(fn func())
 }
 
 // withEMA runs fn with the averaged weights in place of the raw ones (on

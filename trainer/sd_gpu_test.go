@@ -86,8 +86,9 @@ func TestSampleSDOnGPU(t *testing.T) {
 
 // On the GPU (trainer/gpu's SD executor), TrainSD follows the CPU run on
 // the tiny model with the optimizer inside the step, AdamW on the host
-// (overlapped with the backward pass, the default) and on the device: the
-// same losses and temporal weights after 4 steps to float32 rounding,
+// (overlapped with the backward pass and the next forward, the default) and
+// on the device: the same losses and temporal weights (their EMA) after 4
+// steps to float32 rounding,
 // with validation and a preview on the GPU.
 func TestTrainSDOnGPU(t *testing.T) {
 	if ok, why := cuda.Available(); !ok {
@@ -95,6 +96,10 @@ func TestTrainSDOnGPU(t *testing.T) {
 	}
 	latents := writeSDLatents(t, 3, 5)
 	cpu := sdTrainOpts(t, latents, 4)
+	// an EMA (what validation and the weights file hold): the host
+	// optimizer's update overlaps the next forward, the EMA folds each
+	// step's weights behind it
+	cpu.EMADecay = 0.9
 	rc, err := TrainSD(context.Background(), cpu)
 	if err != nil {
 		t.Fatal(err)
@@ -102,7 +107,7 @@ func TestTrainSDOnGPU(t *testing.T) {
 	a := readTensors(t, filepath.Join(cpu.OutDir, TemporalFile))
 	for _, state := range []OptimizerState{OptimizerHost, OptimizerDevice} {
 		gpuO := sdTrainOpts(t, latents, 4)
-		gpuO.Device, gpuO.SampleEvery, gpuO.OptimizerState = DeviceCUDA, 4, state
+		gpuO.Device, gpuO.SampleEvery, gpuO.OptimizerState, gpuO.EMADecay = DeviceCUDA, 4, state, cpu.EMADecay
 		rg, err := TrainSD(context.Background(), gpuO)
 		if err != nil {
 			t.Fatalf("optimizer_state %s: %v", state, err)

@@ -2,6 +2,7 @@ package gpu
 
 import (
 	"runtime"
+	"sync"
 	"time"
 
 	"github.com/timelapse-ml/pipeline/trainer/optim"
@@ -24,6 +25,11 @@ type nextForward struct {
 	failed chan struct{}   // closed on an error, before the ready channels left
 	done   chan error
 	took   time.Duration // the completion's time, set before done is sent
+
+	mu       sync.Mutex
+	finished bool   // the buckets are complete (or failed)
+	ok       bool   // ... without an error
+	after    func() // AfterUpdate's, run by the completion once finished
 }
 
 // SetOverlapForward makes the update after the norm (a clipped step's
@@ -90,6 +96,13 @@ func (h *SDHostAdamW) completeLater(ov *optim.Overlapped) {
 				close(nf.ready[b])
 			}
 		}
+		nf.mu.Lock()
+		nf.finished, nf.ok = true, err == nil
+		after := nf.after
+		nf.mu.Unlock()
+		if after != nil && err == nil {
+			after()
+		}
 		if err != nil {
 			// the norm is known: the step is carried through and every
 			// weight uploaded again
@@ -105,6 +118,32 @@ func (h *SDHostAdamW) completeLater(ov *optim.Overlapped) {
 		nf.took = time.Since(t0)
 		nf.done <- err
 	}()
+}
+
+// AfterUpdate runs fn once the last step's update is complete on the
+// host (its weights final in the host values): at once when it is, else
+// in the background right after it (with SetOverlapForward), before Wait
+// or anything waiting for that update returns. It is how a per-step
+// reader of the weights (an EMA) keeps the overlap with the next forward.
+// After a failed update fn does not run: the step's error comes back
+// from the next call that waits.
+func (h *SDHostAdamW) AfterUpdate(fn func()) {
+	nf := h.next
+	if nf == nil {
+		fn()
+		return
+	}
+	nf.mu.Lock()
+	if !nf.finished {
+		nf.after = fn
+		nf.mu.Unlock()
+		return
+	}
+	ok := nf.ok
+	nf.mu.Unlock()
+	if ok {
+		fn()
+	}
 }
 
 // weightsFor makes the compute stream wait for the weights layer i reads
