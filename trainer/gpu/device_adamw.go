@@ -22,8 +22,7 @@ type DeviceAdamW struct {
 	m, v    []*cuda.Tensor // views of arena
 	arena   *arena
 	noDecay []bool
-	partial *cuda.Tensor // float64 partial sums, stored as float32 pairs
-	grid    int
+	chunks  *adamChunks // the multi-tensor kernels' table (device_adamw_chunks.go)
 	step    int
 }
 
@@ -54,7 +53,7 @@ func newDeviceAdamW(s adamTarget, cfg optim.Config, noDecay func(name string) bo
 	if cfg.LR < 0 || cfg.Beta1 < 0 || cfg.Beta1 >= 1 || cfg.Beta2 < 0 || cfg.Beta2 >= 1 || cfg.Eps <= 0 {
 		return nil, fmt.Errorf("gpu: invalid AdamW config %+v", cfg)
 	}
-	o := &DeviceAdamW{s: s, cfg: cfg, grid: 256}
+	o := &DeviceAdamW{s: s, cfg: cfg}
 	// the moments share one allocation (arena.go)
 	slots := 0
 	for _, q := range s.trainable {
@@ -87,12 +86,10 @@ func newDeviceAdamW(s adamTarget, cfg optim.Config, noDecay func(name string) bo
 		}
 		o.noDecay = append(o.noDecay, noDecay != nil && noDecay(q.Name))
 	}
-	p, err := s.dev.NewTensor(2 * o.grid * len(s.trainable))
-	if err != nil {
+	if _, err := o.chunkTable(); err != nil {
 		o.Free()
 		return nil, err
 	}
-	o.partial = p
 	return o, nil
 }
 
@@ -107,21 +104,22 @@ func (o *DeviceAdamW) Bytes() int64 {
 
 // Step applies one update from the gradients of the step's last Run.
 func (o *DeviceAdamW) Step() (optim.Stats, error) {
-	s := o.s
-	for i, q := range s.trainable {
-		g := s.wgrads[q.Name]
-		if err := s.k.launch("sumsq_partial", o.grid, cuda.PtrArg(o.partial.Ptr()+uintptr(i*o.grid*8)), cuda.TensorArg(g), cuda.IntArg(g.Len())); err != nil {
-			return optim.Stats{}, err
-		}
-	}
-	host, err := o.partial.ToHost()
+	c, err := o.chunkTable()
 	if err != nil {
 		return optim.Stats{}, err
 	}
-	parts := unsafe.Slice((*float64)(unsafe.Pointer(&host[0])), len(host)/2)
 	var sum float64
-	for _, v := range parts {
-		sum += v
+	if c.n > 0 {
+		if err := o.s.k.launch("sumsq_chunks", c.n, cuda.PtrArg(c.partial.Ptr()), cuda.PtrArg(c.tab.Ptr())); err != nil {
+			return optim.Stats{}, err
+		}
+		host, err := c.partial.ToHost()
+		if err != nil {
+			return optim.Stats{}, err
+		}
+		for _, v := range unsafe.Slice((*float64)(unsafe.Pointer(&host[0])), c.n) {
+			sum += v
+		}
 	}
 	norm := math.Sqrt(sum)
 	if math.IsNaN(norm) || math.IsInf(norm, 0) {
@@ -136,17 +134,13 @@ func (o *DeviceAdamW) Step() (optim.Stats, error) {
 	}
 	c1 := 1 - math.Pow(o.cfg.Beta1, float64(o.step))
 	c2 := 1 - math.Pow(o.cfg.Beta2, float64(o.step))
-	for i, q := range s.trainable {
-		decay := float32(1 - st.LR*o.cfg.WeightDecay)
-		if o.noDecay[i] {
-			decay = 1
-		}
-		w, g := s.weights[q.Name], s.wgrads[q.Name]
-		if err := s.k.launch("adamw_step", s.k.gridFor(int64(w.Len())), cuda.TensorArg(w), cuda.TensorArg(g), cuda.TensorArg(o.m[i]), cuda.TensorArg(o.v[i]), cuda.IntArg(w.Len()),
-			cuda.F32Arg(scale), cuda.F32Arg(float32(o.cfg.Beta1)), cuda.F32Arg(float32(o.cfg.Beta2)), cuda.F32Arg(float32(st.LR/c1)),
-			cuda.F32Arg(float32(math.Sqrt(c2))), cuda.F32Arg(float32(o.cfg.Eps)), cuda.F32Arg(decay)); err != nil {
-			return st, err
-		}
+	if c.n == 0 {
+		return st, nil
+	}
+	if err := o.s.k.launch("adamw_chunks", c.n, cuda.PtrArg(c.tab.Ptr()), cuda.F32Arg(scale), cuda.F32Arg(float32(o.cfg.Beta1)),
+		cuda.F32Arg(float32(o.cfg.Beta2)), cuda.F32Arg(float32(st.LR/c1)), cuda.F32Arg(float32(math.Sqrt(c2))), cuda.F32Arg(float32(o.cfg.Eps)),
+		cuda.F32Arg(float32(1-st.LR*o.cfg.WeightDecay))); err != nil {
+		return st, err
 	}
 	return st, nil
 }
@@ -171,7 +165,7 @@ func (o *DeviceAdamW) Free() {
 	for i := range o.v {
 		o.v[i].Free()
 	}
-	o.partial.Free()
+	o.freeChunks()
 	o.arena.free()
 	if o.s.freed != nil {
 		o.s.freed()

@@ -1,10 +1,18 @@
 // Device AdamW (optimizer_state: device) and the squared norm it clips by.
 
-// partial[block] = sum of squares of the block's grid-stride share of g.
-extern "C" __global__ void sumsq_partial(double* partial, const float* g, int n) {
+// One launch over every trainable tensor. tab holds
+// one entry per chunk of at most adamChunk floats of one tensor, five
+// words each: the chunk's weights, gradients, first and second moments
+// (device addresses) and its length | no_decay << 32. Block b takes chunk b.
+
+// partial[b] = sum of squares of chunk b's gradients.
+extern "C" __global__ void sumsq_chunks(double* partial, const unsigned long long* tab) {
     __shared__ double sh[32];
+    const unsigned long long* e = tab + 5 * (size_t)blockIdx.x;
+    const float* g = (const float*)e[1];
+    int n = (int)(e[4] & 0xffffffffull);
     double acc = 0.0;
-    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += blockDim.x * gridDim.x) {
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
         double v = g[i];
         acc += v * v;
     }
@@ -20,17 +28,23 @@ extern "C" __global__ void sumsq_partial(double* partial, const float* g, int n)
     }
 }
 
-// One AdamW step, as trainer/optim.AdamW.Step: g is scaled by gscale (clipping),
-// w = w*decay - step_size * m / (sqrt(v)/sqrt_c2 + eps).
-extern "C" __global__ void adamw_step(float* w, const float* g, float* m, float* v, int n, float gscale,
-                                      float b1, float b2, float step_size, float sqrt_c2, float eps, float decay) {
-    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += blockDim.x * gridDim.x) {
+// adamw_step on chunk b; decay applies unless the chunk's tensor is exempt.
+extern "C" __global__ void adamw_chunks(const unsigned long long* tab, float gscale, float b1, float b2,
+                                        float step_size, float sqrt_c2, float eps, float decay) {
+    const unsigned long long* e = tab + 5 * (size_t)blockIdx.x;
+    float* w = (float*)e[0];
+    const float* g = (const float*)e[1];
+    float* m = (float*)e[2];
+    float* v = (float*)e[3];
+    int n = (int)(e[4] & 0xffffffffull);
+    float d = (e[4] >> 32) ? 1.0f : decay;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
         float gj = g[i] * gscale;
         float mj = b1 * m[i] + (1.0f - b1) * gj;
         float vj = b2 * v[i] + (1.0f - b2) * gj * gj;
         m[i] = mj;
         v[i] = vj;
         float denom = sqrtf(vj) / sqrt_c2 + eps;
-        w[i] = w[i] * decay - step_size * mj / denom;
+        w[i] = w[i] * d - step_size * mj / denom;
     }
 }
