@@ -8,7 +8,7 @@
 // partial[b] = sum of squares of chunk b's gradients.
 extern "C" __global__ void sumsq_chunks(double* partial, const unsigned long long* tab) {
     __shared__ double sh[32];
-    const unsigned long long* e = tab + 5 * (size_t)blockIdx.x;
+    const unsigned long long* e = tab + 5ull * blockIdx.x;
     const float* g = (const float*)e[1];
     int n = (int)(e[4] & 0xffffffffull);
     double acc = 0.0;
@@ -31,7 +31,7 @@ extern "C" __global__ void sumsq_chunks(double* partial, const unsigned long lon
 // adamw_step on chunk b; decay applies unless the chunk's tensor is exempt.
 extern "C" __global__ void adamw_chunks(const unsigned long long* tab, float gscale, float b1, float b2,
                                         float step_size, float sqrt_c2, float eps, float decay) {
-    const unsigned long long* e = tab + 5 * (size_t)blockIdx.x;
+    const unsigned long long* e = tab + 5ull * blockIdx.x;
     float* w = (float*)e[0];
     const float* g = (const float*)e[1];
     float* m = (float*)e[2];
