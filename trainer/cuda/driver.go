@@ -48,6 +48,7 @@ type driverAPI struct {
 	cuEventCreate, cuEventRecord, cuEventSynchronize, cuEventElapsedTime       uintptr
 	cuEventDestroy, cuModuleLoadData, cuModuleGetFunction, cuModuleUnload      uintptr
 	cuLaunchKernel, cuFuncSetAttribute, cuGetErrorName, cuGetErrorString       uintptr
+	cuFuncGetAttribute                                                         uintptr
 }
 
 var driverLoad loadOnce[driverAPI]
@@ -94,6 +95,7 @@ func loadDriver() (*driverAPI, error) {
 			cuModuleUnload:            s.get("cuModuleUnload"),
 			cuLaunchKernel:            s.get("cuLaunchKernel"),
 			cuFuncSetAttribute:        s.optional("cuFuncSetAttribute"),
+			cuFuncGetAttribute:        s.optional("cuFuncGetAttribute"),
 			cuGetErrorName:            s.get("cuGetErrorName"),
 			cuGetErrorString:          s.get("cuGetErrorString"),
 		}

@@ -20,8 +20,11 @@ import (
 // the previous tile is multiplied. The forward pass saves each layer's row
 // logsumexp and a 16-bit copy of its output (flashSaved); the backward pass
 // recomputes P tile by tile, so no positions x positions matrix is stored.
-// One NVRTC module per operand type and padded head dim, compiled on
-// first use.
+// Long sequences of narrow heads (the top level's 4096 x 4096
+// self-attention) take kernels/flash_wide.cu's kernels (32 rows per warp,
+// only the head dim rounded up to 8 multiplied); the rest flash.cu's.
+// One NVRTC module per operand type, padded head dim and head dim rounded
+// up to 8, compiled on first use.
 
 // flashDims are the padded head dims with a module (multiples of 16).
 var flashDims = []int{16, 32, 48, 64, 80, 128, 160}
@@ -43,7 +46,20 @@ const flashFusedKV = 80
 type flashKey struct {
 	bf16 bool
 	dp   int
+	d8   int // the head dim rounded up to 8 (flash_wide.cu multiplies only those)
 }
+
+// flashWideMin is the shortest sequence (queries for the forward pass and
+// dQ, keys for dK and dV) that takes flash_wide.cu's kernels; they run
+// for padded head dims up to flashWideDP and never causal.
+const (
+	flashWideMin = 512
+	flashWideDP  = 64
+)
+
+// flashNarrow keeps every attention on flash.cu's kernels
+// (PIPELINE_SD_FLASH_NARROW=1, for benchmarks comparing the two).
+var flashNarrow = os.Getenv("PIPELINE_SD_FLASH_NARROW") == "1"
 
 // flashSaved is what a forward pass keeps for its backward pass.
 type flashSaved struct{ lse, o *cuda.Tensor }
@@ -73,15 +89,20 @@ func flashSource(key flashKey) (cuda.ModuleSource, error) {
 	if err != nil {
 		return cuda.ModuleSource{}, err
 	}
+	wide, err := kernelFS.ReadFile("kernels/flash_wide.cu")
+	if err != nil {
+		return cuda.ModuleSource{}, err
+	}
 	bf, typ := 0, "f16"
 	if key.bf16 {
 		bf, typ = 1, "bf16"
 	}
-	cfg := fmt.Sprintf("#define FLASH_DP %d\n#define FLASH_BF %d\n", key.dp, bf)
+	cfg := fmt.Sprintf("#define FLASH_DP %d\n#define FLASH_D8 %d\n#define FLASH_BF %d\n", key.dp, key.d8, bf)
 	// Source concatenates the *.cu files in name order: the defines first.
-	return cuda.ModuleSource{Name: fmt.Sprintf("flash-%s-%d", typ, key.dp), Files: fstest.MapFS{
-		"0_config.cu": {Data: []byte(cfg)},
-		"flash.cu":    {Data: src},
+	return cuda.ModuleSource{Name: fmt.Sprintf("flash-%s-%d-%d", typ, key.dp, key.d8), Files: fstest.MapFS{
+		"0_config.cu":   {Data: []byte(cfg)},
+		"flash.cu":      {Data: src},
+		"flash_wide.cu": {Data: wide},
 	}}, nil
 }
 
@@ -149,7 +170,7 @@ func (s *SDNet) flashCall(a nn.SeqAttentionShape) (flashCall, error) {
 	if rows := int64(a.N) * int64(a.Heads) * int64(max(a.Lq, a.Lk)); rows*int64(dp) >= 1<<31 {
 		return flashCall{}, fmt.Errorf("gpu: flash attention: %d rows of %d too many for one launch", rows, dp)
 	}
-	m, err := s.flashModule(flashKey{bf16: s.prec != FP16, dp: dp})
+	m, err := s.flashModule(flashKey{bf16: s.prec != FP16, dp: dp, d8: (dh + 7) / 8 * 8})
 	if err != nil {
 		return flashCall{}, err
 	}
@@ -161,6 +182,24 @@ func (s *SDNet) flashCall(a nn.SeqAttentionShape) (flashCall, error) {
 }
 
 func (c flashCall) blocks(l int) int { return c.a.N * c.a.Heads * ((l + 127) / 128) }
+
+// wide reports whether sequences of length l (queries for the forward
+// pass and dQ, keys for dK and dV) take flash_wide.cu's kernels.
+func (c flashCall) wide(l int) bool {
+	return !flashNarrow && c.causal == 0 && c.dp <= flashWideDP && l >= flashWideMin
+}
+
+// kernel is the name and grid of kernel name (flash.cu's) or its
+// flash_wide.cu variant (name + "_w") for sequences of length l.
+func (c flashCall) kernel(name string, l int) (string, int) {
+	if c.wide(l) {
+		return name + "_w", c.a.N * c.a.Heads * ((l + flashWideRows - 1) / flashWideRows)
+	}
+	return name, c.blocks(l)
+}
+
+// flashWideRows is FW_ROWS of flash_wide.cu: a block's queries or keys.
+const flashWideRows = 256
 
 func (c flashCall) scale2() float32 { return c.scale * math.Log2E }
 
@@ -217,7 +256,8 @@ func (s *SDNet) flashRun(c flashCall, y, o, lse, q, k, v *cuda.Tensor) error {
 	}
 	defer p.free()
 	a := c.a
-	return c.m.Launch("flash_fwd", c.blocks(a.Lq), cuda.TensorArg(y), cuda.TensorArg(o), cuda.TensorArg(lse),
+	name, grid := c.kernel("flash_fwd", a.Lq)
+	return c.m.Launch(name, grid, cuda.TensorArg(y), cuda.TensorArg(o), cuda.TensorArg(lse),
 		cuda.PtrArg(p.q), cuda.PtrArg(p.k), cuda.PtrArg(p.v), cuda.IntArg(a.Lq), cuda.IntArg(a.Lk), cuda.IntArg(a.C),
 		cuda.IntArg(a.Heads), cuda.F32Arg(c.scale2()), cuda.IntArg(c.causal))
 }
@@ -317,13 +357,15 @@ func (s *SDNet) flashBackward(i int, l model.Layer, dq, dk, dv, dout, q, k, v *c
 	if dq != nil {
 		// flash_bwd_dq takes (dq, q, k, v, ...): the kv argument list without its second output
 		qa := append([]cuda.Arg{cuda.TensorArg(dq)}, args(nil, nil)[2:]...)
-		if err := c.m.Launch("flash_bwd_dq", c.blocks(a.Lq), qa...); err != nil {
+		name, grid := c.kernel("flash_bwd_dq", a.Lq)
+		if err := c.m.Launch(name, grid, qa...); err != nil {
 			return err
 		}
 	}
 	switch {
 	case dk != nil && dv != nil && c.dp <= flashFusedKV:
-		return c.m.Launch("flash_bwd_dkv", c.blocks(a.Lk), args(dk, dv)...)
+		name, grid := c.kernel("flash_bwd_dkv", a.Lk)
+		return c.m.Launch(name, grid, args(dk, dv)...)
 	default:
 		if dk != nil {
 			if err := c.m.Launch("flash_bwd_dk", c.blocks(a.Lk), args(dk, nil)...); err != nil {

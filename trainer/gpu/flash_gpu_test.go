@@ -49,6 +49,17 @@ var flashCases = []flashCase{
 	{"odd-d6", 3, 130, 200, 12, 2, false, false},
 	{"clip-causal-d64", 2, 77, 77, 768, 12, true, false},
 	{"causal-300-d32", 2, 300, 300, 64, 2, true, false},
+	// flash_wide.cu's kernels (flashWideMin queries or keys and more):
+	// lengths off its 256-row blocks and 64/32 tiles (the masked tails, a
+	// warp with only its first rows or none live), head dims 40 of 48 and
+	// 24 of 32 (a last k8 step and an odd n8 tile), 36 (zeros up to 40),
+	// 64 (neither); wide queries with narrow keys and the reverse.
+	{"wide-odd-d40", 2, 1000, 777, 320, 8, false, true},
+	{"wide-513-d36", 1, 513, 520, 72, 2, false, false},
+	{"wide-d24", 2, 520, 1100, 48, 2, false, true},
+	{"wide-d64", 1, 600, 530, 512, 8, false, false},
+	{"wide-q-only-d40", 1, 700, 300, 320, 8, false, false},
+	{"wide-kv-only-d40", 1, 200, 900, 320, 8, false, false},
 }
 
 // flashTol bounds the relative (L2) error of the fused bfloat16 attention
@@ -255,7 +266,7 @@ func TestFlashBench(t *testing.T) {
 	s := &SDNet{dev: d, k: k, prec: BF16, bf16: true, attnBudget: 1 << 28, p: &sdPlan{backward: []bool{true}}}
 	defer s.fl.release()
 	rng := rand.New(rand.NewPCG(8, 9))
-	fmt.Println("| attention (ours, flash bf16) | layers | fwd ms | fwd+bwd ms | step total fwd+bwd ms |\n|---|---:|---:|---:|---:|")
+	fmt.Println("| attention (ours, flash bf16) | layers | fwd ms | fwd+bwd ms | step total fwd+bwd ms | flash.cu only: fwd ms | fwd+bwd ms |\n|---|---:|---:|---:|---:|---:|---:|")
 	total := 0.0
 	pick := func(name string) bool {
 		sel := os.Getenv("PIPELINE_FLASH_BENCH_SHAPES")
@@ -310,12 +321,55 @@ func TestFlashBench(t *testing.T) {
 		f, fb := run(false), run(true)
 		ms := func(x time.Duration) float64 { return float64(x.Microseconds()) / 1000 }
 		total += float64(sh.count) * ms(fb)
-		fmt.Printf("| %s | %d | %.3f | %.3f | %.1f |\n", sh.name, sh.count, ms(f), ms(fb), float64(sh.count)*ms(fb))
+		narrow := "| - | - |" // the same kernels
+		if c, err := s.flashCall(a); err == nil && (c.wide(a.Lq) || c.wide(a.Lk)) {
+			flashNarrow = true
+			nf, nfb := run(false), run(true)
+			flashNarrow = false
+			narrow = fmt.Sprintf("| %.3f | %.3f |", ms(nf), ms(nfb))
+		}
+		fmt.Printf("| %s | %d | %.3f | %.3f | %.1f %s\n", sh.name, sh.count, ms(f), ms(fb), float64(sh.count)*ms(fb), narrow)
 		for _, x := range []*cuda.Tensor{q, kk, v, dout, y, dq, dk, dv} {
 			x.Free()
 		}
 	}
-	fmt.Printf("| all attention layers of one step | | | | %.1f |\n", total)
+	fmt.Printf("| all attention layers of one step | | | | %.1f | | |\n", total)
+}
+
+// TestFlashKernelResources prints the registers, local memory (spills)
+// and static shared memory of the fused attention kernels at SD's head
+// dims (40, 64, 80, 160) and checks the driver reports them.
+func TestFlashKernelResources(t *testing.T) {
+	d := sdDevice(t, false)
+	k, err := openKernels(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &SDNet{dev: d, k: k, bf16: true}
+	fmt.Println("| module | kernel | registers | local bytes | shared bytes |\n|---|---|---:|---:|---:|")
+	for _, key := range []flashKey{{true, 48, 40}, {false, 48, 40}, {true, 64, 64}, {true, 80, 80}, {true, 160, 160}} {
+		m, err := s.flashModule(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		names := []string{"flash_fwd", "flash_bwd_dq", "flash_bwd_dk", "flash_bwd_dv"}
+		if key.dp <= flashFusedKV {
+			names = append(names, "flash_bwd_dkv")
+		}
+		if key.dp <= flashWideDP {
+			names = append(names, "flash_fwd_w", "flash_bwd_dq_w", "flash_bwd_dkv_w")
+		}
+		for _, n := range names {
+			r, err := m.Resources(n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Registers <= 0 {
+				t.Errorf("%s %s: %d registers reported", m.Info().Name, n, r.Registers)
+			}
+			fmt.Printf("| %s | %s | %d | %d | %d |\n", m.Info().Name, n, r.Registers, r.LocalBytes, r.SharedBytes)
+		}
+	}
 }
 
 // TestFlashFP16OverflowIsVisible: a loss-scaled gradient beyond float16's
