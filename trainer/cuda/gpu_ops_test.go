@@ -206,6 +206,13 @@ func TestOpPermute(t *testing.T) {
 		{[]int{6, 10, 7}, []int{0, 2, 1}},      // (N, C, P) -> (N, P, C)
 		{[]int{4, 5, 3}, []int{2, 1, 0}},
 		{[]int{9}, []int{0}},
+		// the fast paths (ops_permute.go): 32x32 tiles with ragged edges,
+		// float4 runs, a float4 copy
+		{[]int{3, 37, 70}, []int{0, 2, 1}},
+		{[]int{70, 33}, []int{1, 0}},
+		{[]int{2, 5, 7, 12}, []int{0, 2, 1, 3}},
+		{[]int{6, 9, 8}, []int{1, 0, 2}},
+		{[]int{2, 1, 3, 4}, []int{0, 2, 1, 3}},
 	}
 	for _, c := range cases {
 		n := numel(c.in)

@@ -182,6 +182,9 @@ func (d *Device) checkPermute(y, x *Tensor, in []int, perm []int) error {
 
 // permuteLocked launches the permutation of a checked shape; the context is current.
 func (d *Device) permuteLocked(y, x uintptr, in []int, perm []int) error {
+	if done, err := d.permuteSwapLocked(y, x, in, perm); done {
+		return err
+	}
 	stride := make([]int, len(in))
 	acc := 1
 	for i := len(in) - 1; i >= 0; i-- {
