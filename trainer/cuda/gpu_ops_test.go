@@ -59,6 +59,7 @@ func TestOpGroupNorm(t *testing.T) {
 		{N: 2, C: 16, P: 4096, Groups: 1, Eps: 1e-6},  // one large group
 		{N: 10, C: 64, P: 256, Groups: 32, Eps: 1e-5}, // enough groups for the fused forward
 		{N: 2, C: 64, P: 32773, Groups: 8, Eps: 1e-6}, // split statistics, ragged slices
+		{N: 25, C: 320, P: 64, Groups: 32, Eps: 1e-5}, // vectorised (ops_groupnorm_vec.go), SD's level-3 frames
 	}
 	for i, s := range shapes {
 		t.Run(fmt.Sprintf("%d", i), func(t *testing.T) {
@@ -110,6 +111,7 @@ func TestOpGroupNormSiLU(t *testing.T) {
 		{N: 1, C: 4, P: 3, Groups: 2, Eps: 1e-5},
 		{N: 3, C: 64, P: 1024, Groups: 32, Eps: 1e-5},
 		{N: 2, C: 16, P: 4096, Groups: 1, Eps: 1e-6},
+		{N: 12, C: 64, P: 100, Groups: 32, Eps: 1e-5}, // vectorised
 	}
 	for i, s := range shapes {
 		t.Run(fmt.Sprintf("%d", i), func(t *testing.T) {
@@ -273,7 +275,11 @@ func TestOpElementwise(t *testing.T) {
 	ga, gs := upload(t, d, a), poisoned(t, d, cs.Len())
 	must(t, d.Add(gs, gx, ga))
 	check(t, "add", gs, sum, tolStrict)
-	freeAll(gx, ge, gdy, gy, gde, ga, gs)
+	// a multiple of 4 elements: the float4 kernel, as exact
+	gx4, ga4, gs4 := upload(t, d, x[:1152]), upload(t, d, a[:1152]), poisoned(t, d, 1152)
+	must(t, d.Add(gs4, gx4, ga4))
+	check(t, "add (float4)", gs4, sum[:1152], 0)
+	freeAll(gx, ge, gdy, gy, gde, ga, gs, gx4, ga4, gs4)
 
 	// concat and split
 	ccs := nn.ConcatShape{N: 2, CA: 3, CB: 5, P: 11}

@@ -61,6 +61,9 @@ func (d *Device) axpby(y, a *Tensor, alpha float32, b *Tensor, beta float32) err
 		return err
 	}
 	defer d.leave()
+	if vec4(n, y, a, b) {
+		return d.elementwise("axpby4", n/4, TensorArg(y), TensorArg(a), F32Arg(alpha), TensorArg(b), F32Arg(beta), IntArg(n/4))
+	}
 	return d.elementwise("axpby", n, TensorArg(y), TensorArg(a), F32Arg(alpha), TensorArg(b), F32Arg(beta), IntArg(n))
 }
 

@@ -93,6 +93,9 @@ func (d *Device) GroupNormForward(y, x, gamma, beta *Tensor, st *GroupNormStats,
 	} else if err := d.checkOperands("group norm", operand{"mean", st.Mean, s.N * s.Groups}, operand{"rstd", st.Rstd, s.N * s.Groups}); err != nil {
 		return err
 	}
+	if d.gnVec(s, y, x) {
+		return d.gnVecForwardLocked(y, x, gamma, beta, st, s, false)
+	}
 	if s.N*s.Groups >= 2*d.sms {
 		// enough groups to fill the GPU: statistics and output in one pass
 		return d.perRow("gn_fwd_fused", s.N*s.Groups, TensorArg(y), TensorArg(st.Mean), TensorArg(st.Rstd), TensorArg(x), TensorArg(gamma), TensorArg(beta),
@@ -166,6 +169,9 @@ func (d *Device) GroupNormBackward(dx, dgamma, dbeta, dy, x, gamma *Tensor, st *
 		return err
 	}
 	defer d.leave()
+	if dgamma == nil && dbeta == nil && dx != nil && d.gnVec(s, dx, dy, x) {
+		return d.gnVecBackwardLocked(dx, dy, x, gamma, nil, st, s, false, false)
+	}
 	st, done, err := d.statsFor(st, x, s)
 	if err != nil {
 		return err

@@ -18,6 +18,9 @@ func (d *Device) GroupNormSiLUForward(y, x, gamma, beta *Tensor, st *GroupNormSt
 		return err
 	}
 	defer d.leave()
+	if d.gnVec(s, y, x) {
+		return d.gnVecForwardLocked(y, x, gamma, beta, st, s, true)
+	}
 	if err := d.gnStatsLocked(st, x, s); err != nil {
 		return err
 	}
@@ -35,6 +38,9 @@ func (d *Device) GroupNormSiLUBackwardData(dx, dy, x, gamma, beta *Tensor, st *G
 		return err
 	}
 	defer d.leave()
+	if d.gnVec(s, dx, dy, x) {
+		return d.gnVecBackwardLocked(dx, dy, x, gamma, beta, st, s, true, false)
+	}
 	return d.perRow("gn_silu_bwd_data", s.N*s.Groups, TensorArg(dx), TensorArg(dy), TensorArg(x), TensorArg(gamma), TensorArg(beta),
 		TensorArg(st.Mean), TensorArg(st.Rstd), IntArg(s.N), IntArg(s.C), IntArg(s.P), IntArg(s.Groups))
 }

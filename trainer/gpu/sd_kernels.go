@@ -86,6 +86,9 @@ func (k *kernels) softmaxMasked(p, s uintptr, rows int64, lq, lk int, causal boo
 }
 
 func (k *kernels) accumulate(y, x uintptr, n int64) error {
+	if n%4 == 0 && y%16 == 0 && x%16 == 0 {
+		return k.launch("sd_accumulate4", k.gridFor(n/4), cuda.PtrArg(y), cuda.PtrArg(x), cuda.Int64Arg(n/4))
+	}
 	return k.launch("sd_accumulate", k.gridFor(n), cuda.PtrArg(y), cuda.PtrArg(x), cuda.Int64Arg(n))
 }
 
