@@ -170,6 +170,11 @@ func (d *Device) GroupNormBackward(dx, dgamma, dbeta, dy, x, gamma *Tensor, st *
 	}
 	defer d.leave()
 	if dgamma == nil && dbeta == nil && dx != nil && d.gnVec(s, dx, dy, x) {
+		if st != nil {
+			if err := d.checkOperands("group norm stats", operand{"mean", st.Mean, s.N * s.Groups}, operand{"rstd", st.Rstd, s.N * s.Groups}); err != nil {
+				return err
+			}
+		}
 		return d.gnVecBackwardLocked(dx, dy, x, gamma, nil, st, s, false, false)
 	}
 	st, done, err := d.statsFor(st, x, s)

@@ -1,5 +1,7 @@
 package cuda
 
+import "os"
+
 // Fast paths of Permute. The layout swaps of the SD executor (ToTokens,
 // ToFrames: (N, C, P) <-> (N, P, C); ToTime, FromTime: (B, T, P, C) <->
 // (B, P, T, C); a joint group norm's (B, T, C, P) <-> (B, C, T, P)) are
@@ -8,6 +10,10 @@ package cuda
 // about a quarter of the card's copy bandwidth (2.0-2.2 ms per pass of
 // the full-size step's 16 layers each, H200). permute_swap.cu moves them
 // as float4 runs or 32x32 shared-memory tiles.
+
+// permuteFast turns the fast paths on (PIPELINE_PERMUTE_FAST=0: permute6
+// for all, for comparisons).
+var permuteFast = os.Getenv("PIPELINE_PERMUTE_FAST") != "0"
 
 // swapForm reports whether permuting shape in by perm moves x viewed as
 // (n, a, b, c) to (n, b, a, c): after unit axes are dropped and axes that
@@ -82,7 +88,7 @@ func swapForm(in, perm []int) (n, a, b, c int, ok bool) {
 func (d *Device) permuteSwapLocked(y, x uintptr, in, perm []int) (done bool, err error) {
 	n, a, b, c, ok := swapForm(in, perm)
 	total := int64(n) * int64(a) * int64(b) * int64(c)
-	if !ok || total >= 1<<31 {
+	if !permuteFast || !ok || total >= 1<<31 {
 		return false, nil
 	}
 	switch {

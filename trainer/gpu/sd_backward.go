@@ -82,6 +82,10 @@ func (s *SDNet) backwardLayer(i int) error {
 			err = d.LinearBackwardParams(dw, db, dy, x(0), ls)
 		}
 	case model.SiLU:
+		if s.gnSiLUFused(i - 1) {
+			passed = s.backwardSiLUFused(i, dy)
+			break
+		}
 		err = dataGrad(0, func(dx *cuda.Tensor) error { return d.SiLUBackward(dx, dy, x(0)) })
 	case model.GELU, model.QuickGELU:
 		kind := actGELU
@@ -131,6 +135,10 @@ func (s *SDNet) backwardLayer(i int) error {
 	case model.TemporalConv:
 		err = s.tconvBackwardLayer(l, dy, x(0), dataGrad)
 	case model.GroupNorm:
+		if s.gnSiLUFused(i) {
+			err = s.gnSiLUBackward(i, dy, x(0), need(0))
+			break
+		}
 		err = s.groupNormBackward(l, dy, x(0), need(0))
 	case model.LayerNorm:
 		err = s.layerNormBackward(i, l, dy, x(0), need(0))
@@ -241,21 +249,15 @@ func (s *SDNet) groupNormBackward(l model.Layer, dy, x *cuda.Tensor, needX bool)
 		return nil
 	}
 	if !l.Joint {
-		var dx *cuda.Tensor
-		if needX {
-			var err error
-			if dx, err = d.NewTensor(s.p.shapes[l.In[0]]...); err != nil {
+		if dg != nil || db != nil {
+			if err := d.GroupNormBackwardParams(dg, db, dy, x, s.param(l, 0), nil, gs); err != nil {
 				return err
 			}
 		}
-		if err := d.GroupNormBackward(dx, dg, db, dy, x, s.param(l, 0), nil, gs); err != nil {
-			dx.Free()
-			return err
-		}
-		if dx == nil {
+		if !needX {
 			return nil
 		}
-		return s.accumulate(l.In[0], dx, true)
+		return s.gnBackwardDataInto(l.In[0], dy, x, s.param(l, 0), nil, nil, gs, false)
 	}
 	fwd, back := s.jointPerm(l.In[0], false), s.jointPerm(l.In[0], true)
 	perm := []int{0, 2, 1, 3}

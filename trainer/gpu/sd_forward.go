@@ -109,6 +109,9 @@ func (s *SDNet) forward(i int) error {
 	if done, err := s.forwardHalfFused(i); done {
 		return err
 	}
+	if done, err := s.forwardGNSiLU(i); done {
+		return err
+	}
 	l := s.p.net.Layers[i]
 	d, k := s.dev, s.k
 	in := make([]*cuda.Tensor, len(l.In))

@@ -11,11 +11,17 @@ func (k *kernels) rowGrid(rows int64) int { return k.d.RowGrid(int(min(rows, 1<<
 
 // layerNorm writes y and the row statistics (mean, rstd may be 0).
 func (k *kernels) layerNorm(y, mean, rstd, x, gamma, beta uintptr, rows int64, d int, eps float32) error {
+	if lnVec(rows, d, y, x, gamma, beta) {
+		return k.layerNormVec(y, mean, rstd, x, gamma, beta, rows, d, eps)
+	}
 	return k.launch("sd_layer_norm", k.rowGrid(rows), cuda.PtrArg(y), cuda.PtrArg(mean), cuda.PtrArg(rstd), cuda.PtrArg(x),
 		cuda.PtrArg(gamma), cuda.PtrArg(beta), cuda.Int64Arg(rows), cuda.IntArg(d), cuda.F32Arg(eps))
 }
 
 func (k *kernels) layerNormBackwardData(dx, dy, x, gamma, mean, rstd uintptr, rows int64, d int) error {
+	if lnVec(rows, d, dx, dy, x, gamma) {
+		return k.layerNormBackwardDataVec(dx, dy, x, gamma, mean, rstd, rows, d)
+	}
 	return k.launch("sd_layer_norm_bwd_dx", k.rowGrid(rows), cuda.PtrArg(dx), cuda.PtrArg(dy), cuda.PtrArg(x), cuda.PtrArg(gamma),
 		cuda.PtrArg(mean), cuda.PtrArg(rstd), cuda.Int64Arg(rows), cuda.IntArg(d))
 }
@@ -41,10 +47,16 @@ func (k *kernels) layerNormBackwardParams(dgamma, dbeta, part, dy, x, mean, rstd
 }
 
 func (k *kernels) geglu(y, x uintptr, m int64, f int) error {
+	if gegluVec(m, f, y, x) {
+		return k.gegluVec(y, x, m, f)
+	}
 	return k.launch("sd_geglu", k.gridFor(m*int64(f)), cuda.PtrArg(y), cuda.PtrArg(x), cuda.Int64Arg(m), cuda.IntArg(f))
 }
 
 func (k *kernels) gegluBackward(dx, dy, x uintptr, m int64, f int) error {
+	if gegluVec(m, f, dx, dy, x) {
+		return k.gegluBackwardVec(dx, dy, x, m, f)
+	}
 	return k.launch("sd_geglu_bwd", k.gridFor(m*int64(f)), cuda.PtrArg(dx), cuda.PtrArg(dy), cuda.PtrArg(x), cuda.Int64Arg(m), cuda.IntArg(f))
 }
 

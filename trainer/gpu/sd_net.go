@@ -40,8 +40,12 @@ type SDNet struct {
 	vals  []*cuda.Tensor
 	grads []*cuda.Tensor
 	// ln holds the row statistics of each trainable pass's layer norms.
-	ln   map[int]*lnSaved
-	eval bool
+	ln map[int]*lnSaved
+	// gnSt holds the group statistics of the fused GroupNorm+SiLU layers
+	// (sd_gnsilu.go), gnFuse which layers those are.
+	gnSt   map[int]*cuda.GroupNormStats
+	gnFuse []bool
+	eval   bool
 	// ck is the checkpointed step's schedule (nil: no checkpointing); ckSeg
 	// the segment being recomputed (or ckptOff, ckptFirstPass); noSave
 	// skips the layer norm statistics.
@@ -125,7 +129,7 @@ func NewSDNet(dev *cuda.Device, net *model.Net, p *model.Params, B, T, H, W int,
 	}
 	s := &SDNet{dev: dev, k: k, p: pl, params: p, weights: map[string]*cuda.Tensor{}, wgrads: map[string]*cuda.Tensor{},
 		halfW: map[string]*cuda.Tensor{}, halfShape: map[string][]int{}, prec: prec, bf16: prec.Half(), scale: newLossScale(prec),
-		ln: map[int]*lnSaved{}, attnBudget: o.AttentionScores, ckSeg: ckptOff, packed: map[int]*cuda.Tensor{}}
+		ln: map[int]*lnSaved{}, gnSt: map[int]*cuda.GroupNormStats{}, attnBudget: o.AttentionScores, ckSeg: ckptOff, packed: map[int]*cuda.Tensor{}}
 	if o.Checkpointing && o.Trainable != nil {
 		keep := o.CheckpointKeepAttention
 		if keep == 0 {
@@ -507,6 +511,10 @@ func (s *SDNet) release() {
 	for i, l := range s.ln {
 		l.free()
 		delete(s.ln, i)
+	}
+	for i, st := range s.gnSt {
+		st.Free()
+		delete(s.gnSt, i)
 	}
 	s.fl.release()
 	s.freePacked()
