@@ -4,6 +4,8 @@ import "math"
 
 // expf is e^x in float32 (relative error about 2e-7): x = n ln2 + r with
 // |r| <= ln2/2, e^r by a degree-6 polynomial, 2^n in the exponent bits.
+// n is rounded by adding and subtracting 1.5*2^23 (no call to math.Floor);
+// its integer is then in k's low mantissa bits.
 func expf(x float32) float32 {
 	if x > 88 {
 		return float32(math.Inf(1))
@@ -15,8 +17,10 @@ func expf(x float32) float32 {
 		log2e = 1.44269504088896341
 		ln2hi = 0.693359375
 		ln2lo = -2.12194440e-4
+		magic = 12582912 // 1.5 * 2^23
 	)
-	n := float32(math.Floor(float64(x*log2e + 0.5)))
+	k := x*log2e + magic
+	n := k - magic
 	r := x - n*ln2hi - n*ln2lo
 	p := float32(1.0 / 720)
 	p = p*r + 1.0/120
@@ -25,7 +29,7 @@ func expf(x float32) float32 {
 	p = p*r + 0.5
 	p = p*r + 1
 	p = p*r + 1
-	return p * math.Float32frombits(uint32(int32(n)+127)<<23)
+	return p * math.Float32frombits((math.Float32bits(k)-0x4B400000+127)<<23)
 }
 
 func sigmoid(x float32) float32 { return 1 / (1 + expf(-x)) }
@@ -33,7 +37,7 @@ func sigmoid(x float32) float32 { return 1 / (1 + expf(-x)) }
 // SiLUForward computes y = x * sigmoid(x). y may alias x.
 func SiLUForward(y, x []float32) {
 	parallelChunks(len(x), func(lo, hi int) {
-		for i := lo; i < hi; i++ {
+		for i := lo + siluForwardVec(y[lo:hi], x[lo:hi]); i < hi; i++ {
 			v := x[i]
 			y[i] = v * sigmoid(v)
 		}
@@ -43,7 +47,7 @@ func SiLUForward(y, x []float32) {
 // SiLUBackward computes dx = dy * s(x) * (1 + x*(1-s(x))). dx is overwritten.
 func SiLUBackward(dx, dy, x []float32) {
 	parallelChunks(len(x), func(lo, hi int) {
-		for i := lo; i < hi; i++ {
+		for i := lo + siluBackwardVec(dx[lo:hi], dy[lo:hi], x[lo:hi]); i < hi; i++ {
 			v := x[i]
 			s := sigmoid(v)
 			dx[i] = dy[i] * s * (1 + v*(1-s))

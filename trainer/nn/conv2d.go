@@ -42,6 +42,29 @@ func (s Conv2DShape) Validate() error {
 	return nil
 }
 
+// sameSize reports a stride-1 conv with an odd square kernel padded to keep
+// the frame's size (3x3, pad 1), not pointwise.
+func (s Conv2DShape) sameSize() bool {
+	return s.Stride == 1 && s.KH == s.KW && s.KH%2 == 1 && s.KH > 1 && s.Pad == s.KH/2
+}
+
+// flippedKernel returns w (K, C, KH, KW) as the (C, K, KH, KW) kernel
+// rotated by 180 degrees.
+func flippedKernel(w []float32, s Conv2DShape) []float32 {
+	kk := s.KH * s.KW
+	out := make([]float32, len(w))
+	for k := 0; k < s.K; k++ {
+		for c := 0; c < s.C; c++ {
+			src := w[(k*s.C+c)*kk : (k*s.C+c+1)*kk]
+			dst := out[(c*s.K+k)*kk : (c*s.K+k+1)*kk]
+			for i, v := range src {
+				dst[kk-1-i] = v
+			}
+		}
+	}
+	return out
+}
+
 // pointwise reports a 1x1, stride-1, unpadded conv whose im2col is x itself.
 func (s Conv2DShape) pointwise() bool {
 	return s.KH == 1 && s.KW == 1 && s.Stride == 1 && s.Pad == 0
@@ -175,6 +198,20 @@ func Conv2DForward(y, x, w, b []float32, s Conv2DShape) {
 
 // Conv2DBackwardData computes dx from dy and w. dx is overwritten.
 func Conv2DBackwardData(dx, dy, w []float32, s Conv2DShape) {
+	if s.sameSize() && s.K*s.KH*s.KW <= kc {
+		// a stride-1 "same" conv's data gradient is the forward conv of dy
+		// with the kernel flipped and its channel axes swapped: im2col's
+		// copies instead of col2im's scattered adds (faster while that
+		// conv's depth fits one packed block; BenchmarkConv2DBackwardData)
+		Conv2DForward(dx, dy, flippedKernel(w, s), nil, Conv2DShape{N: s.N, C: s.K, H: s.H, W: s.W, K: s.C, KH: s.KH, KW: s.KW, Stride: 1, Pad: s.Pad})
+		return
+	}
+	conv2DBackwardDataCol2im(dx, dy, w, s)
+}
+
+// conv2DBackwardDataCol2im is Conv2DBackwardData of any conv: the patch
+// matrix's gradient, scattered back by col2im.
+func conv2DBackwardDataCol2im(dx, dy, w []float32, s Conv2DShape) {
 	oh, ow := s.OutH(), s.OutW()
 	ohw := oh * ow
 	ckk := s.C * s.KH * s.KW

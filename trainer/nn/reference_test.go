@@ -284,3 +284,49 @@ func TestInputsInOrder(t *testing.T) {
 		t.Errorf("SpecOf(concat) = %+v", s)
 	}
 }
+
+// TestConv2DBackwardDataMatchesDirect: dx of every conv kind (the
+// same-size ones through the flipped-kernel forward conv) against the
+// direct adjoint sum.
+func TestConv2DBackwardDataMatchesDirect(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 1))
+	for _, s := range []Conv2DShape{
+		{N: 3, C: 2, H: 7, W: 6, K: 3, KH: 3, KW: 3, Stride: 1, Pad: 1},
+		{N: 2, C: 4, H: 5, W: 5, K: 3, KH: 5, KW: 5, Stride: 1, Pad: 2},
+		{N: 2, C: 3, H: 8, W: 8, K: 4, KH: 3, KW: 3, Stride: 2, Pad: 1},
+		{N: 1, C: 5, H: 4, W: 3, K: 2, KH: 1, KW: 1, Stride: 1, Pad: 0},
+	} {
+		dy, w := randData(rng, s.OutLen(), false), randData(rng, s.WeightLen(), false)
+		dx := randData(rng, s.InLen(), false) // overwritten
+		Conv2DBackwardData(dx, dy, w, s)
+		want := make([]float64, s.InLen())
+		oh, ow := s.OutH(), s.OutW()
+		for n := 0; n < s.N; n++ {
+			for k := 0; k < s.K; k++ {
+				for oy := 0; oy < oh; oy++ {
+					for ox := 0; ox < ow; ox++ {
+						g := float64(dy[((n*s.K+k)*oh+oy)*ow+ox])
+						for c := 0; c < s.C; c++ {
+							for i := 0; i < s.KH; i++ {
+								for j := 0; j < s.KW; j++ {
+									iy, ix := oy*s.Stride-s.Pad+i, ox*s.Stride-s.Pad+j
+									if iy < 0 || iy >= s.H || ix < 0 || ix >= s.W {
+										continue
+									}
+									want[((n*s.C+c)*s.H+iy)*s.W+ix] += g * float64(w[((k*s.C+c)*s.KH+i)*s.KW+j])
+								}
+							}
+						}
+					}
+				}
+			}
+		}
+		w32 := make([]float32, len(want))
+		for i, v := range want {
+			w32[i] = float32(v)
+		}
+		if d := maxDiff(dx, w32); d > 1e-5 {
+			t.Errorf("conv2d backward data %+v: max diff %g", s, d)
+		}
+	}
+}

@@ -29,19 +29,44 @@ func packA(dst []float32, transA bool, a []float32, lda, i0, mb, p0, kb int) {
 	o := 0
 	for ir := 0; ir < mb; ir += mr {
 		rows := min(mr, mb-ir)
-		for p := 0; p < kb; p++ {
-			for i := 0; i < mr; i++ {
-				var v float32
-				if i < rows {
-					r, c := i0+ir+i, p0+p
-					if transA {
-						v = a[c*lda+r]
-					} else {
-						v = a[r*lda+c]
+		d := dst[o : o+mr*kb]
+		o += mr * kb
+		switch {
+		case transA && rows == mr:
+			// op(A)[r][p] = a[p*lda+r]: a panel's mr values at one depth are adjacent
+			for p := 0; p < kb; p++ {
+				src := a[(p0+p)*lda+i0+ir:]
+				src = src[:mr]
+				dp := d[p*mr : p*mr+mr]
+				dp[0], dp[1], dp[2], dp[3], dp[4], dp[5] = src[0], src[1], src[2], src[3], src[4], src[5]
+			}
+		case !transA && rows == mr:
+			r := i0 + ir
+			a0 := a[r*lda+p0:][:kb]
+			a1 := a[(r+1)*lda+p0:][:kb]
+			a2 := a[(r+2)*lda+p0:][:kb]
+			a3 := a[(r+3)*lda+p0:][:kb]
+			a4 := a[(r+4)*lda+p0:][:kb]
+			a5 := a[(r+5)*lda+p0:][:kb]
+			for p := 0; p < kb; p++ {
+				dp := d[p*mr : p*mr+mr]
+				dp[0], dp[1], dp[2], dp[3], dp[4], dp[5] = a0[p], a1[p], a2[p], a3[p], a4[p], a5[p]
+			}
+		default:
+			for p := 0; p < kb; p++ {
+				dp := d[p*mr : p*mr+mr]
+				for i := range dp {
+					var v float32
+					if i < rows {
+						r, c := i0+ir+i, p0+p
+						if transA {
+							v = a[c*lda+r]
+						} else {
+							v = a[r*lda+c]
+						}
 					}
+					dp[i] = v
 				}
-				dst[o] = v
-				o++
 			}
 		}
 	}
