@@ -77,6 +77,10 @@ func (s *SDNet) backwardLayer(i int) error {
 			err = s.linearBackwardT16(l, dy, x(0), ls, dataGrad)
 			break
 		}
+		if s.linearTrainableFast(l) {
+			err = s.linearBackwardTrainable(l, dy, x(0), ls)
+			break
+		}
 		err = dataGrad(0, func(dx *cuda.Tensor) error { return s.linearBackwardData(l, dx, dy, ls) })
 		if dw, db := s.wgrad(l, 0), s.wgrad(l, 1); err == nil && (dw != nil || db != nil) {
 			err = d.LinearBackwardParams(dw, db, dy, x(0), ls)

@@ -81,14 +81,19 @@ func (s *SDNet) linearBackwardT16(l model.Layer, dy, x *cuda.Tensor, ls nn.Linea
 		return err
 	}
 	defer dyh.Free()
-	err = dataGrad(0, func(dx *cuda.Tensor) error {
+	dataProduct := func(dx *cuda.Tensor, beta float32) error {
 		w, err := s.toHalfOf(s.param(l, 0), t)
 		if err != nil {
 			return err
 		}
 		defer w.Free()
-		return s.dev.GemmEx(gemmHalf(cuda.Gemm{M: ls.N, N: ls.In, K: ls.Out, Alpha: 1, A: dyh.Ptr(), B: w.Ptr(), C: dx.Ptr(), Batch: 1}, t, cuda.TypeF32))
-	})
+		return s.dev.GemmEx(gemmHalf(cuda.Gemm{M: ls.N, N: ls.In, K: ls.Out, Alpha: 1, Beta: beta, A: dyh.Ptr(), B: w.Ptr(), C: dx.Ptr(), Batch: 1}, t, cuda.TypeF32))
+	}
+	if tlinearFast {
+		err = s.dataGradInto(l, 0, dataProduct)
+	} else {
+		err = dataGrad(0, func(dx *cuda.Tensor) error { return dataProduct(dx, 0) })
+	}
 	if err != nil {
 		return err
 	}
@@ -97,16 +102,74 @@ func (s *SDNet) linearBackwardT16(l model.Layer, dy, x *cuda.Tensor, ls nn.Linea
 		if err != nil {
 			return err
 		}
-		err = s.dev.GemmEx(gemmHalf(cuda.Gemm{TransA: true, M: ls.Out, N: ls.In, K: ls.N, Alpha: 1, A: dyh.Ptr(), B: xh.Ptr(), C: dw.Ptr(), Batch: 1}, t, cuda.TypeF32))
+		if tlinearFast {
+			err = linearWeightGrad(s.tc, tconvOps(t), dw.Ptr(), dyh.Ptr(), xh.Ptr(), ls.N, ls.Out, ls.In)
+		} else {
+			err = s.dev.GemmEx(gemmHalf(cuda.Gemm{TransA: true, M: ls.Out, N: ls.In, K: ls.N, Alpha: 1, A: dyh.Ptr(), B: xh.Ptr(), C: dw.Ptr(), Batch: 1}, t, cuda.TypeF32))
+		}
 		xh.Free()
 		if err != nil {
 			return err
 		}
 	}
 	if db := s.wgrad(l, 1); db != nil {
+		if tlinearFast {
+			return linearBiasGrad(s.tc, db.Ptr(), dy.Ptr(), ls.N, ls.Out)
+		}
 		return s.dev.LinearBackwardParams(nil, db, dy, x, ls)
 	}
 	return nil
+}
+
+// tlinearFast: the trainable linear layers' backward accumulates dx into
+// the gradient already there (beta 1: no separate add pass where q, k and
+// v share an input), computes dW as a split-K product (the 320x320 result
+// of a 102,400-row reduction has only 9 tiles of its own) and db in two
+// coalesced column-sum passes (sum_channels with P = 1 reads a column per
+// block, strided). PIPELINE_SD_TLIN_FAST=0: the earlier passes.
+var tlinearFast = os.Getenv("PIPELINE_SD_TLIN_FAST") != "0"
+
+// dataGradInto computes input j's gradient with f: into the gradient
+// already accumulated there (beta 1), or into a fresh buffer (beta 0).
+func (s *SDNet) dataGradInto(l model.Layer, j int, f func(dx *cuda.Tensor, beta float32) error) error {
+	v := l.In[j]
+	if !s.p.reqGrad[v] {
+		return nil
+	}
+	if cur := s.grads[v]; cur != nil {
+		return f(cur, 1)
+	}
+	dx, err := s.dev.NewTensor(s.p.shapes[v]...)
+	if err != nil {
+		return err
+	}
+	if err := f(dx, 0); err != nil {
+		dx.Free()
+		return err
+	}
+	s.grads[v] = dx
+	return nil
+}
+
+// linearTrainableFast reports whether layer l's backward runs
+// linearBackwardTrainable: a trainable float32 weight.
+func (s *SDNet) linearTrainableFast(l model.Layer) bool {
+	return tlinearFast && s.wgrad(l, 0) != nil && s.halfW[l.Params[0]] == nil
+}
+
+// linearBackwardTrainable is the backward pass of a linear layer with a
+// trainable float32 weight (tlinearFast).
+func (s *SDNet) linearBackwardTrainable(l model.Layer, dy, x *cuda.Tensor, ls nn.LinearShape) error {
+	err := s.dataGradInto(l, 0, func(dx *cuda.Tensor, beta float32) error {
+		return s.dev.Gemm(cuda.Gemm{M: ls.N, N: ls.In, K: ls.Out, Alpha: 1, Beta: beta, A: dy.Ptr(), B: s.param(l, 0).Ptr(), C: dx.Ptr(), Batch: 1})
+	})
+	if dw := s.wgrad(l, 0); err == nil && dw != nil {
+		err = linearWeightGrad(s.tc, tconvF32, dw.Ptr(), dy.Ptr(), x.Ptr(), ls.N, ls.Out, ls.In)
+	}
+	if db := s.wgrad(l, 1); err == nil && db != nil {
+		err = linearBiasGrad(s.tc, db.Ptr(), dy.Ptr(), ls.N, ls.Out)
+	}
+	return err
 }
 
 // tconvHalfWeight returns the temporal convolution's weight rearranged for
@@ -138,6 +201,9 @@ func (s *SDNet) tconvForwardLayer(l model.Layer, y, x *cuda.Tensor) error {
 		return tconvForward(s.tc, y.Ptr(), x.Ptr(), s.param(l, 0).Ptr(), b, ts)
 	}
 	ops := tconvOps(s.prec.dataType())
+	if tconvFastOK(ts) {
+		return tconvForwardHalf(s.tc, ops, y.Ptr(), x.Ptr(), s.param(l, 0).Ptr(), b, ts)
+	}
 	xh, err := s.toHalfOf(x, s.prec.dataType())
 	if err != nil {
 		return err
@@ -169,12 +235,41 @@ func (s *SDNet) tconvBackwardLayer(l model.Layer, dy, x *cuda.Tensor, dataGrad f
 		if dw := s.wgrad(l, 0); err == nil && dw != nil {
 			err = tconvBackwardFilter(s.tc, dw.Ptr(), dy.Ptr(), x.Ptr(), ts)
 		}
+	} else if tconvFastOK(ts) {
+		return s.tconvBackwardFast(l, ts, dy, x, dataGrad)
 	} else {
 		err = s.tconvBackwardT16(l, ts, dy, x, dataGrad)
 	}
 	if db := s.wgrad(l, 1); err == nil && db != nil {
 		n, c, h, w := s.frame(l.Out)
 		err = s.dev.SumChannels(db, dy, nn.ChannelShape{N: n, C: c, P: h * w})
+	}
+	return err
+}
+
+// tconvBackwardFast is the 16-bit backward pass of tconv_fast.go: dx,
+// dw and db from one conversion pass over dy.
+func (s *SDNet) tconvBackwardFast(l model.Layer, ts nn.TemporalConvShape, dy, x *cuda.Tensor, dataGrad func(int, func(*cuda.Tensor) error) error) error {
+	ops := tconvOps(s.prec.dataType())
+	dw, db := s.wgrad(l, 0), s.wgrad(l, 1)
+	g, err := tconvSplitGrad(s.tc, ops, dy.Ptr(), ts, s.p.reqGrad[l.In[0]], dw != nil, db != nil)
+	if err != nil {
+		return err
+	}
+	defer g.free()
+	err = dataGrad(0, func(dx *cuda.Tensor) error {
+		wh, err := s.tconvHalfWeight(l, ts, true)
+		if err != nil {
+			return err
+		}
+		defer wh.Free()
+		return g.data(s.tc, dx.Ptr(), wh.Ptr())
+	})
+	if err == nil && dw != nil {
+		err = g.filter(s.tc, dw.Ptr(), x.Ptr())
+	}
+	if err == nil && db != nil {
+		err = g.bias(s.tc, db.Ptr())
 	}
 	return err
 }
