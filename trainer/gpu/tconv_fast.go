@@ -62,11 +62,11 @@ func (o tconvOps) bf16() int {
 }
 
 func (g gpuTconv) xAug(y, x uintptr, o tconvOps, n int64, c, r, p, ones int) error {
-	return g.s.k.launch("tconv_x_aug", g.s.k.gridFor(n*int64(r*p/4)), cuda.PtrArg(y), cuda.PtrArg(x), cuda.Int64Arg(n),
+	return g.s.k.launch("tconv_x_aug", g.s.k.gridFor(n*int64(r*p/4)), cuda.PtrArg(y), cuda.PtrArg(x), cuda.IntArg(int(n)),
 		cuda.IntArg(c), cuda.IntArg(r), cuda.IntArg(p), cuda.IntArg(ones), cuda.IntArg(o.bf16()))
 }
 func (g gpuTconv) xCMajor(y, x uintptr, o tconvOps, n int64, c, p int) error {
-	return g.s.k.launch("tconv_x_cmajor", g.s.k.gridFor(n*int64(c*p/4)), cuda.PtrArg(y), cuda.PtrArg(x), cuda.Int64Arg(n),
+	return g.s.k.launch("tconv_x_cmajor", g.s.k.gridFor(n*int64(c*p/4)), cuda.PtrArg(y), cuda.PtrArg(x), cuda.IntArg(int(n)),
 		cuda.IntArg(c), cuda.IntArg(p), cuda.IntArg(o.bf16()))
 }
 func (g gpuTconv) dySplit(yh, yt, rs, dy uintptr, o tconvOps, n int64, c, p int) error {
@@ -85,9 +85,13 @@ func (g gpuTconv) colSums(out, x uintptr, rows, cols int64, chunk int) error {
 	return g.s.k.launch("col_sums", g.s.k.gridFor(chunks*cols), cuda.PtrArg(out), cuda.PtrArg(x), cuda.Int64Arg(rows), cuda.Int64Arg(cols), cuda.IntArg(chunk))
 }
 
-// tconvFastOK reports whether the 16-bit paths take shape ts (rows of
-// 16-byte-aligned 16-bit values).
-func tconvFastOK(ts nn.TemporalConvShape) bool { return tconvFast && ts.P%8 == 0 }
+// tconvFastOK reports whether the 16-bit paths take shape ts: rows of
+// 16-byte-aligned 16-bit values, and the conversion kernels' 32-bit index
+// of groups of four values.
+func tconvFastOK(ts nn.TemporalConvShape) bool {
+	rows := tconvAugRows(max(ts.C, ts.K), true)
+	return tconvFast && ts.P%8 == 0 && int64(ts.B*ts.T)*int64(rows)*int64(ts.P/4) < 1<<31
+}
 
 // halfSlots is the float32 slots n 16-bit values take.
 func halfSlots(n int) int { return (n + 1) / 2 }

@@ -102,16 +102,15 @@ __device__ __forceinline__ tc_h4 tc_half4(tc_f4 v, int bf16) {
 
 // y (n, r, p) 16-bit from x (n, c, p): rows c .. c+ones-1 of each frame are
 // ones (the bias rows), the rest up to r zero.
-extern "C" __global__ void tconv_x_aug(tc_h4* y, const tc_f4* x, long long n, int c, int r, int p, int ones, int bf16) {
-    long long q4 = p / 4;
-    long long total = n * r * q4;
-    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total; i += (long long)blockDim.x * gridDim.x) {
-        long long row = i / q4, q = i - row * q4;
-        long long f = row / r;
-        int ch = (int)(row - f * r);
+extern "C" __global__ void tconv_x_aug(tc_h4* y, const tc_f4* x, int n, int c, int r, int p, int ones, int bf16) {
+    int q4 = p / 4;
+    int total = n * r * q4;  // under 2^31 (tconvFastOK)
+    GRID_STRIDE(i, total) {
+        int row = i / q4, q = i - row * q4;
+        int f = row / r, ch = row - f * r;
         tc_f4 v;
         if (ch < c) {
-            v = x[(f * c + ch) * q4 + q];
+            v = x[((long long)f * c + ch) * q4 + q];
         } else {
             float o = ch < c + ones ? 1.0f : 0.0f;
             v.x = v.y = v.z = v.w = o;
@@ -121,14 +120,13 @@ extern "C" __global__ void tconv_x_aug(tc_h4* y, const tc_f4* x, long long n, in
 }
 
 // y (c, n, p) 16-bit (channel-major: each channel's frames one row) from x (n, c, p).
-extern "C" __global__ void tconv_x_cmajor(tc_h4* y, const tc_f4* x, long long n, int c, int p, int bf16) {
-    long long q4 = p / 4;
-    long long total = n * c * q4;
-    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total; i += (long long)blockDim.x * gridDim.x) {
-        long long row = i / q4, q = i - row * q4;
-        long long f = row / c;
-        long long ch = row - f * c;
-        y[(ch * n + f) * q4 + q] = tc_half4(x[i], bf16);
+extern "C" __global__ void tconv_x_cmajor(tc_h4* y, const tc_f4* x, int n, int c, int p, int bf16) {
+    int q4 = p / 4;
+    int total = n * c * q4;  // under 2^31 (tconvFastOK)
+    GRID_STRIDE(i, total) {
+        int row = i / q4, q = i - row * q4;
+        int f = row / c, ch = row - f * c;
+        y[((long long)ch * n + f) * q4 + q] = tc_half4(x[i], bf16);
     }
 }
 
