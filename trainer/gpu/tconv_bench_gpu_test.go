@@ -38,6 +38,13 @@ func TestTrainableTemporalBench(t *testing.T) {
 		}
 		return x
 	}
+	out := func(n int) *cuda.Tensor {
+		x, err := dev.NewTensor(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return x
+	}
 	must := func(err error) {
 		t.Helper()
 		if err != nil {
@@ -78,10 +85,10 @@ func TestTrainableTemporalBench(t *testing.T) {
 		{640, 256, 1}, {640, 4096, 1}, {4, 4096, 1}, {320, 1024, 1}, {1280, 1024, 1}} {
 		ts := nn.TemporalConvShape{B: 1, T: 25, C: c.c, K: c.c, P: c.p}
 		x, w, b, dy := tensor(ts.InLen()), tensor(ts.WeightLen()), tensor(ts.K), tensor(ts.OutLen())
-		yo, yn, dxo, dxn := tensor(ts.OutLen()), tensor(ts.OutLen()), tensor(ts.InLen()), tensor(ts.InLen())
-		dwo, dwn, dbo, dbn := tensor(ts.WeightLen()), tensor(ts.WeightLen()), tensor(ts.K), tensor(ts.K)
+		yo, yn, dxo, dxn := out(ts.OutLen()), out(ts.OutLen()), out(ts.InLen()), out(ts.InLen())
+		dwo, dwn, dbo, dbn := out(ts.WeightLen()), out(ts.WeightLen()), out(ts.K), out(ts.K)
 		weight := func(data bool) *cuda.Tensor {
-			f := tensor(ts.K * 3 * ts.C)
+			f := out(ts.K * 3 * ts.C)
 			defer f.Free()
 			if data {
 				must(tc.wdata(f.Ptr(), w.Ptr(), ts.K, ts.C))
@@ -139,7 +146,7 @@ func TestTrainableTemporalBench(t *testing.T) {
 	for _, c := range []struct{ c, p, n int }{{320, 4096, 5}, {640, 1024, 5}, {1280, 256, 5}, {1280, 64, 1}} {
 		ls := nn.LinearShape{N: 25 * c.p, In: c.c, Out: c.c}
 		x, w, dy := tensor(ls.N*ls.In), tensor(ls.Out*ls.In), tensor(ls.N*ls.Out)
-		dxo, dxn, dwo, dwn, dbo, dbn := tensor(ls.N*ls.In), tensor(ls.N*ls.In), tensor(ls.Out*ls.In), tensor(ls.Out*ls.In), tensor(ls.Out), tensor(ls.Out)
+		dxo, dxn, dwo, dwn, dbo, dbn := out(ls.N*ls.In), out(ls.N*ls.In), out(ls.Out*ls.In), out(ls.Out*ls.In), out(ls.Out), out(ls.Out)
 		// dx of q, k, v summed into dxo / dxn; to_out's dx a fresh buffer
 		oldBlock := func() error {
 			var acc *cuda.Tensor
