@@ -28,12 +28,20 @@ func TestTrainableTemporalBench(t *testing.T) {
 	}
 	tc := gpuTconv{&Step{dev: dev, k: k}}
 	rng := rand.New(rand.NewPCG(7, 8))
+	// inputs tile one draw of 2^20 values from a random offset (drawing
+	// 65M values per tensor would take longer than the timing)
+	pool := randn(rng, 1<<20, 1)
 	tensor := func(n int) *cuda.Tensor {
 		x, err := dev.NewTensor(n)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := x.Upload(randn(rng, n, 1)); err != nil {
+		h := make([]float32, n)
+		for i, o := 0, rng.IntN(len(pool)); i < n; i += len(pool) {
+			copy(h[i:], pool[o:])
+			o = 0
+		}
+		if err := x.Upload(h); err != nil {
 			t.Fatal(err)
 		}
 		return x
