@@ -18,7 +18,9 @@ import (
 // optimizer update; the memory it adds is one layer's 16-bit weight and
 // activation copies at a time (a few tens of MB at SD size). Bias
 // additions, the bias gradient (a channel sum of the float32 output
-// gradient) and everything outside the products stay float32.
+// gradient) and everything outside the products stay float32, except
+// that the temporal convolutions' fast path (tconv_fast.go) adds the bias
+// inside its GEMM as two 16-bit parts (16 significant bits of it).
 // PIPELINE_SD_T16=0 keeps these layers' products float32 (TF32 where the
 // device allows it).
 var temporal16 = os.Getenv("PIPELINE_SD_T16") != "0"
