@@ -53,6 +53,7 @@ func TestSDStepModesBench(t *testing.T) {
 		prec Precision
 		ck   string // plain; ckpt (the default: 16-bit boundaries, kept attention); ckpt-f32, ckpt-nokeep
 		opt  string // device; host (as train_sd: SetOverlapForward), host noclip, host nonext (the update after the norm ends the step)
+		prof bool   // profiled (a mode named with "+prof")
 	}
 	var modes []mode
 	for _, prec := range []Precision{TF32, BF16, FP16} {
@@ -61,27 +62,38 @@ func TestSDStepModesBench(t *testing.T) {
 				continue
 			}
 			for _, opt := range []string{"device", "host"} {
-				modes = append(modes, mode{prec, ck, opt})
+				modes = append(modes, mode{prec: prec, ck: ck, opt: opt})
 			}
 		}
 	}
-	modes = append(modes, mode{TF32, "ckpt", "host noclip"}, mode{BF16, "ckpt", "host noclip"}, mode{BF16, "ckpt", "host nonext"})
-	// PIPELINE_SD_STEP_MODES=bf16/ckpt/device,... picks some (prec/checkpointing/optimizer)
+	modes = append(modes, mode{prec: TF32, ck: "ckpt", opt: "host noclip"}, mode{prec: BF16, ck: "ckpt", opt: "host noclip"}, mode{prec: BF16, ck: "ckpt", opt: "host nonext"})
+	// PIPELINE_SD_STEP_MODES=bf16/ckpt/device,... picks some
+	// (prec/checkpointing/optimizer), in that order; a name ending in
+	// "+prof" runs the mode again with PIPELINE_SD_STEP_PROFILE's profile
 	if sel := os.Getenv("PIPELINE_SD_STEP_MODES"); sel != "" {
 		var keep []mode
-		for _, m := range modes {
-			if slices.Contains(strings.Split(sel, ","), fmt.Sprintf("%s/%s/%s", m.prec, m.ck, m.opt)) {
-				keep = append(keep, m)
+		for _, name := range strings.Split(sel, ",") {
+			base, prof := strings.CutSuffix(name, "+prof")
+			i := slices.IndexFunc(modes, func(m mode) bool { return fmt.Sprintf("%s/%s/%s", m.prec, m.ck, m.opt) == base })
+			if i < 0 {
+				t.Fatalf("PIPELINE_SD_STEP_MODES: no mode %q", name)
 			}
+			m := modes[i]
+			m.prof = prof
+			keep = append(keep, m)
 		}
 		modes = keep
+	}
+	for i := range modes {
+		modes[i].prof = modes[i].prof || os.Getenv("PIPELINE_SD_STEP_PROFILE") == "1"
 	}
 	var rows, mem []string
 	for _, m := range modes {
 		dev.ResetPeak()
-		// PIPELINE_SD_STEP_PROFILE=1: device time by layer kind and pass
-		// (events around every layer, so the wall time grows a little)
-		o := SDOptions{Trainable: temporal, Precision: m.prec, Checkpointing: m.ck != "plain", Profile: os.Getenv("PIPELINE_SD_STEP_PROFILE") == "1"}
+		// profiled (PIPELINE_SD_STEP_PROFILE=1, or a "+prof" mode): device
+		// time by layer kind and pass (events around every layer, so the
+		// wall time grows a little)
+		o := SDOptions{Trainable: temporal, Precision: m.prec, Checkpointing: m.ck != "plain", Profile: m.prof}
 		switch m.ck {
 		case "ckpt-f32":
 			o.CheckpointFloat32, o.CheckpointKeepAttention = true, -1
@@ -190,7 +202,11 @@ func TestSDStepModesBench(t *testing.T) {
 		steadyPlan := e.Total - e.Workspace + blasWorkspace
 		t.Logf("%s %s AdamW %s: step %v (GPU compute %v), peak %.2f GiB (steady state %.2f), optimizer %.2f GiB on the device, %d/4 steps clipped; plan %.2f GiB (steady state %.2f)",
 			m.prec, m.ck, m.opt, w, median(gpuT), gib(peak), gib(steady), gib(optBytes), clipped, gib(e.Total), gib(steadyPlan))
-		rows = append(rows, fmt.Sprintf("| %s | %s | AdamW %s | %.1f | %.1f | %.2f | %.2f | %.2f | %.2f | %.2f | %d/4 |", m.prec, m.ck, m.opt,
+		label := m.opt
+		if m.prof {
+			label += " (profiled)"
+		}
+		rows = append(rows, fmt.Sprintf("| %s | %s | AdamW %s | %.1f | %.1f | %.2f | %.2f | %.2f | %.2f | %.2f | %d/4 |", m.prec, m.ck, label,
 			float64(w.Microseconds())/1000, tflop/w.Seconds(), gib(steady), gib(peak), gib(steadyPlan), float64(steadyPlan)/float64(steady), gib(optBytes), clipped))
 		// where the steady-state peak goes: the executor's own buffers, the
 		// optimizer, and the rest of the peak (values, value gradients,
