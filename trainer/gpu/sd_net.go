@@ -55,6 +55,13 @@ type SDNet struct {
 	// packed holds the 16-bit copies of a checkpointed step's boundary
 	// values in the half precisions (sd_ckpt.go), by value.
 	packed map[int]*cuda.Tensor
+	// sv packs the saved values of a step without checkpointing into 16
+	// bits (sd_saved.go; nil: none), planned for svFlash (flashOff) with
+	// savedMin (SDOptions.SavedPackMin).
+	sv        *savedPlan
+	svPlanned bool
+	svFlash   bool
+	savedMin  int
 	// host is the overlapped host optimizer (NewSDHostAdamW), nil if none.
 	host *SDHostAdamW
 
@@ -106,6 +113,11 @@ type SDOptions struct {
 	// queries x keys for the backward, and its recompute skips them
 	// (sd_ckpt_attn.go); 0: DefaultCheckpointKeepAttention, < 0: none.
 	CheckpointKeepAttention int
+	// SavedPackMin: a half-precision training step without checkpointing
+	// keeps the values its backward reads of at least this many elements
+	// in 16 bits from their last forward read to their backward
+	// (sd_saved.go); 0: DefaultSDSavedPackMin, < 0: all float32.
+	SavedPackMin int
 	// AttentionScores bounds the float32 attention scores held at once
 	// (elements; 0: 1<<28, 1 GiB).
 	AttentionScores int
@@ -129,7 +141,11 @@ func NewSDNet(dev *cuda.Device, net *model.Net, p *model.Params, B, T, H, W int,
 	}
 	s := &SDNet{dev: dev, k: k, p: pl, params: p, weights: map[string]*cuda.Tensor{}, wgrads: map[string]*cuda.Tensor{},
 		halfW: map[string]*cuda.Tensor{}, halfShape: map[string][]int{}, prec: prec, bf16: prec.Half(), scale: newLossScale(prec),
-		ln: map[int]*lnSaved{}, gnSt: map[int]*cuda.GroupNormStats{}, attnBudget: o.AttentionScores, ckSeg: ckptOff, packed: map[int]*cuda.Tensor{}}
+		ln: map[int]*lnSaved{}, gnSt: map[int]*cuda.GroupNormStats{}, attnBudget: o.AttentionScores, ckSeg: ckptOff, packed: map[int]*cuda.Tensor{},
+		savedMin: o.SavedPackMin}
+	if s.savedMin == 0 {
+		s.savedMin = DefaultSDSavedPackMin
+	}
 	if o.Checkpointing && o.Trainable != nil {
 		keep := o.CheckpointKeepAttention
 		if keep == 0 {
@@ -379,6 +395,7 @@ func (s *SDNet) TrainStep(in model.Inputs, target []float32) (float32, error) {
 	if s.ck != nil {
 		err = s.ckptForward()
 	} else {
+		s.planSaved()
 		err = s.forwardAll()
 	}
 	if err != nil {
@@ -455,6 +472,9 @@ func (s *SDNet) backwardAll() error {
 			continue
 		}
 		l := s.p.net.Layers[i]
+		if err := s.unpackSaved(i); err != nil {
+			return err
+		}
 		if err := s.backwardLayer(i); err != nil {
 			return fmt.Errorf("gpu: backward layer %d (%s %s): %w", i, l.Kind, l.Name, err)
 		}

@@ -51,17 +51,20 @@ func TestSDStepModesBench(t *testing.T) {
 	temporal := func(q model.ParamSpec) bool { return q.Temporal }
 	type mode struct {
 		prec Precision
-		ck   string // plain; ckpt (the default: 16-bit boundaries, kept attention); ckpt-f32, ckpt-nokeep
+		ck   string // plain (16-bit saved values in the half precisions), plain-f32, plain-all; ckpt (the default: 16-bit boundaries, kept attention); ckpt-f32, ckpt-nokeep
 		opt  string // device; host (as train_sd: SetOverlapForward), host noclip, host nonext (the update after the norm ends the step)
 		prof bool   // profiled (a mode named with "+prof")
 	}
 	var modes []mode
 	for _, prec := range []Precision{TF32, BF16, FP16} {
-		for _, ck := range []string{"plain", "ckpt", "ckpt-f32", "ckpt-nokeep"} {
+		for _, ck := range []string{"plain", "plain-f32", "plain-all", "ckpt", "ckpt-f32", "ckpt-nokeep"} {
 			if !prec.Half() && ck != "plain" && ck != "ckpt" {
 				continue
 			}
 			for _, opt := range []string{"device", "host"} {
+				if prec.Half() && strings.HasPrefix(ck, "plain") && opt != "device" {
+					continue
+				}
 				modes = append(modes, mode{prec: prec, ck: ck, opt: opt})
 			}
 		}
@@ -93,8 +96,12 @@ func TestSDStepModesBench(t *testing.T) {
 		// profiled (PIPELINE_SD_STEP_PROFILE=1, or a "+prof" mode): device
 		// time by layer kind and pass (events around every layer, so the
 		// wall time grows a little)
-		o := SDOptions{Trainable: temporal, Precision: m.prec, Checkpointing: m.ck != "plain", Profile: m.prof}
+		o := SDOptions{Trainable: temporal, Precision: m.prec, Checkpointing: !strings.HasPrefix(m.ck, "plain"), Profile: m.prof}
 		switch m.ck {
+		case "plain-f32": // saved values float32 (sd_saved.go)
+			o.SavedPackMin = -1
+		case "plain-all": // every saved value of 1M elements packed
+			o.SavedPackMin = 1 << 20
 		case "ckpt-f32":
 			o.CheckpointFloat32, o.CheckpointKeepAttention = true, -1
 		case "ckpt-nokeep":
@@ -241,6 +248,17 @@ func (s *SDNet) planJob(optimizerOnDevice bool) memplan.Job {
 		j.WeightBytes = 2
 	}
 	j.FusedAttention = s.prec.Half() && !s.flashOff && !flashTemporal
+	if s.ck == nil && s.prec.Half() {
+		s.planSaved()
+		if s.sv != nil {
+			j.SavedBytes = func(v int) int {
+				if s.sv.typ[v] == cuda.TypeF32 {
+					return 0
+				}
+				return 2
+			}
+		}
+	}
 	if s.ck != nil {
 		if s.ck.packed {
 			j.CheckpointBytes = 2

@@ -35,6 +35,8 @@ type halfMode struct {
 	t32                                 bool
 	lin                                 int
 	tconv32, convs32, attn32, bwdData32 bool
+	// saved: SDOptions.SavedPackMin (1: every saved value in 16 bits, sd_saved.go)
+	saved int
 	// tolerances (0: report only): loss; temporal gradients, worst tensor
 	// and all together, against float32, and all together against float32
 	// on the bf16-rounded frozen weights
@@ -149,9 +151,11 @@ func TestSDT16Accuracy(t *testing.T) {
 	// weights).
 	modes := []halfMode{
 		{name: "fp16", p: FP16, loss: 1e-3, worst: 2e-2, all: 2e-2},
+		{name: "fp16 saved 16-bit", p: FP16, saved: 1, loss: 1e-3, worst: 2e-2, all: 2e-2},
 		{name: "fp16 temporal f32", p: FP16, t32: true},
 		{name: "fp16 temporal linears f32", p: FP16, lin: -1},
 		{name: "bf16", p: BF16, loss: 1e-2, worst: bf16GradTol, all: 1.25 * torchBF16All, allRounded: 2e-2},
+		{name: "bf16 saved 16-bit", p: BF16, saved: 1, loss: 1e-2, worst: bf16GradTol, all: 1.25 * torchBF16All, allRounded: 2e-2},
 		{name: "bf16 temporal f32", p: BF16, t32: true},
 		{name: "bf16 temporal linears 16-bit too", p: BF16, lin: 1},
 		{name: "bf16 temporal linears 16-bit, tconv f32", p: BF16, lin: 1, tconv32: true},
@@ -165,7 +169,7 @@ func TestSDT16Accuracy(t *testing.T) {
 	for _, m := range modes {
 		t.Run(strings.ReplaceAll(m.name, " ", "_"), func(t *testing.T) {
 			defer m.set()()
-			s, err := NewSDNet(d, u.Net, u.Params, B, T, H, W, SDOptions{Trainable: trainable, Precision: m.p})
+			s, err := NewSDNet(d, u.Net, u.Params, B, T, H, W, SDOptions{Trainable: trainable, Precision: m.p, SavedPackMin: m.saved})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -177,6 +181,9 @@ func TestSDT16Accuracy(t *testing.T) {
 			loss, err := s.TrainStep(in, target)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if m.saved > 0 {
+				checkSavedPacked(t, s)
 			}
 			grads, err := s.Grads()
 			if err != nil {

@@ -56,6 +56,12 @@ type Job struct {
 	// first pass packs the block boundaries into after their last forward
 	// read (2: trainer/gpu's bfloat16 copies in the half precisions).
 	CheckpointBytes int
+	// SavedBytes, when not nil (training without checkpointing), is the
+	// element size value v is packed into after its last forward read when
+	// a backward pass reads it (0: kept whole, at ActBytes); the backward
+	// unpacks it before its first reader (trainer/gpu's half precisions:
+	// gpu.SDSavedPacking).
+	SavedBytes func(v int) int
 	// KeepAttention, when > 0 (checkpointing, FusedAttention), keeps the
 	// saved results of the fused layers with at least that many queries x
 	// keys from the first pass to their backward (selective
@@ -342,6 +348,16 @@ func schedule(j Job, scores func(int) int64) stepSchedule {
 				return pack[i][1]
 			}
 			return pack[i][0]
+		}
+	}
+	if j.SavedBytes != nil {
+		sc.saved = func(v int) int64 {
+			b := int64(j.SavedBytes(v))
+			if b <= 0 {
+				return 0
+			}
+			e := int64(n.Size(v, j.B, j.T, j.H, j.W))
+			return 4 * ((e*b + 3) / 4)
 		}
 	}
 	if j.CheckpointBytes > 0 {

@@ -105,6 +105,20 @@ func stepPeak(n *model.Net, size func(int) int64, trainable map[string]bool, sc 
 	packed := make([]bool, nv) // a boundary's packed copy is alive
 	saved := make([]bool, nl)  // a fused attention's saved results are alive
 	pack := ckpt && sc.packed != nil
+	// without checkpointing: the saved values packed after their last
+	// forward read (sc.saved), unpacked before their first backward reader
+	savedPack := !ckpt && sc.saved != nil
+	firstBwd := make([]int, nv)
+	for v := range firstBwd {
+		firstBwd[v] = -1
+	}
+	for i, l := range n.Layers {
+		for j, v := range l.In {
+			if backward[i] && saves[i][j] {
+				firstBwd[v] = i
+			}
+		}
+	}
 	add := func(v int) {
 		if !alive[v] {
 			alive[v] = true
@@ -172,6 +186,19 @@ func stepPeak(n *model.Net, size func(int) int64, trainable map[string]bool, sc 
 		if !keepSaved && lastFwd[l.Out] < 0 && mayFree(l.Out) {
 			drop(l.Out)
 		}
+		if savedPack {
+			for _, v := range l.In {
+				if lastFwd[v] == i && lastBwd[v] < nl && alive[v] && !persistent[v] && !packed[v] {
+					if b := sc.saved(v); b > 0 {
+						// the 16-bit copy is written beside the value, which goes then
+						live += b
+						note(0, 0)
+						alive[v], packed[v] = false, true
+						live -= size(v)
+					}
+				}
+			}
+		}
 		if !pack || keepSaved {
 			return
 		}
@@ -185,6 +212,15 @@ func stepPeak(n *model.Net, size func(int) int64, trainable map[string]bool, sc 
 	}
 	backwardLayer := func(i int) {
 		l := n.Layers[i]
+		for _, v := range l.In {
+			if savedPack && packed[v] && firstBwd[v] == i {
+				// unpacked beside its 16-bit copy, which goes then
+				alive[v], packed[v] = true, false
+				live += size(v)
+				note(0, 0)
+				live -= sc.saved(v)
+			}
+		}
 		var fresh int64 // input gradients computed before the output's is freed
 		passed, handed := false, false
 		if l.Kind == model.GEGLU && reqGrad[l.In[0]] && !galive[l.In[0]] && alive[l.In[0]] && lastBwd[l.In[0]] == i && mayFree(l.In[0]) {
@@ -312,4 +348,7 @@ type stepSchedule struct {
 	scratch func(i int, bwd bool) int64
 	keep    func(i int) bool
 	packed  func(v int) int64
+	// saved is the packed size of a value saved for the backward pass
+	// without checkpointing (0 or nil: kept whole)
+	saved func(v int) int64
 }
