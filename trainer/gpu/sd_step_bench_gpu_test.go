@@ -62,7 +62,7 @@ func TestSDStepModesBench(t *testing.T) {
 				continue
 			}
 			for _, opt := range []string{"device", "host"} {
-				if prec.Half() && strings.HasPrefix(ck, "plain") && opt != "device" {
+				if prec.Half() && strings.HasPrefix(ck, "plain-") && opt != "device" {
 					continue
 				}
 				modes = append(modes, mode{prec: prec, ck: ck, opt: opt})
