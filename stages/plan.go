@@ -241,13 +241,13 @@ func planTrainSD(cfg *pipeline.Config, s *pipeline.Stage, o PlanOptions, sp *Sta
 		// the executor's schedule: fused attention, 16-bit boundaries, kept attention
 		// (without checkpointing: the saved values packed into 16 bits)
 		fused, cb, keep := gpu.SDStepSchedule(gp, ckpt)
-		saved, err := gpu.SDSavedPacking(net, B, t, h, h, func(q model.ParamSpec) bool { return q.Temporal }, gp, ckpt)
+		saved, direct, err := gpu.SDSavedPacking(net, B, t, h, h, func(q model.ParamSpec) bool { return q.Temporal }, gp, ckpt)
 		if err != nil {
 			return plan.Estimate{}, err
 		}
 		return plan.Plan(plan.Job{Net: net, B: B, T: t, H: h, W: h, Train: true, WeightBytes: wb,
 			ActBytes: ab, Checkpoint: ckpt, OptimizerOnDevice: onDev, AttentionBudget: sdAttentionBudget, Workspace: sdWorkspace,
-			FusedAttention: fused, CheckpointBytes: cb, KeepAttention: keep, SavedBytes: saved})
+			FusedAttention: fused, CheckpointBytes: cb, KeepAttention: keep, SavedBytes: saved, SavedDirect: direct})
 	}
 	plain, err := job(T, false)
 	if err != nil {

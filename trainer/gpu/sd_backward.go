@@ -100,6 +100,10 @@ func (s *SDNet) backwardLayer(i int) error {
 			return k.actBackward(dx.Ptr(), dy.Ptr(), x(0).Ptr(), int64(dx.Len()), kind)
 		})
 	case model.GEGLU:
+		if done, e := s.gegluBackwardSaved(l, dy, dataGrad); done { // from its 16-bit copy (sd_saved.go)
+			err = e
+			break
+		}
 		rows, _ := s.rowsOf(l.Out)
 		f := s.p.net.Values[l.Out].Channels
 		if dx := s.takeInput(i, 0); dx != nil {

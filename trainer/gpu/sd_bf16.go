@@ -134,11 +134,11 @@ func (s *SDNet) linearForward(l model.Layer, y, x *cuda.Tensor, ls nn.LinearShap
 		return s.dev.LinearForward(y, x, s.param(l, 0), s.param(l, 1), ls)
 	}
 	t := s.prec.dataType()
-	xb, err := s.toHalfOf(x, t)
+	xb, freeX, err := s.halfOf(l.In[0], x, t) // kept for a trainable reader's backward (sd_saved.go)
 	if err != nil {
 		return err
 	}
-	defer xb.Free()
+	defer freeX()
 	if err := s.dev.GemmEx(gemmHalf(cuda.Gemm{TransB: true, M: ls.N, N: ls.Out, K: ls.In, Alpha: 1, A: xb.Ptr(), B: w.Ptr(), C: y.Ptr(), Batch: 1}, t, cuda.TypeF32)); err != nil {
 		return err
 	}

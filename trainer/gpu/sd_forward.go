@@ -147,8 +147,7 @@ func (s *SDNet) forward(i int) error {
 	case model.QuickGELU:
 		err = k.act(y.Ptr(), x.Ptr(), int64(x.Len()), actQuickGELU)
 	case model.GEGLU:
-		rows, _ := s.rowsOf(l.Out)
-		err = k.geglu(y.Ptr(), x.Ptr(), int64(rows), s.p.net.Values[l.Out].Channels)
+		err = s.gegluForward(l, y, x)
 	case model.Conv2D:
 		err = s.conv2DForward(l, y, x, s.convShape(l))
 	case model.Conv2DPadEnd:

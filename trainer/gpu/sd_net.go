@@ -478,6 +478,7 @@ func (s *SDNet) backwardAll() error {
 		if err := s.backwardLayer(i); err != nil {
 			return fmt.Errorf("gpu: backward layer %d (%s %s): %w", i, l.Kind, l.Name, err)
 		}
+		s.dropSaved(i)
 		if err := s.backwardDone(i); err != nil {
 			return err
 		}

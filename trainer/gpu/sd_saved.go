@@ -5,6 +5,7 @@ import (
 
 	"github.com/timelapse-ml/pipeline/trainer/cuda"
 	"github.com/timelapse-ml/pipeline/trainer/model"
+	"github.com/timelapse-ml/pipeline/trainer/nn"
 )
 
 // Saved values in 16 bits without checkpointing (the half precisions): a
@@ -39,6 +40,11 @@ type savedPlan struct {
 	typ      []cuda.DataType // per value: its 16-bit type, TypeF32 when kept whole
 	packAt   [][]int         // per layer: values to pack after its forward
 	unpackAt [][]int         // per layer: values to widen before its backward
+	// direct[v]: every backward reader of v reads its 16-bit copy itself
+	// (no unpack); dropAt[l]: direct values whose copy goes after layer l's
+	// backward (their last backward reader)
+	direct []bool
+	dropAt [][]int
 }
 
 // sdSavedTypes picks the values a training step of plan p in precision
@@ -97,17 +103,23 @@ func t16Kind(k model.LayerKind, prec Precision) bool {
 	return t16Conv
 }
 
-func newSavedPlan(p *sdPlan, typ []cuda.DataType) *savedPlan {
-	nl := len(p.net.Layers)
-	sp := &savedPlan{typ: typ, packAt: make([][]int, nl), unpackAt: make([][]int, nl)}
-	lastFwd, firstBwd := make([]int, len(typ)), make([]int, len(typ))
+// newSavedPlan schedules the packing of the values typ packs in precision
+// prec.
+func newSavedPlan(p *sdPlan, typ []cuda.DataType, prec Precision) *savedPlan {
+	nl, nv := len(p.net.Layers), len(typ)
+	sp := &savedPlan{typ: typ, packAt: make([][]int, nl), unpackAt: make([][]int, nl), direct: make([]bool, nv), dropAt: make([][]int, nl)}
+	lastFwd, firstBwd, lastBwd := make([]int, nv), make([]int, nv), make([]int, nv)
+	direct := savedDirect(p, typ, prec)
 	for v := range lastFwd {
-		lastFwd[v], firstBwd[v] = -1, -1
+		lastFwd[v], firstBwd[v], lastBwd[v] = -1, -1, -1
 	}
 	for i, l := range p.net.Layers {
 		for j, v := range l.In {
 			lastFwd[v] = i
 			if p.backward[i] && p.saves[i][j] {
+				if firstBwd[v] < 0 {
+					lastBwd[v] = i
+				}
 				firstBwd[v] = i
 			}
 		}
@@ -118,7 +130,12 @@ func newSavedPlan(p *sdPlan, typ []cuda.DataType) *savedPlan {
 			continue
 		}
 		sp.packAt[lastFwd[v]] = append(sp.packAt[lastFwd[v]], v)
-		sp.unpackAt[firstBwd[v]] = append(sp.unpackAt[firstBwd[v]], v)
+		if direct[v] {
+			sp.direct[v] = true
+			sp.dropAt[lastBwd[v]] = append(sp.dropAt[lastBwd[v]], v)
+		} else {
+			sp.unpackAt[firstBwd[v]] = append(sp.unpackAt[firstBwd[v]], v)
+		}
 		any = true
 	}
 	if !any {
@@ -134,7 +151,127 @@ func (s *SDNet) planSaved() {
 		return
 	}
 	s.svPlanned, s.svFlash = true, s.flashOff
-	s.sv = newSavedPlan(s.p, sdSavedTypes(s.p, s.prec, s.savedMin, s.useFlash))
+	s.sv = newSavedPlan(s.p, sdSavedTypes(s.p, s.prec, s.savedMin, s.useFlash), s.prec)
+}
+
+// savedDirect says which packed values every backward reader takes in
+// 16 bits itself: a GEGLU's input (bfloat16: sd_geglu_bwd_bf16), and
+// inputs of trainable linears and temporal convolutions on 16-bit
+// operands packed in the precision's own type (their weight gradients'
+// operands; not the temporal convolutions of tconv_fast.go, which
+// convert their float32 input themselves). Their forward passes reuse
+// the copy too: a GEGLU writes it beside its output (sd_geglu_keep), a
+// 16-bit product keeps the copy of its input it makes anyway.
+func savedDirect(p *sdPlan, typ []cuda.DataType, prec Precision) []bool {
+	direct, seen := make([]bool, len(typ)), make([]bool, len(typ))
+	for i, l := range p.net.Layers {
+		if !p.backward[i] {
+			continue
+		}
+		for j, v := range l.In {
+			if !p.saves[i][j] || typ[v] == cuda.TypeF32 {
+				continue
+			}
+			ok := l.Kind == model.GEGLU && typ[v] == cuda.TypeBF16 ||
+				(l.Kind == model.Linear || l.Kind == model.TemporalConv && !tconvFastOK(planTconvShape(p, l))) &&
+					t16Kind(l.Kind, prec) && typ[v] == prec.dataType()
+			direct[v] = ok && (direct[v] || !seen[v])
+			seen[v] = true
+		}
+	}
+	return direct
+}
+
+// planTconvShape is temporal convolution l's shape from the plan's
+// value shapes (SDNet.tconvShape).
+func planTconvShape(p *sdPlan, l model.Layer) nn.TemporalConvShape {
+	in, out := p.shapes[l.In[0]], p.shapes[l.Out]
+	return nn.TemporalConvShape{B: p.B, T: p.T, C: in[1], K: out[1], P: in[2] * in[3]}
+}
+
+// savedHalf is the 16-bit copy of value v a step keeps for its backward
+// readers when they take it directly (nil: none, or not of type t).
+func (s *SDNet) savedHalf(v int, t cuda.DataType) *cuda.Tensor {
+	if s.sv == nil || s.eval || s.ckSeg != ckptOff || !s.sv.direct[v] || s.sv.typ[v] != t {
+		return nil
+	}
+	return s.packed[v]
+}
+
+// halfOf returns value v (x) in the 16-bit type t: the kept copy when there
+// is one, else a fresh one, which the forward pass of a training step keeps
+// when v's backward readers take it directly (free releases it otherwise).
+func (s *SDNet) halfOf(v int, x *cuda.Tensor, t cuda.DataType) (h *cuda.Tensor, free func(), err error) {
+	if h := s.savedHalf(v, t); h != nil {
+		return h, func() {}, nil
+	}
+	if x == nil {
+		return nil, nil, fmt.Errorf("value %d was freed and has no 16-bit copy", v)
+	}
+	if h, err = s.toHalfOf(x, t); err != nil {
+		return nil, nil, err
+	}
+	if s.keepsDirect(v, t) && s.vals[v] == x {
+		s.packed[v] = h
+		return h, func() {}, nil
+	}
+	return h, h.Free, nil
+}
+
+// keepsDirect: the forward pass of a training step keeps a 16-bit copy of
+// type t of value v for its backward readers.
+func (s *SDNet) keepsDirect(v int, t cuda.DataType) bool {
+	return s.sv != nil && !s.eval && s.ckSeg == ckptOff && s.sv.direct[v] && s.sv.typ[v] == t && s.packed[v] == nil
+}
+
+// gegluForward is layer l's GEGLU; it writes the bfloat16 copy of its
+// input beside when the backward takes it so.
+func (s *SDNet) gegluForward(l model.Layer, y, x *cuda.Tensor) error {
+	rows, _ := s.rowsOf(l.Out)
+	f := s.p.net.Values[l.Out].Channels
+	v := l.In[0]
+	if !s.keepsDirect(v, cuda.TypeBF16) {
+		return s.k.geglu(y.Ptr(), x.Ptr(), int64(rows), f)
+	}
+	h, err := s.dev.NewHalf(x.Len())
+	if err != nil {
+		return err
+	}
+	if err := s.k.launch("sd_geglu_keep", s.k.gridFor(int64(rows)*int64(f)), cuda.TensorArg(y), cuda.TensorArg(h), cuda.TensorArg(x),
+		cuda.Int64Arg(int64(rows)), cuda.IntArg(f)); err != nil {
+		h.Free()
+		return err
+	}
+	s.packed[v] = h
+	return nil
+}
+
+// gegluBackwardSaved is layer l's GEGLU backward from the bfloat16 copy of
+// its input, when the step kept one (false: none).
+func (s *SDNet) gegluBackwardSaved(l model.Layer, dy *cuda.Tensor, dataGrad func(int, func(*cuda.Tensor) error) error) (bool, error) {
+	h := s.savedHalf(l.In[0], cuda.TypeBF16)
+	if h == nil {
+		return false, nil
+	}
+	rows, _ := s.rowsOf(l.Out)
+	f := s.p.net.Values[l.Out].Channels
+	return true, dataGrad(0, func(dx *cuda.Tensor) error {
+		return s.k.launch("sd_geglu_bwd_bf16", s.k.gridFor(int64(rows)*int64(f)), cuda.TensorArg(dx), cuda.TensorArg(dy), cuda.TensorArg(h),
+			cuda.Int64Arg(int64(rows)), cuda.IntArg(f))
+	})
+}
+
+// dropSaved frees the 16-bit copies whose last backward reader was layer i.
+func (s *SDNet) dropSaved(i int) {
+	if s.sv == nil {
+		return
+	}
+	for _, v := range s.sv.dropAt[i] {
+		if h := s.packed[v]; h != nil {
+			h.Free()
+			delete(s.packed, v)
+		}
+	}
 }
 
 // packSaved packs the saved values layer i's training forward read last.
@@ -144,14 +281,16 @@ func (s *SDNet) packSaved(i int) error {
 	}
 	for _, v := range s.sv.packAt[i] {
 		t := s.vals[v]
-		if t == nil || s.packed[v] != nil {
+		if t == nil {
 			continue
 		}
-		h, err := s.toHalfOf(t, s.sv.typ[v])
-		if err != nil {
-			return fmt.Errorf("gpu: pack saved value %d: %w", v, err)
+		if s.packed[v] == nil { // else its forward readers kept one
+			h, err := s.toHalfOf(t, s.sv.typ[v])
+			if err != nil {
+				return fmt.Errorf("gpu: pack saved value %d: %w", v, err)
+			}
+			s.packed[v] = h
 		}
-		s.packed[v] = h
 		t.Free()
 		s.vals[v] = nil
 	}
@@ -185,21 +324,30 @@ func (s *SDNet) unpackSaved(i int) error {
 
 // SDSavedPacking is the element size (2, or 0: kept whole) of each value
 // of net a training step without checkpointing in precision prec packs
-// after its last forward read with the options' defaults (trainer/plan's
-// Job.SavedBytes); nil when it packs none.
-func SDSavedPacking(net *model.Net, B, T, H, W int, trainable func(model.ParamSpec) bool, prec Precision, checkpointing bool) (func(v int) int, error) {
+// after its last forward read with the options' defaults, and whether its
+// backward readers take the 16-bit copy directly (trainer/plan's
+// Job.SavedBytes and SavedDirect); nil when it packs none.
+func SDSavedPacking(net *model.Net, B, T, H, W int, trainable func(model.ParamSpec) bool, prec Precision, checkpointing bool) (bytes func(v int) int, direct func(v int) bool, err error) {
 	if checkpointing || !prec.Half() {
-		return nil, nil
+		return nil, nil, nil
 	}
 	p, err := newSDPlan(net, B, T, H, W, trainable)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	typ := sdSavedTypes(p, prec, DefaultSDSavedPackMin, (&SDNet{p: p, prec: prec}).useFlash)
-	return func(v int) int {
-		if typ[v] == cuda.TypeF32 {
-			return 0
-		}
-		return 2
-	}, nil
+	sp := newSavedPlan(p, sdSavedTypes(p, prec, DefaultSDSavedPackMin, (&SDNet{p: p, prec: prec}).useFlash), prec)
+	if sp == nil {
+		return nil, nil, nil
+	}
+	return sp.bytes, sp.isDirect, nil
 }
+
+// bytes is a value's packed element size (0: kept whole).
+func (sp *savedPlan) bytes(v int) int {
+	if sp.typ[v] == cuda.TypeF32 {
+		return 0
+	}
+	return 2
+}
+
+func (sp *savedPlan) isDirect(v int) bool { return sp.direct[v] }

@@ -54,15 +54,44 @@ func TestSDSavedTypes(t *testing.T) {
 			}
 		}
 		t.Logf("%s: backward reads by kind and packed type: %v", prec, kinds)
-		if sp := newSavedPlan(p, typ); sp == nil {
-			t.Errorf("%s: nothing packed", prec)
+		sp := newSavedPlan(p, typ, prec)
+		if sp == nil {
+			t.Fatalf("%s: nothing packed", prec)
+		}
+		// read in 16 bits by the backward itself: the GEGLUs' inputs, the
+		// temporal convolutions' (and in fp16 the temporal linears')
+		// (not the temporal convolutions of tconv_fast.go: float32 inputs)
+		direct, slowTconv := map[string]int{}, 0
+		for i, l := range net.Layers {
+			v := l.In[0]
+			if !p.backward[i] || !p.saves[i][0] {
+				continue
+			}
+			if sp.direct[v] {
+				direct[string(l.Kind)]++
+			}
+			if l.Kind == model.TemporalConv && typ[v] != cuda.TypeF32 && !tconvFastOK(planTconvShape(p, l)) {
+				slowTconv++
+			}
+		}
+		t.Logf("%s: packed values read directly, by reader: %v", prec, direct)
+		want := map[string]int{"geglu": kinds["geglu bf16"], "temporal_conv": slowTconv, "linear": kinds["linear f16"]}
+		for k, n := range want {
+			if direct[k] != n || n == 0 && k == "geglu" {
+				t.Errorf("%s: %d %s inputs read directly, want %d", prec, direct[k], k, n)
+			}
+		}
+		for v, d := range sp.direct {
+			if d && typ[v] == cuda.TypeF32 {
+				t.Errorf("%s: direct value %d is not packed", prec, v)
+			}
 		}
 	}
 	for _, c := range []struct {
 		prec Precision
 		min  int
 	}{{TF32, 1}, {FP32, 1}, {BF16, -1}} {
-		if sp := newSavedPlan(p, sdSavedTypes(p, c.prec, c.min, func(model.Layer) bool { return true })); sp != nil {
+		if sp := newSavedPlan(p, sdSavedTypes(p, c.prec, c.min, func(model.Layer) bool { return true }), c.prec); sp != nil {
 			t.Errorf("%s, minimum %d: values packed", c.prec, c.min)
 		}
 	}

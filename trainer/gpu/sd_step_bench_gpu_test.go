@@ -251,12 +251,7 @@ func (s *SDNet) planJob(optimizerOnDevice bool) memplan.Job {
 	if s.ck == nil && s.prec.Half() {
 		s.planSaved()
 		if s.sv != nil {
-			j.SavedBytes = func(v int) int {
-				if s.sv.typ[v] == cuda.TypeF32 {
-					return 0
-				}
-				return 2
-			}
+			j.SavedBytes, j.SavedDirect = s.sv.bytes, s.sv.isDirect
 		}
 	}
 	if s.ck != nil {

@@ -100,7 +100,7 @@ func (s *SDNet) linearBackwardT16(l model.Layer, dy, x *cuda.Tensor, ls nn.Linea
 		return err
 	}
 	if dw := s.wgrad(l, 0); dw != nil {
-		xh, err := s.toHalfOf(x, t)
+		xh, freeX, err := s.halfOf(l.In[0], x, t) // the forward's copy (sd_saved.go)
 		if err != nil {
 			return err
 		}
@@ -109,7 +109,7 @@ func (s *SDNet) linearBackwardT16(l model.Layer, dy, x *cuda.Tensor, ls nn.Linea
 		} else {
 			err = s.dev.GemmEx(gemmHalf(cuda.Gemm{TransA: true, M: ls.Out, N: ls.In, K: ls.N, Alpha: 1, A: dyh.Ptr(), B: xh.Ptr(), C: dw.Ptr(), Batch: 1}, t, cuda.TypeF32))
 		}
-		xh.Free()
+		freeX()
 		if err != nil {
 			return err
 		}
@@ -118,7 +118,7 @@ func (s *SDNet) linearBackwardT16(l model.Layer, dy, x *cuda.Tensor, ls nn.Linea
 		if tlinearFast {
 			return linearBiasGrad(s.tc, db.Ptr(), dy.Ptr(), ls.N, ls.Out)
 		}
-		return s.dev.LinearBackwardParams(nil, db, dy, x, ls)
+		return s.dev.SumChannels(db, dy, nn.ChannelShape{N: ls.N, C: ls.Out, P: 1})
 	}
 	return nil
 }
@@ -206,11 +206,11 @@ func (s *SDNet) tconvForwardLayer(l model.Layer, y, x *cuda.Tensor) error {
 	if tconvFastOK(ts) {
 		return tconvForwardHalf(s.tc, ops, y.Ptr(), x.Ptr(), s.param(l, 0).Ptr(), b, ts)
 	}
-	xh, err := s.toHalfOf(x, s.prec.dataType())
+	xh, freeX, err := s.halfOf(l.In[0], x, s.prec.dataType()) // kept for the backward (sd_saved.go)
 	if err != nil {
 		return err
 	}
-	defer xh.Free()
+	defer freeX()
 	wh, err := s.tconvHalfWeight(l, ts, false)
 	if err != nil {
 		return err
@@ -299,11 +299,11 @@ func (s *SDNet) tconvBackwardT16(l model.Layer, ts nn.TemporalConvShape, dy, x *
 	if dw == nil {
 		return nil
 	}
-	xh, err := s.toHalfOf(x, t)
+	xh, freeX, err := s.halfOf(l.In[0], x, t) // the forward's copy (sd_saved.go)
 	if err != nil {
 		return err
 	}
-	defer xh.Free()
+	defer freeX()
 	return tconvBackwardFilterOps(s.tc, ops, dw.Ptr(), dyh.Ptr(), xh.Ptr(), ts)
 }
 

@@ -62,6 +62,9 @@ type Job struct {
 	// unpacks it before its first reader (trainer/gpu's half precisions:
 	// gpu.SDSavedPacking).
 	SavedBytes func(v int) int
+	// SavedDirect, when not nil: the backward readers of packed value v
+	// take the packed copy themselves (no unpack; it lives until the last).
+	SavedDirect func(v int) bool
 	// KeepAttention, when > 0 (checkpointing, FusedAttention), keeps the
 	// saved results of the fused layers with at least that many queries x
 	// keys from the first pass to their backward (selective
@@ -359,6 +362,7 @@ func schedule(j Job, scores func(int) int64) stepSchedule {
 			e := int64(n.Size(v, j.B, j.T, j.H, j.W))
 			return 4 * ((e*b + 3) / 4)
 		}
+		sc.direct = func(v int) bool { return j.SavedDirect != nil && j.SavedDirect(v) }
 	}
 	if j.CheckpointBytes > 0 {
 		sc.packed = func(v int) int64 {

@@ -19,23 +19,27 @@ func TestSavedBytesPlainStep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var direct func(int) bool
 	job := func(saved func(int) int, act int) float64 {
 		e, err := Plan(Job{Net: n, B: 1, T: 25, H: 64, W: 64, Train: true, WeightBytes: 2, ActBytes: act, FusedAttention: true,
-			OptimizerOnDevice: true, AttentionBudget: 4 << 28, SavedBytes: saved})
+			OptimizerOnDevice: true, AttentionBudget: 4 << 28, SavedBytes: saved, SavedDirect: direct})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return float64(e.Total) / (1 << 30)
 	}
-	sb, err := gpu.SDSavedPacking(n, 1, 25, 64, 64, func(q model.ParamSpec) bool { return q.Temporal }, gpu.BF16, false)
-	if err != nil || sb == nil {
+	sb, sd, err := gpu.SDSavedPacking(n, 1, 25, 64, 64, func(q model.ParamSpec) bool { return q.Temporal }, gpu.BF16, false)
+	if err != nil || sb == nil || sd == nil {
 		t.Fatalf("packing %v, %v", sb != nil, err)
 	}
-	whole, packed := job(nil, 4), job(sb, 4)
+	whole, unpacked := job(nil, 4), job(sb, 4)
+	direct = sd
+	packed := job(sb, 4)
+	direct = nil
 	none := job(func(int) int { return 0 }, 4)
 	all := job(func(int) int { return 2 }, 4)
 	half := job(nil, 2)
-	t.Logf("plain bf16 step: float32 %.2f GiB, default packing %.2f, all packed %.2f, 16-bit values %.2f", whole, packed, all, half)
+	t.Logf("plain bf16 step: float32 %.2f GiB, default packing %.2f (all unpacked for the backward %.2f), all packed %.2f, 16-bit values %.2f", whole, packed, unpacked, all, half)
 	if none != whole {
 		t.Errorf("packing nothing: %.2f GiB, want %.2f", none, whole)
 	}
@@ -45,7 +49,7 @@ func TestSavedBytesPlainStep(t *testing.T) {
 	if !(all < packed && all > half) {
 		t.Errorf("everything packed: %.2f GiB, want between %.2f and %.2f", all, half, packed)
 	}
-	if ck, err := gpu.SDSavedPacking(n, 1, 25, 64, 64, nil, gpu.BF16, true); err != nil || ck != nil {
+	if ck, _, err := gpu.SDSavedPacking(n, 1, 25, 64, 64, nil, gpu.BF16, true); err != nil || ck != nil {
 		t.Errorf("a checkpointed step packs saved values (%v)", err)
 	}
 }

@@ -213,7 +213,7 @@ func stepPeak(n *model.Net, size func(int) int64, trainable map[string]bool, sc 
 	backwardLayer := func(i int) {
 		l := n.Layers[i]
 		for _, v := range l.In {
-			if savedPack && packed[v] && firstBwd[v] == i {
+			if savedPack && packed[v] && firstBwd[v] == i && !sc.direct(v) {
 				// unpacked beside its 16-bit copy, which goes then
 				alive[v], packed[v] = true, false
 				live += size(v)
@@ -265,6 +265,11 @@ func stepPeak(n *model.Net, size func(int) int64, trainable map[string]bool, sc 
 		for _, v := range l.In {
 			if lastBwd[v] == i && mayFree(v) {
 				drop(v)
+			}
+			if savedPack && packed[v] && lastBwd[v] == i && sc.direct(v) {
+				// the copy its backward readers took directly
+				packed[v] = false
+				live -= sc.saved(v)
 			}
 		}
 	}
@@ -349,6 +354,8 @@ type stepSchedule struct {
 	keep    func(i int) bool
 	packed  func(v int) int64
 	// saved is the packed size of a value saved for the backward pass
-	// without checkpointing (0 or nil: kept whole)
-	saved func(v int) int64
+	// without checkpointing (0 or nil: kept whole); direct: its backward
+	// readers take the packed copy (never unpacked)
+	saved  func(v int) int64
+	direct func(v int) bool
 }

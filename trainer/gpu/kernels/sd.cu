@@ -292,3 +292,29 @@ extern "C" __global__ void sd_softmax_bwd_bf16(unsigned short* ds, const float* 
         for (int j = lane; j < l; j += 32) out[j] = sd_to_bf16(scale * sd_from_bf16(pr[j]) * (dpr[j] - acc));
     }
 }
+
+// sd_geglu that also keeps its input in bfloat16 (xh, (m, 2f)) for the
+// backward pass (sd_saved.go): y from the float32 input as sd_geglu.
+extern "C" __global__ void sd_geglu_keep(float* y, unsigned short* xh, const float* x, long long m, int f) {
+    SD_STRIDE(i, m * f) {
+        long long r = i / f;
+        int c = (int)(i % f);
+        long long ia = r * 2 * f + c;
+        float a = x[ia], g = x[ia + f];
+        xh[ia] = sd_to_bf16(a);
+        xh[ia + f] = sd_to_bf16(g);
+        y[i] = a * sd_gelu(g);
+    }
+}
+
+// sd_geglu_bwd from the bfloat16 copy of the input.
+extern "C" __global__ void sd_geglu_bwd_bf16(float* dx, const float* dy, const unsigned short* xh, long long m, int f) {
+    SD_STRIDE(i, m * f) {
+        long long r = i / f;
+        int c = (int)(i % f);
+        long long ia = r * 2 * f + c;
+        float a = sd_from_bf16(xh[ia]), g = sd_from_bf16(xh[ia + f]);
+        dx[ia] = dy[i] * sd_gelu(g);
+        dx[ia + f] = dy[i] * a * sd_gelu_grad(g);
+    }
+}
