@@ -247,7 +247,8 @@ func planTrainSD(cfg *pipeline.Config, s *pipeline.Stage, o PlanOptions, sp *Sta
 		}
 		return plan.Plan(plan.Job{Net: net, B: B, T: t, H: h, W: h, Train: true, WeightBytes: wb,
 			ActBytes: ab, Checkpoint: ckpt, OptimizerOnDevice: onDev, AttentionBudget: sdAttentionBudget, Workspace: sdWorkspace,
-			FusedAttention: fused, CheckpointBytes: cb, KeepAttention: keep, SavedBytes: saved, SavedDirect: direct})
+			FusedAttention: fused, CheckpointBytes: cb, KeepAttention: keep, SavedBytes: saved, SavedDirect: direct,
+			FusedNormSiLU: gpu.SDFusedNormSiLU(net)})
 	}
 	plain, err := job(T, false)
 	if err != nil {

@@ -117,8 +117,12 @@ func newCkptPlan(p *sdPlan, pack bool, keepMin int) *ckptPlan {
 }
 
 // packDone packs the boundary values layer i's first-pass forward read
-// last (half precisions): a 16-bit copy replaces the float32 buffer.
+// last (half precisions): a 16-bit copy replaces the float32 buffer;
+// without checkpointing, the saved values it read last (sd_saved.go).
 func (s *SDNet) packDone(i int) error {
+	if err := s.packSaved(i); err != nil {
+		return err
+	}
 	if s.ckSeg != ckptFirstPass {
 		return nil
 	}

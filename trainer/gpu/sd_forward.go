@@ -193,9 +193,6 @@ func (s *SDNet) forward(i int) error {
 			s.freeValue(v)
 		}
 	}
-	if err := s.packSaved(i); err != nil {
-		return err
-	}
 	return s.packDone(i)
 }
 

@@ -254,6 +254,9 @@ func (s *SDNet) planJob(optimizerOnDevice bool) memplan.Job {
 			j.SavedBytes, j.SavedDirect = s.sv.bytes, s.sv.isDirect
 		}
 	}
+	if s.ck == nil {
+		j.FusedNormSiLU = SDFusedNormSiLU(s.p.net)
+	}
 	if s.ck != nil {
 		if s.ck.packed {
 			j.CheckpointBytes = 2

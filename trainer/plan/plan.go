@@ -65,6 +65,10 @@ type Job struct {
 	// SavedDirect, when not nil: the backward readers of packed value v
 	// take the packed copy themselves (no unpack; it lives until the last).
 	SavedDirect func(v int) bool
+	// FusedNormSiLU, when not nil (training without checkpointing), says
+	// which layers are a GroupNorm run fused with the SiLU after it: the
+	// norm's output is never stored (gpu.SDFusedNormSiLU).
+	FusedNormSiLU func(i int) bool
 	// KeepAttention, when > 0 (checkpointing, FusedAttention), keeps the
 	// saved results of the fused layers with at least that many queries x
 	// keys from the first pass to their backward (selective
@@ -181,7 +185,29 @@ func Plan(j Job) (Estimate, error) {
 		// peak, what the backward adds on top of it, and the attention
 		// scores alive at the step's peak
 		sc.ckpt = j.Checkpoint
-		fwd, step, att := stepPeak(n, size, isTrain, sc)
+		stepSize := size
+		if j.FusedNormSiLU != nil && !j.Checkpoint {
+			// the fused norms' outputs are never stored
+			unstored := make([]bool, len(n.Values))
+			for i, l := range n.Layers {
+				unstored[l.Out] = unstored[l.Out] || j.FusedNormSiLU(i)
+			}
+			stepSize = func(v int) int64 {
+				if unstored[v] {
+					return 0
+				}
+				return size(v)
+			}
+			if saved := sc.saved; saved != nil {
+				sc.saved = func(v int) int64 {
+					if unstored[v] {
+						return 0
+					}
+					return saved(v)
+				}
+			}
+		}
+		fwd, step, att := stepPeak(n, stepSize, isTrain, sc)
 		e.Activations, e.Attention = fwd, att
 		e.ActivationGrads = step - att - fwd
 		if e.ActivationGrads < 0 {

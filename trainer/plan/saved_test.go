@@ -20,9 +20,10 @@ func TestSavedBytesPlainStep(t *testing.T) {
 		t.Fatal(err)
 	}
 	var direct func(int) bool
+	var fused func(int) bool
 	job := func(saved func(int) int, act int) float64 {
 		e, err := Plan(Job{Net: n, B: 1, T: 25, H: 64, W: 64, Train: true, WeightBytes: 2, ActBytes: act, FusedAttention: true,
-			OptimizerOnDevice: true, AttentionBudget: 4 << 28, SavedBytes: saved, SavedDirect: direct})
+			OptimizerOnDevice: true, AttentionBudget: 4 << 28, SavedBytes: saved, SavedDirect: direct, FusedNormSiLU: fused})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -35,7 +36,9 @@ func TestSavedBytesPlainStep(t *testing.T) {
 	whole, unpacked := job(nil, 4), job(sb, 4)
 	direct = sd
 	packed := job(sb, 4)
-	direct = nil
+	fused = gpu.SDFusedNormSiLU(n)
+	fusedPacked := job(sb, 4)
+	fused, direct = nil, nil
 	none := job(func(int) int { return 0 }, 4)
 	all := job(func(int) int { return 2 }, 4)
 	half := job(nil, 2)
@@ -48,6 +51,10 @@ func TestSavedBytesPlainStep(t *testing.T) {
 	}
 	if !(all < packed && all > half) {
 		t.Errorf("everything packed: %.2f GiB, want between %.2f and %.2f", all, half, packed)
+	}
+	t.Logf("with the fused GroupNorm+SiLU (norm outputs never stored): %.2f GiB", fusedPacked)
+	if !(fusedPacked < packed-1 && fusedPacked > packed-2.5) {
+		t.Errorf("fused norms: %.2f GiB, want 1-2.5 GiB under %.2f (their outputs: 2.0 GiB stored)", fusedPacked, packed)
 	}
 	if ck, _, err := gpu.SDSavedPacking(n, 1, 25, 64, 64, nil, gpu.BF16, true); err != nil || ck != nil {
 		t.Errorf("a checkpointed step packs saved values (%v)", err)
