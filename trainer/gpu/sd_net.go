@@ -3,6 +3,7 @@ package gpu
 import (
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"sort"
 	"time"
@@ -145,6 +146,9 @@ func NewSDNet(dev *cuda.Device, net *model.Net, p *model.Params, B, T, H, W int,
 		savedMin: o.SavedPackMin}
 	if s.savedMin == 0 {
 		s.savedMin = DefaultSDSavedPackMin
+		if os.Getenv("PIPELINE_SD_SAVED_PACK") == "0" { // comparisons: every saved value float32
+			s.savedMin = -1
+		}
 	}
 	if o.Checkpointing && o.Trainable != nil {
 		keep := o.CheckpointKeepAttention
