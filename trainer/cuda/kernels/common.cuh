@@ -53,3 +53,22 @@ __device__ float block_max(float v) {
     __syncthreads();
     return res;
 }
+
+// float32 <-> float16 / bfloat16 (bf16 != 0), round to nearest even (the PTX
+// cvt.rn conversions: overflow gives inf, as PyTorch's .half() does).
+__device__ __forceinline__ unsigned short half_from_f32(float x, int bf16) {
+    unsigned short h;
+    if (bf16) {
+        asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(x));
+    } else {
+        asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(x));
+    }
+    return h;
+}
+
+__device__ __forceinline__ float half_to_f32(unsigned short h, int bf16) {
+    if (bf16) return __int_as_float((int)(((unsigned int)h) << 16));
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+    return f;
+}

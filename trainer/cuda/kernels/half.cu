@@ -1,24 +1,8 @@
 // 16-bit operands of the half-precision convolutions (ops_conv_half.go):
 // float32 <-> float16 / bfloat16, round to nearest even (the PTX cvt.rn
 // conversions: overflow gives inf, as PyTorch's .half() does), optionally
-// transposing each frame between NCHW (float32) and NHWC (16-bit).
-
-__device__ __forceinline__ unsigned short half_from_f32(float x, int bf16) {
-    unsigned short h;
-    if (bf16) {
-        asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(x));
-    } else {
-        asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(x));
-    }
-    return h;
-}
-
-__device__ __forceinline__ float half_to_f32(unsigned short h, int bf16) {
-    if (bf16) return __int_as_float((int)(((unsigned int)h) << 16));
-    float f;
-    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
-    return f;
-}
+// transposing each frame between NCHW (float32) and NHWC (16-bit); the
+// conversions themselves are common.cuh's half_from_f32 / half_to_f32.
 
 // y (16-bit) = x, n values.
 extern "C" __global__ void half_from_f32_flat(unsigned short* y, const float* x, int n, int bf16) {

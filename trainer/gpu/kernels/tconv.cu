@@ -68,23 +68,6 @@ extern "C" __global__ void bias_emb_ncp(float* y, const float* bias, const float
 // bf16 selects bfloat16, else float16; rows of p values, p % 4 == 0 (four
 // float32 values in, four 16-bit values out per step).
 
-__device__ __forceinline__ unsigned short tc_half(float x, int bf16) {
-    unsigned short h;
-    if (bf16) {
-        asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(x));
-    } else {
-        asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(x));
-    }
-    return h;
-}
-
-__device__ __forceinline__ float tc_float(unsigned short h, int bf16) {
-    if (bf16) return __int_as_float((int)(((unsigned int)h) << 16));
-    float f;
-    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
-    return f;
-}
-
 // Four float32 values (16-byte aligned) and four 16-bit ones (8-byte aligned).
 struct alignas(16) tc_f4 {
     float x, y, z, w;
@@ -95,8 +78,8 @@ struct alignas(8) tc_h4 {
 
 __device__ __forceinline__ tc_h4 tc_half4(tc_f4 v, int bf16) {
     tc_h4 r;
-    r.lo = (unsigned int)tc_half(v.x, bf16) | ((unsigned int)tc_half(v.y, bf16) << 16);
-    r.hi = (unsigned int)tc_half(v.z, bf16) | ((unsigned int)tc_half(v.w, bf16) << 16);
+    r.lo = (unsigned int)half_from_f32(v.x, bf16) | ((unsigned int)half_from_f32(v.y, bf16) << 16);
+    r.hi = (unsigned int)half_from_f32(v.z, bf16) | ((unsigned int)half_from_f32(v.w, bf16) << 16);
     return r;
 }
 
@@ -169,9 +152,9 @@ extern "C" __global__ void tconv_wfwd_half(unsigned short* out, const float* w, 
             v = w[(kk * c + cc) * 3 + j];
         } else if (b && j == 1 && cc < c + 2) {
             v = b[kk];
-            if (cc == c + 1) v -= tc_float(tc_half(v, bf16), bf16);
+            if (cc == c + 1) v -= half_to_f32(half_from_f32(v, bf16), bf16);
         }
-        out[i] = tc_half(v, bf16);
+        out[i] = half_from_f32(v, bf16);
     }
 }
 
