@@ -226,14 +226,18 @@ func (o *AdamW) updateSpanFrom(h hyper, s span, grad []float32, scale float32, w
 	}
 	n := len(w)
 	g, m, v, w0, m0, v0 = g[:n], m[:n], v[:n], w0[:n], m0[:n], v0[:n]
-	if stage == nil {
-		for j := range n {
+	var st []float32
+	if stage != nil {
+		st = stage[s.lo:s.hi][:n]
+	}
+	k := updateFromVec(h.consts(d, scale), n, g, w0, m0, v0, w, m, v, st)
+	if st == nil {
+		for j := k; j < n; j++ {
 			w[j], m[j], v[j] = h.adamw(d, g[j]*scale, w0[j], m0[j], v0[j])
 		}
 		return
 	}
-	st := stage[s.lo:s.hi][:n]
-	for j := range n {
+	for j := k; j < n; j++ {
 		wj, mj, vj := h.adamw(d, g[j]*scale, w0[j], m0[j], v0[j])
 		w[j], m[j], v[j], st[j] = wj, mj, vj, wj
 	}
@@ -257,7 +261,7 @@ func (o *AdamW) speculateSpan(h hyper, s span, grad, stage, sw, sm, sv []float32
 	if stage != nil {
 		st = stage[s.lo:s.hi][:n]
 	}
-	for j := range n {
+	for j := speculateVec(h.consts(d, 1), n, g, w, m, v, sw, sm, sv, st); j < n; j++ {
 		w0, m0, v0 := w[j], m[j], v[j]
 		sw[j], sm[j], sv[j] = w0, m0, v0
 		wj, mj, vj := h.adamw(d, g[j], w0, m0, v0)
@@ -270,13 +274,15 @@ func (o *AdamW) speculateSpan(h hyper, s span, grad, stage, sw, sm, sv []float32
 
 // adamw is one element's update from gradient g (clipped already), weight
 // w0 and moments m0, v0 with weight decay factor d: the new weight and
-// moments. Every path (Step, Overlapped's) computes with it, so they agree
-// bit for bit.
+// moments. Every path (Step, Overlapped's) computes with it or with the
+// vector kernel (adamw_amd64.s, the same operations in the same order),
+// so they agree bit for bit. The conversions keep each product rounded
+// (the compiler may not fuse a multiply-add across one), as the kernel's.
 func (h hyper) adamw(d, g, w0, m0, v0 float32) (w, m, v float32) {
-	m = h.b1*m0 + (1-h.b1)*g
-	v = h.b2*v0 + (1-h.b2)*g*g
+	m = float32(h.b1*m0) + float32((1-h.b1)*g)
+	v = float32(h.b2*v0) + float32((1-h.b2)*g*g)
 	denom := float32(math.Sqrt(float64(v)))/h.sqrtC2 + h.eps
-	return w0*d - h.stepSize*m/denom, m, v
+	return float32(w0*d) - float32(h.stepSize*m)/denom, m, v
 }
 
 // SetSchedule replaces the learning-rate schedule (for a total step count
