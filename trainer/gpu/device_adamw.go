@@ -34,6 +34,9 @@ type adamTarget struct {
 	trainable       []*model.Param
 	weights, wgrads map[string]*cuda.Tensor
 	freed           func() // called by Free
+	// skipped, when not nil, reports that the last step's gradients were
+	// thrown away (an fp16 loss-scale overflow): Step takes no step.
+	skipped func() bool
 }
 
 // NewDeviceAdamW allocates zero moments for every trainable parameter of
@@ -102,8 +105,15 @@ func (o *DeviceAdamW) Bytes() int64 {
 	return n
 }
 
-// Step applies one update from the gradients of the step's last Run.
+// Step applies one update from the gradients of the step's last Run. After
+// a step the fp16 loss scale skipped (an overflow: its gradients are zero)
+// it changes nothing, as PyTorch's GradScaler skips optimizer.step: no
+// moment decay, no weight decay, the step count kept; the Stats then
+// report the last step taken.
 func (o *DeviceAdamW) Step() (optim.Stats, error) {
+	if o.s.skipped != nil && o.s.skipped() {
+		return optim.Stats{Step: o.step}, nil
+	}
 	c, err := o.chunkTable()
 	if err != nil {
 		return optim.Stats{}, err

@@ -65,15 +65,14 @@ func (s *SDNet) unscaleGrads() error {
 	if err := ls.alloc(s.dev); err != nil {
 		return err
 	}
-	if err := ls.flag.Fill(0); err != nil {
-		return err
-	}
-	inv := 1 / ls.scale
-	for _, q := range s.trainable {
-		g := s.wgrads[q.Name]
-		if err := s.k.launch("sd_unscale_check", s.k.gridFor(int64(g.Len())), cuda.PtrArg(g.Ptr()), cuda.Int64Arg(int64(g.Len())),
-			cuda.F32Arg(inv), cuda.PtrArg(ls.flag.Ptr())); err != nil {
+	if s.host == nil || !s.host.unscaled { // else each went over unscaled
+		if err := ls.flag.Fill(0); err != nil {
 			return err
+		}
+		for _, q := range s.trainable {
+			if err := s.unscaleGrad(q.Name); err != nil {
+				return err
+			}
 		}
 	}
 	bad := make([]float32, 1)
@@ -96,6 +95,14 @@ func (s *SDNet) unscaleGrads() error {
 		ls.clean = 0
 	}
 	return nil
+}
+
+// unscaleGrad divides trainable parameter name's gradient by the loss
+// scale on the device, raising the overflow flag if it holds an inf or NaN.
+func (s *SDNet) unscaleGrad(name string) error {
+	g := s.wgrads[name]
+	return s.k.launch("sd_unscale_check", s.k.gridFor(int64(g.Len())), cuda.PtrArg(g.Ptr()), cuda.Int64Arg(int64(g.Len())),
+		cuda.F32Arg(1/s.scale.scale), cuda.PtrArg(s.scale.flag.Ptr()))
 }
 
 func (ls *lossScale) free() {

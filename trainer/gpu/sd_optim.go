@@ -17,7 +17,8 @@ func NewSDDeviceAdamW(s *SDNet, cfg optim.Config, noDecay func(name string) bool
 	if s.host != nil {
 		return nil, errors.New("gpu: the SD executor already has a host optimizer")
 	}
-	return newDeviceAdamW(adamTarget{dev: s.dev, k: s.k, trainable: s.trainable, weights: s.weights, wgrads: s.wgrads}, cfg, noDecay)
+	return newDeviceAdamW(adamTarget{dev: s.dev, k: s.k, trainable: s.trainable, weights: s.weights, wgrads: s.wgrads,
+		skipped: func() bool { _, sk := s.LossScale(); return sk }}, cfg, noDecay)
 }
 
 // sdBucketFloats is the least gradient a bucket of SDHostAdamW holds
@@ -52,10 +53,16 @@ type SDHostAdamW struct {
 	evGrad       []*cuda.Event  // per bucket: its gradients are final (compute stream)
 	evCopied     []*cuda.Event  // per bucket: copied to the host (down stream)
 
-	// deferred: an fp16 step's gradients are final only after the loss
-	// scale's overflow check, a data-parallel step's after the ranks'
-	// all-reduce (sd_reduce.go): their buckets go over after the backward.
+	// deferred: a data-parallel step's gradients are final only after the
+	// ranks' all-reduce (sd_reduce.go): its buckets go over after the
+	// backward.
 	deferred bool
+	// unscaled: a single-GPU fp16 step; each bucket's gradients are
+	// divided by the loss scale and checked for overflow on the device
+	// just before they go over (send), so its update overlaps the
+	// backward pass as bf16's does; an overflow (known at the end) puts the
+	// speculated buckets' weights and moments back (finish).
+	unscaled bool
 	ov       *optim.Overlapped
 	work     chan int
 	done     chan error
@@ -222,7 +229,13 @@ func (h *SDHostAdamW) begin() error {
 	}
 	h.timing = t
 	h.ov = h.opt.BeginOverlapped()
-	h.deferred = h.s.scale.on || h.s.red != nil
+	h.deferred = h.s.red != nil
+	h.unscaled = h.s.scale.on && !h.deferred
+	if h.unscaled {
+		if err := h.s.scale.flag.Fill(0); err != nil {
+			return err
+		}
+	}
 	h.work, h.done = make(chan int, len(h.buckets)), make(chan error, 1)
 	go h.worker(h.ov, h.work, h.done)
 	return h.ready(len(h.s.p.net.Layers))
@@ -239,6 +252,13 @@ func (h *SDHostAdamW) ready(i int) error {
 // send queues bucket b's gradient copy after the work queued so far on
 // the device's stream and hands it to the worker.
 func (h *SDHostAdamW) send(b int) error {
+	if h.unscaled {
+		for _, j := range h.buckets[b] {
+			if err := h.s.unscaleGrad(h.s.trainable[j].Name); err != nil {
+				return err
+			}
+		}
+	}
 	if err := h.evGrad[b].Record(nil); err != nil {
 		return err
 	}
@@ -315,13 +335,10 @@ func (h *SDHostAdamW) all() []int {
 // finish completes the step after the backward pass: the last updates,
 // the norm, a clipped step redone, every upload done.
 func (h *SDHostAdamW) finish() error {
+	if _, skipped := h.s.LossScale(); skipped { // an fp16 overflow: no update
+		return h.skip()
+	}
 	if h.deferred {
-		if _, skipped := h.s.LossScale(); skipped { // an fp16 overflow: no update
-			close(h.work)
-			err := <-h.done
-			h.ov, h.stats, h.stepErr = nil, optim.Stats{Step: h.opt.StepCount()}, nil
-			return err
-		}
 		for b := range h.buckets {
 			if err := h.send(b); err != nil {
 				h.abort(true)
@@ -380,6 +397,28 @@ func (h *SDHostAdamW) finish() error {
 	t0 = time.Now()
 	err = h.up.Sync()
 	h.timing.LastUpload = time.Since(t0)
+	h.timing.GCs = numGC() - h.timing.GCs
+	return err
+}
+
+// skip gives up a step the loss scale skipped (an fp16 overflow): the
+// buckets updated during the backward pass get their weights and moments
+// back, on the host and on the device, and the step is not taken.
+func (h *SDHostAdamW) skip() error {
+	close(h.work)
+	err := <-h.done
+	speculated := h.unscaled && h.timing.Deferred < len(h.buckets) // else none went over
+	h.timing.Buckets = len(h.buckets)
+	h.ov.Abort(h.hostG)
+	h.ov, h.stats, h.stepErr = nil, optim.Stats{Step: h.opt.StepCount()}, nil
+	if err == nil && speculated {
+		// the speculative uploads are done before their staging is reused
+		if err = h.up.Sync(); err == nil {
+			if err = h.upload(h.all()); err == nil {
+				err = h.up.Sync()
+			}
+		}
+	}
 	h.timing.GCs = numGC() - h.timing.GCs
 	return err
 }
