@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -51,13 +52,13 @@ func TestSDStepModesBench(t *testing.T) {
 	temporal := func(q model.ParamSpec) bool { return q.Temporal }
 	type mode struct {
 		prec Precision
-		ck   string // plain (16-bit saved values in the half precisions), plain-f32, plain-all; ckpt (the default: 16-bit boundaries, kept attention); ckpt-f32, ckpt-nokeep
+		ck   string // plain (16-bit saved values in the half precisions), plain-f32, plain-all; ckpt (the default: 16-bit boundaries, kept attention); ckpt-f32, ckpt-nokeep, ckpt-keepN (attention of >= 2^N queries x keys kept)
 		opt  string // device; host (as train_sd: SetOverlapForward), host noclip, host nonext (the update after the norm ends the step)
 		prof bool   // profiled (a mode named with "+prof")
 	}
 	var modes []mode
 	for _, prec := range []Precision{TF32, BF16, FP16} {
-		for _, ck := range []string{"plain", "plain-f32", "plain-all", "ckpt", "ckpt-f32", "ckpt-nokeep"} {
+		for _, ck := range []string{"plain", "plain-f32", "plain-all", "ckpt", "ckpt-f32", "ckpt-nokeep", "ckpt-keep20", "ckpt-keep16", "ckpt-keep0"} {
 			if !prec.Half() && ck != "plain" && ck != "ckpt" {
 				continue
 			}
@@ -106,6 +107,9 @@ func TestSDStepModesBench(t *testing.T) {
 			o.CheckpointFloat32, o.CheckpointKeepAttention = true, -1
 		case "ckpt-nokeep":
 			o.CheckpointKeepAttention = -1
+		case "ckpt-keep20", "ckpt-keep16", "ckpt-keep0": // the attentions of at least 2^N queries x keys kept (the plan column assumes the default)
+			n, _ := strconv.Atoi(strings.TrimPrefix(m.ck, "ckpt-keep"))
+			o.CheckpointKeepAttention = 1 << n
 		}
 		s, err := NewSDNet(dev, net, p, B, T, H, W, o)
 		if err != nil {
