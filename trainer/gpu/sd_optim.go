@@ -412,15 +412,22 @@ func (h *SDHostAdamW) skip() error {
 	h.ov.Abort(h.hostG)
 	h.ov, h.stats, h.stepErr = nil, optim.Stats{Step: h.opt.StepCount()}, nil
 	if err == nil && speculated {
-		// the speculative uploads are done before their staging is reused
-		if err = h.up.Sync(); err == nil {
-			if err = h.upload(h.all()); err == nil {
-				err = h.up.Sync()
-			}
-		}
+		err = h.reuploadAll()
 	}
 	h.timing.GCs = numGC() - h.timing.GCs
 	return err
+}
+
+// reuploadAll uploads every trainable weight's host value again, once the
+// uploads queued before are done (their staging is reused).
+func (h *SDHostAdamW) reuploadAll() error {
+	if err := h.up.Sync(); err != nil {
+		return err
+	}
+	if err := h.upload(h.all()); err != nil {
+		return err
+	}
+	return h.up.Sync()
 }
 
 // abort gives up a failed step: the host values restored (a step whose
@@ -435,11 +442,7 @@ func (h *SDHostAdamW) abort(running bool) {
 	}
 	h.ov.Abort(h.hostG)
 	h.ov = nil
-	if h.up.Sync() == nil { // the staging is not read any more
-		if h.upload(h.all()) == nil {
-			h.up.Sync()
-		}
-	}
+	h.reuploadAll()
 	h.stepErr = errors.New("gpu: the training step failed before its update")
 }
 

@@ -35,6 +35,43 @@ import (
 //   - the device weights equal the host copies, frozen weights stay bit-identical,
 //     the host optimizer puts no byte on the device, and steps after the
 //     first make no cuMemAlloc call.
+//
+// attachOptimizer returns an optim.AdamW over s's trainable values (biases
+// and norms without weight decay) and, by mode, attaches it to s as an
+// SDHostAdamW ("overlapped host", "overlapped host, next forward": the
+// update after the norm behind the next forward) or attaches a DeviceAdamW
+// of the same config ("device"; returned); "plain host" modes attach
+// nothing.
+func attachOptimizer(t *testing.T, s *SDNet, cfg optim.Config, mode string) (*optim.AdamW, *DeviceAdamW) {
+	t.Helper()
+	var ops []*optim.Param
+	noDecay := map[string]bool{}
+	for _, q := range s.Trainable() {
+		ops = append(ops, &optim.Param{Name: q.Name, Shape: q.Shape, Data: q.Data, NoDecay: len(q.Shape) == 1})
+		noDecay[q.Name] = len(q.Shape) == 1
+	}
+	host, err := optim.New(cfg, ops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dev *DeviceAdamW
+	switch mode {
+	case "overlapped host", "overlapped host, next forward":
+		h, err := NewSDHostAdamW(s, host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := h.SetOverlapForward(mode != "overlapped host"); err != nil {
+			t.Fatal(err)
+		}
+	case "device":
+		if dev, err = NewSDDeviceAdamW(s, cfg, func(name string) bool { return noDecay[name] }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return host, dev
+}
+
 func TestSDOptimizerInStep(t *testing.T) {
 	t.Setenv("PIPELINE_CUDNN_DETERMINISTIC", "1") // read when the device opens
 	d := sdDevice(t, false)
@@ -55,33 +92,10 @@ func TestSDOptimizerInStep(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var ops []*optim.Param
-			for _, q := range s.Trainable() {
-				ops = append(ops, &optim.Param{Name: q.Name, Shape: q.Shape, Data: q.Data, NoDecay: len(q.Shape) == 1})
-			}
-			host, err := optim.New(cfg, ops)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var dev *DeviceAdamW
 			before := d.MemStats().InUse
-			switch mode {
-			case "overlapped host", "overlapped host, next forward":
-				h, err := NewSDHostAdamW(s, host)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := h.SetOverlapForward(mode != "overlapped host"); err != nil {
-					t.Fatal(err)
-				}
-				if after := d.MemStats().InUse; after != before {
-					t.Errorf("the host optimizer took %d device bytes", after-before)
-				}
-			case "device":
-				noDecay := func(name string) bool { return len(u.Params.Get(name).Shape) == 1 }
-				if dev, err = NewSDDeviceAdamW(s, cfg, noDecay); err != nil {
-					t.Fatal(err)
-				}
+			host, dev := attachOptimizer(t, s, cfg, mode)
+			if after := d.MemStats().InUse; s.host != nil && after != before {
+				t.Errorf("the host optimizer took %d device bytes", after-before)
 			}
 			var ops0 int64
 			clipped := 0
@@ -236,29 +250,7 @@ func TestSDOptimizerFP16Overflow(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var ops []*optim.Param
-			for _, q := range s.Trainable() {
-				ops = append(ops, &optim.Param{Name: q.Name, Shape: q.Shape, Data: q.Data, NoDecay: len(q.Shape) == 1})
-			}
-			host, err := optim.New(cfg, ops)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var dev *DeviceAdamW
-			switch mode {
-			case "overlapped host", "overlapped host, next forward":
-				h, err := NewSDHostAdamW(s, host)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := h.SetOverlapForward(mode != "overlapped host"); err != nil {
-					t.Fatal(err)
-				}
-			case "device":
-				if dev, err = NewSDDeviceAdamW(s, cfg, func(name string) bool { return len(u.Params.Get(name).Shape) == 1 }); err != nil {
-					t.Fatal(err)
-				}
-			}
+			host, dev := attachOptimizer(t, s, cfg, mode)
 			snapshot := func() []float32 {
 				var all []float32
 				for _, q := range s.Trainable() {

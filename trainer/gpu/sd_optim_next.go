@@ -107,9 +107,7 @@ func (h *SDHostAdamW) completeLater(ov *optim.Overlapped) {
 			// the norm is known: the step is carried through and every
 			// weight uploaded again
 			ov.Abort(h.hostG)
-			if h.up.Sync() == nil && h.upload(h.all()) == nil {
-				h.up.Sync()
-			}
+			h.reuploadAll()
 			close(nf.failed)
 			for b++; b >= 0; b-- {
 				close(nf.ready[b])
